@@ -1,0 +1,89 @@
+"""Assemble and run the service: pool, migrations, HTTP, consumer loop, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from consumer.errors import retrying
+from consumer.health import Health
+from consumer.http import HttpServer
+from consumer.migrate import apply_migrations
+from consumer.service import ConsumerService
+from consumer.settings import Settings
+from consumer.store import Store
+
+log = logging.getLogger(__name__)
+
+
+async def open_store(settings: Settings, stopping: asyncio.Event, migrate: bool) -> Store:
+    """The pool, once PostgreSQL answers, with the migrations applied."""
+    async for attempt in retrying(settings, "db_connect", stopping):
+        with attempt:
+            store = await Store.open(settings)
+    if migrate:
+        async for attempt in retrying(settings, "migrate", stopping):
+            with attempt:
+                async with store.pool.acquire() as conn:
+                    await apply_migrations(conn)
+    return store
+
+
+def stop_on_signals(stopping: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stopping``."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+
+async def run_service(
+    settings: Settings, *, migrate: bool = True, stopping: asyncio.Event | None = None
+) -> int:
+    """Run until ``stopping`` is set (by default: SIGTERM or SIGINT); finish the batch in
+    hand; return the exit code."""
+    if stopping is None:
+        stopping = asyncio.Event()
+        stop_on_signals(stopping)
+
+    health = Health()
+    http = HttpServer(health, settings.http_host, settings.http_port)
+    await http.start()
+    store = service = None
+    try:
+        store = await open_store(settings, stopping, migrate)
+        health.db_up(True)
+        http.store = store
+        service = await ConsumerService.start(settings, store, health)
+        log.info(
+            "consuming",
+            extra={
+                "topic": settings.kafka_topic,
+                "group": settings.kafka_group_id,
+                "http_port": http.port,
+            },
+        )
+        running = asyncio.create_task(service.run())
+        stop_requested = asyncio.create_task(stopping.wait())
+        await asyncio.wait({running, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        service.stop()
+        stop_requested.cancel()
+        try:
+            await asyncio.wait_for(running, settings.shutdown_timeout_seconds)
+        except TimeoutError:
+            log.error(
+                "the batch in hand did not finish in time; it will be redone by the next owner"
+            )
+        log.info("stopping")
+        return 0
+    except Exception:
+        if stopping.is_set():
+            return 0  # asked to stop while still connecting
+        log.exception("the consumer stopped on an unexpected error")
+        return 1
+    finally:
+        if service is not None:
+            await service.close()
+        if store is not None:
+            await store.close()
+        await http.stop()

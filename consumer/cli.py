@@ -1,0 +1,101 @@
+"""The console script: parse, configure, call. No business logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from consumer.logs import configure_logging
+from consumer.settings import Settings
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value exits 2 with one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        variable = "_".join(str(part) for part in first["loc"]).upper() or "configuration"
+        print(f"user-events-consumer: invalid {variable}: {first['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from consumer.app import run_service
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return asyncio.run(run_service(settings, migrate=not args.no_migrate))
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from consumer.app import open_store
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+
+    async def migrate() -> None:
+        store = await open_store(settings, asyncio.Event(), migrate=True)
+        await store.close()
+
+    asyncio.run(migrate())
+    return 0
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from consumer.dev import run_dev
+
+    settings = load_settings()
+    configure_logging(settings.log_level if args.verbose else "WARNING")
+    return asyncio.run(run_dev(Path(args.data_dir), args.rate))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="user-events-consumer",
+        description="Consume CloudEvents user events from Kafka into PostgreSQL, exactly once.",
+        epilog="Configuration comes from the environment; see the README.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the consumer service",
+        description="Run the consumer until SIGTERM or SIGINT; applies migrations first.",
+    )
+    run.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    run.set_defaults(handler=_cmd_run)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="create or upgrade the tables",
+        description="Apply the shipped SQL migrations that are missing, under an advisory lock.",
+    )
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    dev = commands.add_parser(
+        "dev",
+        help="run everything locally on embedded servers with demo events",
+        description="Start an embedded Kafka-compatible broker and PostgreSQL, the consumer, "
+        "and a publisher of demo events (valid, duplicate and poison). Ctrl-C stops.",
+    )
+    dev.add_argument("--data-dir", default=".dev", help="where PostgreSQL keeps its data")
+    dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")
+    dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
+    dev.set_defaults(handler=_cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""`user-events-consumer dev`: the whole pipeline on embedded servers, with demo traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from pathlib import Path
+
+import asyncpg
+
+from consumer import metrics
+from consumer.app import run_service, stop_on_signals
+from consumer.demo import demo_messages
+from consumer.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
+from consumer.kafka import ensure_topics, start_producer
+from consumer.settings import Settings
+
+
+def _port_or_free(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+async def _publish(settings: Settings, rate: float, stopping: asyncio.Event) -> None:
+    producer = await start_producer(settings)
+    try:
+        for key, value, headers in demo_messages(random.Random(7)):
+            if stopping.is_set():
+                return
+            await producer.send(settings.kafka_topic, value=value, key=key, headers=headers)
+            await asyncio.sleep(1 / rate)
+    finally:
+        await producer.stop()
+
+
+async def _report(settings: Settings, stopping: asyncio.Event) -> None:
+    dsn = settings.database_url.get_secret_value()
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), 5)
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            conn = await asyncpg.connect(dsn)
+            try:
+                users = await conn.fetchval("SELECT count(*) FROM users WHERE status = 'active'")
+                events = await conn.fetchval("SELECT count(*) FROM user_events")
+            finally:
+                await conn.close()
+            dead = sum(
+                s.value
+                for m in metrics.DEAD_LETTERS.collect()
+                for s in m.samples
+                if s.name.endswith("_total")
+            )
+            print(
+                f"[dev] active users={users} logged events={events} dead letters={int(dead)}",
+                flush=True,
+            )
+
+
+async def run_dev(data_dir: Path, rate: float) -> int:
+    """Start embedded PostgreSQL and broker, the consumer and a demo publisher; Ctrl-C stops."""
+    postgres = EmbeddedPostgres(data_dir / "postgres", port=_port_or_free(55432))
+    broker = EmbeddedBroker(port=_port_or_free(19092), log_path=data_dir / "broker.log")
+    postgres.start()
+    broker.start()
+    try:
+        settings = Settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            database_url=postgres.url,
+            http_port=_port_or_free(8080),
+            http_host="127.0.0.1",
+        )
+        await ensure_topics(settings, {settings.kafka_topic: 6, settings.kafka_dlq_topic: 1})
+        print(
+            f"[dev] PostgreSQL: {postgres.url}\n"
+            f"[dev] Kafka:      {broker.bootstrap_servers} (topics {settings.kafka_topic}, "
+            f"{settings.kafka_dlq_topic})\n"
+            f"[dev] Metrics:    http://127.0.0.1:{settings.http_port}/metrics "
+            f"(also /healthz, /readyz)\n"
+            f"[dev] Try:        psql {postgres.url} -c 'SELECT * FROM users LIMIT 5'\n"
+            "[dev] Ctrl-C stops everything.",
+            flush=True,
+        )
+        stopping = asyncio.Event()
+        stop_on_signals(stopping)
+        service = asyncio.create_task(run_service(settings, stopping=stopping))
+        helpers = [
+            asyncio.create_task(_publish(settings, rate, stopping)),
+            asyncio.create_task(_report(settings, stopping)),
+        ]
+        code = await service
+        stopping.set()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        return code
+    finally:
+        broker.stop()
+        postgres.stop()
+        print("[dev] stopped.", flush=True)

@@ -1,0 +1,83 @@
+"""Which failures are transient (retry, never dead-letter) and the retry policies for them.
+
+Decided from exception types (asyncpg's SQLSTATE classes, aiokafka's error classes),
+never from message text. Poison records are not exceptions here: they are
+``Rejection`` values handed to the dead-letter stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from consumer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_DB = (
+    asyncpg.PostgresConnectionError,  # class 08: connection failures
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, out of memory
+    asyncpg.OperatorInterventionError,  # class 57: admin shutdown, cannot connect now
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that go away by themselves: retry, do not commit, do not dead-letter."""
+    if isinstance(exc, _TRANSIENT_DB):
+        return True
+    if isinstance(exc, KafkaError):
+        return True  # a dead letter that cannot be written means: do not move on
+    # Connection refused / reset, DNS, timeouts waiting for the pool or the network.
+    return isinstance(exc, OSError | asyncio.TimeoutError)
+
+
+def retrying(
+    settings: Settings,
+    operation: str,
+    stop_event: asyncio.Event,
+    on_retry: Callable[[str, BaseException], None] | None = None,
+) -> AsyncRetrying:
+    """Retry transient failures of ``operation`` with capped, jittered exponential backoff,
+    until they succeed or the service is stopping."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        assert exc is not None
+        log.warning(
+            "transient failure, retrying",
+            extra={
+                "operation": operation,
+                "error": type(exc).__name__,
+                "attempt": state.attempt_number,
+                "sleep_seconds": round(state.upcoming_sleep, 3),
+            },
+        )
+        if on_retry is not None:
+            on_retry(operation, exc)
+
+    kwargs: dict[str, Any] = {
+        "retry": retry_if_exception(is_transient),
+        "wait": wait_exponential_jitter(
+            multiplier=settings.retry_initial_seconds, max=settings.retry_max_seconds
+        ),
+        "stop": stop_when_event_set(stop_event),  # type: ignore[arg-type]
+        "before_sleep": before_sleep,
+        "reraise": True,
+    }
+    return AsyncRetrying(**kwargs)

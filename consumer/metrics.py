@@ -1,0 +1,51 @@
+"""Every metric the service exports, defined once with its help text. Names are a contract."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "user_events_messages",
+    "Records handled, by topic and outcome (applied, duplicate, stale, dead_lettered).",
+    ["topic", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "user_events_dead_letters",
+    "Records sent to the dead-letter topic, by reason.",
+    ["reason"],
+)
+BATCH_SIZE = Histogram(
+    "user_events_batch_size",
+    "Records in a fetched batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000),
+)
+BATCH_DURATION = Histogram(
+    "user_events_batch_duration_seconds",
+    "Seconds from a batch's fetch to its offsets committed.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENT_AGE = Histogram(
+    "user_events_event_age_seconds",
+    "Seconds from an event's time to the commit of its effects.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+CONSUMER_LAG = Gauge(
+    "user_events_consumer_lag",
+    "Records between the committed position and the high watermark.",
+    ["topic", "partition"],
+)
+RETRIES = Counter(
+    "user_events_retries",
+    "Retries of transient failures, by operation.",
+    ["operation"],
+)
+REBALANCES = Counter("user_events_rebalances", "Partition assignments received.")
+PARTITIONS_PAUSED = Gauge("user_events_partitions_paused", "Partitions paused by the consumer.")
+LAST_COMMIT = Gauge(
+    "user_events_last_commit_timestamp_seconds", "Unix time of the last committed batch."
+)
+DB_POOL_CONNECTIONS = Gauge(
+    "user_events_db_pool_connections", "Connections of the database pool, by state.", ["state"]
+)
+DB_UP = Gauge("user_events_db_up", "1 when PostgreSQL answers, else 0.")
+KAFKA_UP = Gauge("user_events_kafka_up", "1 when the broker answers, else 0.")

@@ -1,0 +1,226 @@
+"""What an event does to a user: dedupe, last-writer-wins per field, tombstones. Pure.
+
+A user is three last-writer-wins registers: ``status``, ``email`` and ``name``. Each
+remembers the version of the event that last wrote it, and an event writes a register
+only when it is newer than that version. An event that writes no register is
+``stale``. Because each register keeps the maximum version it has seen, the final
+state does not depend on the order in which events arrive: replaying any range, any
+number of times, converges. A delete is a tombstone: it erases email and name, and an
+older event never brings the user back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from consumer.decode import AnyUserEvent
+from consumer.records import KafkaRecord, Outcome, Reason, Rejection
+from schemas.models import UserCreated, UserDeleted, UserUpdated
+
+Status = Literal["active", "deleted"]
+EventKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Where an event stands in its user's history."""
+
+    sequence: int | None
+    time: datetime
+    source: str
+    event_id: str
+
+    @classmethod
+    def of(cls, event: AnyUserEvent) -> Version:
+        return cls(event.sequence, event.time, event.source, event.id)
+
+    def is_newer_than(self, other: Version) -> bool:
+        """By ``sequence`` when both have one, else by ``time``; ties by the event key."""
+        if self.sequence is not None and other.sequence is not None:
+            if self.sequence != other.sequence:
+                return self.sequence > other.sequence
+        elif self.time != other.time:
+            return self.time > other.time
+        return (self.source, self.event_id) > (other.source, other.event_id)
+
+    def to_json(self) -> list[Any]:
+        return [self.sequence, self.time.isoformat(), self.source, self.event_id]
+
+    @classmethod
+    def from_json(cls, raw: Sequence[Any]) -> Version:
+        return cls(raw[0], datetime.fromisoformat(raw[1]), raw[2], raw[3])
+
+
+def _newest(a: Version, b: Version) -> Version:
+    return a if a.is_newer_than(b) else b
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """One row of ``users``, with the version of each register."""
+
+    user_id: str
+    status: Status
+    email: str | None
+    name: str | None
+    created_at: datetime
+    updated_at: datetime
+    status_version: Version
+    email_version: Version
+    name_version: Version
+
+    @property
+    def latest_version(self) -> Version:
+        return _newest(_newest(self.status_version, self.email_version), self.name_version)
+
+
+def apply_event(
+    state: UserState | None, event: AnyUserEvent
+) -> tuple[UserState | None, Outcome | Rejection]:
+    """The user's state after ``event``, and whether the event applied, was stale or is poison."""
+    version = Version.of(event)
+    if isinstance(event, UserDeleted):
+        return _apply_deleted(state, event, version)
+    if isinstance(event, UserCreated):
+        return _apply_created(state, event, version)
+    return _apply_updated(state, event, version)
+
+
+def _apply_created(
+    state: UserState | None, event: UserCreated, version: Version
+) -> tuple[UserState | None, Outcome | Rejection]:
+    email, name = event.data.email, event.data.name
+    if state is None:
+        return UserState(
+            event.subject, "active", email, name, event.time, event.time, version, version, version
+        ), Outcome.APPLIED
+    changes: dict[str, Any] = {}
+    if version.is_newer_than(state.status_version):
+        changes.update(status="active", status_version=version, created_at=event.time)
+    if version.is_newer_than(state.email_version):
+        changes.update(email=email, email_version=version)
+    if version.is_newer_than(state.name_version):
+        changes.update(name=name, name_version=version)
+    return _changed(state, changes, event.time)
+
+
+def _apply_updated(
+    state: UserState | None, event: UserUpdated, version: Version
+) -> tuple[UserState | None, Outcome | Rejection]:
+    if state is None:
+        return state, Rejection(
+            Reason.UNKNOWN_USER, "user.updated for a user that was never created"
+        )
+    if state.status == "deleted":
+        if version.is_newer_than(state.status_version):
+            return state, Rejection(Reason.UNKNOWN_USER, "user.updated for a deleted user")
+        return state, Outcome.STALE
+    changes: dict[str, Any] = {}
+    if event.data.email is not None and version.is_newer_than(state.email_version):
+        changes.update(email=event.data.email, email_version=version)
+    if event.data.name is not None and version.is_newer_than(state.name_version):
+        changes.update(name=event.data.name, name_version=version)
+    return _changed(state, changes, event.time)
+
+
+def _apply_deleted(
+    state: UserState | None, event: UserDeleted, version: Version
+) -> tuple[UserState | None, Outcome | Rejection]:
+    if state is None:
+        # A tombstone, so that an older user.created arriving later cannot create the user.
+        return UserState(
+            event.subject, "deleted", None, None, event.time, event.time, version, version, version
+        ), Outcome.APPLIED
+    if not version.is_newer_than(state.status_version):
+        return state, Outcome.STALE
+    changes = {
+        "status": "deleted",
+        "status_version": version,
+        "email": None,
+        "name": None,
+        "email_version": _newest(version, state.email_version),
+        "name_version": _newest(version, state.name_version),
+    }
+    return _changed(state, changes, event.time)
+
+
+def _changed(
+    state: UserState, changes: dict[str, Any], time: datetime
+) -> tuple[UserState, Outcome]:
+    if not changes:
+        return state, Outcome.STALE
+    changes["updated_at"] = max(state.updated_at, time)
+    return dataclasses.replace(state, **changes), Outcome.APPLIED
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What became of one accepted record in a batch."""
+
+    record: KafkaRecord
+    event: AnyUserEvent
+    result: Outcome | Rejection
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """The writes a batch needs: event-log rows, final user rows, and each record's verdict."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    users: dict[str, UserState] = field(default_factory=dict)
+
+    @property
+    def logged(self) -> list[Verdict]:
+        """Verdicts that go to the event log (applied or stale)."""
+        return [v for v in self.verdicts if v.result in (Outcome.APPLIED, Outcome.STALE)]
+
+    @property
+    def rejected(self) -> list[tuple[KafkaRecord, Rejection]]:
+        return [(v.record, v.result) for v in self.verdicts if isinstance(v.result, Rejection)]
+
+
+def plan_batch(
+    accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]],
+    states: Mapping[str, UserState],
+    logged_keys: Iterable[EventKey],
+    email_owners: Mapping[str, str],
+) -> BatchPlan:
+    """Decide every record of a batch, in order, against the state read under lock.
+
+    ``logged_keys`` are the (source, id) keys already in the event log; ``email_owners``
+    maps a lower-cased email to the active user holding it.
+    """
+    current = dict(states)
+    owners = dict(email_owners)
+    seen = set(logged_keys)
+    plan = BatchPlan()
+    for record, event in accepted:
+        key = (event.source, event.id)
+        if key in seen:
+            plan.verdicts.append(Verdict(record, event, Outcome.DUPLICATE))
+            continue
+        before = current.get(event.subject)
+        after, result = apply_event(before, event)
+        if result is Outcome.APPLIED and after is not None:
+            holder = owners.get(after.email.lower()) if after.email else None
+            if after.status == "active" and holder not in (None, after.user_id):
+                result = Rejection(Reason.CONFLICT, "email belongs to another active user")
+            else:
+                _move_email(owners, before, after)
+                current[after.user_id] = after
+                plan.users[after.user_id] = after
+        if not isinstance(result, Rejection):
+            seen.add(key)
+        plan.verdicts.append(Verdict(record, event, result))
+    return plan
+
+
+def _move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> None:
+    if before is not None and before.email and owners.get(before.email.lower()) == before.user_id:
+        del owners[before.email.lower()]
+    if after.status == "active" and after.email:
+        owners[after.email.lower()] = after.user_id

@@ -1,0 +1,66 @@
+"""What the pipeline passes between stages: a Kafka record and what became of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """One record as fetched, with its provenance; the value is kept byte for byte."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    @classmethod
+    def from_consumer_record(cls, message: Any) -> KafkaRecord:
+        return cls(
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            timestamp_ms=message.timestamp,
+            key=message.key,
+            value=message.value,
+            headers=tuple(message.headers or ()),
+        )
+
+    def where(self) -> dict[str, Any]:
+        """Log context naming this record (never its content)."""
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+class Reason(StrEnum):
+    """Why a record is poison: the ``dlq.reason`` header and the metric label."""
+
+    UNDECODABLE = "undecodable"
+    INVALID = "invalid"
+    UNKNOWN_TYPE = "unknown_type"
+    CONFLICT = "conflict"
+    UNKNOWN_USER = "unknown_user"
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A poison verdict: the reason and a short message free of the payload's personal data."""
+
+    reason: Reason
+    error: str
+
+
+class Outcome(StrEnum):
+    """What an accepted record did to the projection (the metric's ``outcome`` label)."""
+
+    APPLIED = "applied"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"

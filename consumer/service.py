@@ -1,0 +1,327 @@
+"""The consumer loop: fetch a batch, decode it, write it in one transaction, commit.
+
+    Kafka --getmany--> decode (pure) --> store.apply (one transaction, set-based)
+                          |                     |
+                          +---- poison ---> dead-letter topic (acknowledged)
+                                                |
+                          offsets saved in the same transaction --> commit --> Kafka commit
+
+Offsets live in PostgreSQL beside the effects they cover, and a partition is positioned
+from them when it is assigned, so a crash at any moment neither loses nor repeats an
+effect. The Kafka commit that follows is for tools and lag monitoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer import metrics
+from consumer.deadletter import DeadLetter, DeadLetterQueue
+from consumer.decode import AnyUserEvent, decode_all
+from consumer.errors import is_transient, retrying
+from consumer.health import Health
+from consumer.kafka import client_options, start_producer
+from consumer.ordering import BatchPlan
+from consumer.records import KafkaRecord, Outcome, Rejection
+from consumer.settings import Settings
+from consumer.store import Store, TopicPartitionKey
+
+log = logging.getLogger(__name__)
+
+
+def split_batch(
+    records: Sequence[KafkaRecord], max_bytes: int
+) -> tuple[list[tuple[KafkaRecord, AnyUserEvent]], list[DeadLetter], dict[TopicPartitionKey, int]]:
+    """Decode a fetched batch: valid events, poison records, and the next offset per partition."""
+    accepted: list[tuple[KafkaRecord, AnyUserEvent]] = []
+    poison: list[DeadLetter] = []
+    next_offsets: dict[TopicPartitionKey, int] = {}
+    for record, verdict in decode_all(records, max_bytes):
+        if isinstance(verdict, Rejection):
+            poison.append((record, verdict))
+        else:
+            accepted.append((record, verdict))
+        next_offsets[(record.topic, record.partition)] = record.offset + 1
+    return accepted, poison, next_offsets
+
+
+class ConsumerService:
+    """Runs the pipeline until ``stop()``; owns the consumer, the producer and the pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        consumer: AIOKafkaConsumer,
+        dead_letters: DeadLetterQueue,
+        health: Health,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.consumer = consumer
+        self.dead_letters = dead_letters
+        self.health = health
+        self._stopping = asyncio.Event()
+        # Held while a batch is in hand; a revocation waits for it, so the batch is
+        # finished and committed before its partitions move to another member.
+        self._batch_lock = asyncio.Lock()
+        self._unpositioned: set[TopicPartition] = set()
+        self._committed: dict[TopicPartition, int] = {}
+
+    @classmethod
+    async def start(cls, settings: Settings, store: Store, health: Health) -> ConsumerService:
+        """Connect to Kafka (retrying while it is unreachable) and subscribe."""
+        consumer = AIOKafkaConsumer(
+            **client_options(settings),
+            group_id=settings.kafka_group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
+            fetch_max_bytes=settings.kafka_fetch_max_bytes,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        )
+        stopping = asyncio.Event()
+        async for attempt in retrying(settings, "kafka_connect", stopping, _count_retry):
+            with attempt:
+                producer = await start_producer(settings, linger_ms=5)
+        async for attempt in retrying(settings, "kafka_connect", stopping, _count_retry):
+            with attempt:
+                await consumer.start()
+        health.kafka_up(True)
+        dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic, settings.kafka_group_id)
+        service = cls(settings, store, consumer, dead_letters, health)
+        consumer.subscribe([settings.kafka_topic], listener=_Rebalance(service))
+        return service
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """The loop. Returns after ``stop()``; raises on anything it cannot handle."""
+        stop_requested = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                await self._position_new_partitions()
+                fetched = await self._fetch(stop_requested)
+                self.health.beat()
+                if fetched:
+                    await self._handle(fetched, time.monotonic())
+                self._update_lag()
+        except Exception as exc:
+            if self._stopping.is_set() and is_transient(exc):
+                log.info("stopping during an outage; the batch in hand is not committed")
+                return
+            raise
+        finally:
+            stop_requested.cancel()
+
+    async def _fetch(
+        self, stop_requested: asyncio.Task[bool]
+    ) -> Mapping[TopicPartition, Sequence[object]]:
+        """The next batch, or nothing if the service is asked to stop first (``getmany``
+        waits as long as the group is rebalancing)."""
+        fetching = asyncio.ensure_future(
+            self.consumer.getmany(
+                timeout_ms=self.settings.kafka_fetch_timeout_ms,
+                max_records=self.settings.kafka_max_poll_records,
+            )
+        )
+        await asyncio.wait({fetching, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        if not fetching.done():
+            fetching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetching
+            return {}
+        fetched: Mapping[TopicPartition, Sequence[object]] = fetching.result()
+        return fetched
+
+    async def close(self) -> None:
+        """Leave the group and close every client; bounded by the shutdown timeout."""
+        timeout = self.settings.shutdown_timeout_seconds
+        for closing in (self.consumer.stop(), self.dead_letters.producer.stop()):
+            try:
+                await asyncio.wait_for(closing, timeout)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.warning(
+                    "a Kafka client did not close cleanly", extra={"error": type(exc).__name__}
+                )
+
+    async def _handle(
+        self, fetched: Mapping[TopicPartition, Sequence[object]], started: float
+    ) -> None:
+        async with self._batch_lock:
+            records = [
+                KafkaRecord.from_consumer_record(message)
+                for tp, messages in fetched.items()
+                if tp not in self._unpositioned and tp in self.consumer.assignment()
+                for message in messages
+            ]
+            if not records:
+                return
+            metrics.BATCH_SIZE.observe(len(records))
+            accepted, poison, next_offsets = split_batch(records, self.settings.max_message_bytes)
+            async for attempt in retrying(
+                self.settings, "write_batch", self._stopping, self._on_write_retry
+            ):
+                with attempt:
+                    plan, dead = await self._write(accepted, poison, next_offsets)
+            self.health.db_up(True)
+            self._resume_all()
+            await self._commit_to_kafka(next_offsets)
+            self._record_metrics(records, plan, dead, started)
+
+    async def _write(
+        self,
+        accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]],
+        poison: Sequence[DeadLetter],
+        next_offsets: Mapping[TopicPartitionKey, int],
+    ) -> tuple[BatchPlan, list[DeadLetter]]:
+        async with self.store.batch() as writer:
+            plan = await writer.apply(accepted)
+            dead = sorted([*poison, *plan.rejected], key=lambda d: (d[0].partition, d[0].offset))
+            # Acknowledged before the transaction commits the offsets past them: a dead
+            # letter that cannot be written rolls the batch back, to be retried.
+            await self.dead_letters.send_all(dead)
+            await writer.save_offsets(self.settings.kafka_group_id, next_offsets)
+        return plan, dead
+
+    def _on_write_retry(self, operation: str, exc: BaseException) -> None:
+        _count_retry(operation, exc)
+        self.health.beat()  # retrying through an outage is not being wedged
+        if not isinstance(exc, KafkaError):
+            self.health.db_up(False)
+        self._pause_all()
+
+    async def _commit_to_kafka(self, next_offsets: Mapping[TopicPartitionKey, int]) -> None:
+        offsets = {
+            TopicPartition(topic, partition): offset
+            for (topic, partition), offset in next_offsets.items()
+            if TopicPartition(topic, partition) in self.consumer.assignment()
+        }
+        self._committed.update(offsets)
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # PostgreSQL holds the offsets that count; this one only feeds tools and lag.
+            log.warning("Kafka offset commit failed", extra={"error": type(exc).__name__})
+
+    async def _position_new_partitions(self) -> None:
+        if not self._unpositioned:
+            return
+        async for attempt in retrying(self.settings, "load_offsets", self._stopping, _count_retry):
+            with attempt:
+                await self._position(self._unpositioned)
+
+    async def _position(self, partitions: set[TopicPartition]) -> None:
+        """Seek newly assigned partitions to the offsets stored with their effects."""
+        wanted = sorted(partitions & self.consumer.assignment())
+        stored = await self.store.load_offsets(
+            self.settings.kafka_group_id, [(tp.topic, tp.partition) for tp in wanted]
+        )
+        for tp in wanted:
+            # Explicitly, even without a stored offset: records fetched while this ran
+            # were dropped, and the position must go back before them.
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                offset = await self.consumer.committed(tp)
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+                self._committed[tp] = offset
+        self._unpositioned.difference_update(partitions)
+        self.consumer.resume(*wanted)
+        metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
+
+    def _pause_all(self) -> None:
+        self.consumer.pause(*self.consumer.assignment())
+        metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
+
+    def _resume_all(self) -> None:
+        if self.consumer.paused():
+            self.consumer.resume(*(set(self.consumer.paused()) - self._unpositioned))
+            metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
+
+    def _update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            committed = self._committed.get(tp)
+            if highwater is not None and committed is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - committed)
+                )
+
+    def _record_metrics(
+        self,
+        records: Sequence[KafkaRecord],
+        plan: BatchPlan,
+        dead: Sequence[DeadLetter],
+        started: float,
+    ) -> None:
+        topic = records[0].topic
+        outcomes = Counter(v.result for v in plan.verdicts if not isinstance(v.result, Rejection))
+        for outcome, count in outcomes.items():
+            metrics.MESSAGES.labels(topic, str(outcome)).inc(count)
+        if dead:
+            metrics.MESSAGES.labels(topic, str(Outcome.DEAD_LETTERED)).inc(len(dead))
+            for reason, count in Counter(r.reason for _, r in dead).items():
+                metrics.DEAD_LETTERS.labels(str(reason)).inc(count)
+        now = datetime.now(UTC)
+        for verdict in plan.logged:
+            metrics.EVENT_AGE.observe(max(0.0, (now - verdict.event.time).total_seconds()))
+        metrics.BATCH_DURATION.observe(time.monotonic() - started)
+        metrics.LAST_COMMIT.set(time.time())
+        log.debug(
+            "batch committed",
+            extra={
+                "records": len(records),
+                "dead_lettered": len(dead),
+                **{str(k): n for k, n in outcomes.items()},
+            },
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: ConsumerService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.service._batch_lock:
+            pass  # the batch in hand has finished and committed
+        for tp in revoked:
+            self.service._committed.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+        self.service._unpositioned.difference_update(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        metrics.REBALANCES.inc()
+        log.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
+        )
+        service = self.service
+        service._unpositioned |= set(assigned)
+        service.health.joined(True)
+        try:
+            await service._position(set(assigned))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The loop positions them once the database answers; until then they wait.
+            service.consumer.pause(*assigned)
+            log.warning("cannot read stored offsets yet", extra={"error": type(exc).__name__})
+
+
+def _count_retry(operation: str, exc: BaseException) -> None:
+    metrics.RETRIES.labels(operation).inc()

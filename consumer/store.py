@@ -1,0 +1,276 @@
+"""PostgreSQL through an asyncpg pool: batch writes in one transaction, and offsets.
+
+A batch is written with set-based statements (``unnest`` arrays): lock its users, read
+their state, decide in Python (``plan_batch``), then insert the event-log rows, upsert
+the user rows and store the next offsets, all in one transaction. A database-level
+error caused by one record (an email taken by a concurrent writer, a value PostgreSQL
+cannot store) rolls back to a savepoint and the batch is redone record by record, so
+that only that record is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from consumer.decode import AnyUserEvent, event_payload
+from consumer.ordering import BatchPlan, EventKey, UserState, Verdict, Version, plan_batch
+from consumer.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TopicPartitionKey = tuple[str, int]
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+# Advisory locks per user serialise writers of the same user (a replay beside the live
+# consumer, two owners during a rebalance), taken in key order so they cannot deadlock.
+_LOCK_USERS = """
+SELECT pg_advisory_xact_lock(k)
+FROM (SELECT DISTINCT hashtextextended(u, 0) AS k FROM unnest($1::text[]) AS u ORDER BY k) AS s
+"""
+_LOGGED_KEYS = """
+SELECT e.source, e.event_id
+FROM user_events AS e
+JOIN unnest($1::text[], $2::text[]) AS k(source, event_id) USING (source, event_id)
+"""
+_USERS = """
+SELECT user_id, email, name, status, created_at, updated_at, versions
+FROM users WHERE user_id = ANY($1::text[])
+"""
+_EMAIL_OWNERS = """
+SELECT lower(email) AS email, user_id FROM users
+WHERE status = 'active' AND lower(email) = ANY($1::text[])
+"""
+_INSERT_EVENTS = """
+INSERT INTO user_events (source, event_id, user_id, type, time, sequence,
+                         kafka_topic, kafka_partition, kafka_offset, payload, outcome)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                     $6::bigint[], $7::text[], $8::integer[], $9::bigint[], $10::text[]::jsonb[],
+                     $11::text[])
+ON CONFLICT (source, event_id) DO NOTHING
+"""
+_UPSERT_USERS = """
+INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                     $6::timestamptz[], $7::text[]::jsonb[])
+ON CONFLICT (user_id) DO UPDATE SET
+    email = EXCLUDED.email, name = EXCLUDED.name, status = EXCLUDED.status,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+    versions = EXCLUDED.versions
+"""
+_SAVE_OFFSETS = """
+INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+SELECT $1, * FROM unnest($2::text[], $3::integer[], $4::bigint[])
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET next_offset = EXCLUDED.next_offset, updated_at = now()
+"""
+_LOAD_OFFSETS = """
+SELECT topic, partition, next_offset FROM consumer_offsets
+WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::integer[]))
+"""
+
+
+def state_from_row(row: Mapping[str, Any] | asyncpg.Record) -> UserState:
+    """A ``users`` row -> the state ordering decisions compare against."""
+    versions = row["versions"]
+    if isinstance(versions, str):
+        versions = json.loads(versions)
+    return UserState(
+        user_id=row["user_id"],
+        status=row["status"],
+        email=row["email"],
+        name=row["name"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        status_version=Version.from_json(versions["status"]),
+        email_version=Version.from_json(versions["email"]),
+        name_version=Version.from_json(versions["name"]),
+    )
+
+
+def user_columns(users: Iterable[UserState]) -> list[list[Any]]:
+    """Column arrays for ``_UPSERT_USERS``."""
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for user in users:
+        versions = {
+            "status": user.status_version.to_json(),
+            "email": user.email_version.to_json(),
+            "name": user.name_version.to_json(),
+        }
+        row = (
+            user.user_id,
+            user.email,
+            user.name,
+            user.status,
+            user.created_at,
+            user.updated_at,
+            json.dumps(versions),
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def event_columns(verdicts: Iterable[Verdict]) -> list[list[Any]]:
+    """Column arrays for ``_INSERT_EVENTS``."""
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for verdict in verdicts:
+        record, event = verdict.record, verdict.event
+        row = (
+            event.source,
+            event.id,
+            event.subject,
+            event.type,
+            event.time,
+            event.sequence,
+            record.topic,
+            record.partition,
+            record.offset,
+            event_payload(record, event),
+            str(verdict.result),
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def emails_in(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
+    """Lower-cased emails a batch may claim, to read who holds them now."""
+    emails = {
+        event.data.email.lower()
+        for _, event in accepted
+        if event.type != "user.deleted" and event.data is not None and event.data.email
+    }
+    return sorted(emails)
+
+
+class Store:
+    """The service's database: a pool, batch transactions and stored offsets."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self._acquire_timeout = settings.db_pool_acquire_timeout_seconds
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Store:
+        pool = await asyncpg.create_pool(
+            settings.database_url.get_secret_value(),
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            timeout=settings.db_connect_timeout_seconds,
+            command_timeout=settings.db_command_timeout_seconds,
+        )
+        return cls(pool, settings)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> None:
+        async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
+            await conn.fetchval("SELECT 1")
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[BatchWriter]:
+        """One transaction: commits when the block ends normally, rolls back otherwise."""
+        async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
+            yield BatchWriter(conn)
+
+    async def load_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartitionKey]
+    ) -> dict[TopicPartitionKey, int]:
+        """The next offsets stored for these partitions (absent where none were)."""
+        async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
+            rows = await conn.fetch(
+                _LOAD_OFFSETS, group_id, [t for t, _ in partitions], [p for _, p in partitions]
+            )
+        return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+
+
+class BatchWriter:
+    """Writes inside one batch transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def apply(self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]) -> BatchPlan:
+        """Apply valid events; returns each record's verdict, poison ones included."""
+        if not accepted:
+            return BatchPlan()
+        try:
+            async with self.conn.transaction():
+                return await self._apply(accepted)
+        except (asyncpg.UniqueViolationError, asyncpg.DataError) as exc:
+            log.info(
+                "batch hit a record-level database error; redoing it record by record",
+                extra={"error": type(exc).__name__, "records": len(accepted)},
+            )
+            return await self._apply_one_by_one(accepted)
+
+    async def save_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+        if offsets:
+            keys = list(offsets)
+            await self.conn.execute(
+                _SAVE_OFFSETS,
+                group_id,
+                [t for t, _ in keys],
+                [p for _, p in keys],
+                [offsets[k] for k in keys],
+            )
+
+    async def _apply(self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]) -> BatchPlan:
+        conn = self.conn
+        await conn.execute(_LOCK_USERS, sorted({event.subject for _, event in accepted}))
+        logged = await conn.fetch(
+            _LOGGED_KEYS, [e.source for _, e in accepted], [e.id for _, e in accepted]
+        )
+        users = await conn.fetch(_USERS, list({event.subject for _, event in accepted}))
+        owners = await conn.fetch(_EMAIL_OWNERS, emails_in(accepted))
+        plan = plan_batch(
+            accepted,
+            states={row["user_id"]: state_from_row(row) for row in users},
+            logged_keys=[(row["source"], row["event_id"]) for row in logged],
+            email_owners={row["email"]: row["user_id"] for row in owners},
+        )
+        if logged_verdicts := plan.logged:
+            await conn.execute(_INSERT_EVENTS, *event_columns(logged_verdicts))
+        if plan.users:
+            await conn.execute(_UPSERT_USERS, *user_columns(plan.users.values()))
+        return plan
+
+    async def _apply_one_by_one(
+        self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]
+    ) -> BatchPlan:
+        merged = BatchPlan()
+        for record, event in accepted:
+            try:
+                async with self.conn.transaction():
+                    single = await self._apply([(record, event)])
+            except asyncpg.UniqueViolationError:
+                # The email was taken by a writer this batch could not see: a business
+                # outcome for this record, not a failure of the batch.
+                merged.verdicts.append(Verdict(record, event, _CONFLICT))
+                continue
+            except asyncpg.DataError as exc:
+                merged.verdicts.append(
+                    Verdict(
+                        record,
+                        event,
+                        Rejection(Reason.INVALID, f"not storable: {type(exc).__name__}"),
+                    )
+                )
+                continue
+            merged.verdicts.extend(single.verdicts)
+            merged.users.update(single.users)
+        return merged
+
+
+_CONFLICT = Rejection(Reason.CONFLICT, "email belongs to another active user")
+
+__all__ = ["BatchWriter", "EventKey", "Outcome", "Store", "TopicPartitionKey"]

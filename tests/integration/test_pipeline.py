@@ -1,0 +1,194 @@
+"""The end-to-end pipeline on the real broker and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas import binary_record, build_event, structured_record
+from tests.integration.support import (
+    count_logged,
+    eventually,
+    fetch,
+    headers_of,
+    new_settings,
+    publish,
+    read_topic,
+    running_service,
+    users_by_id,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def created(user: str, seq: int, email: str | None = None, **kw: object) -> dict[str, object]:
+    data = {"email": email or f"{user}@example.com", "name": f"Name {user}"}
+    return build_event("user.created", user, data, sequence=seq, time=T0 + timedelta(seconds=seq), **kw)  # type: ignore[arg-type]
+
+
+def updated(user: str, seq: int, **data: str) -> dict[str, object]:
+    return build_event("user.updated", user, data, sequence=seq, time=T0 + timedelta(seconds=seq))
+
+
+def deleted(user: str, seq: int) -> dict[str, object]:
+    return build_event("user.deleted", user, None, sequence=seq, time=T0 + timedelta(seconds=seq))
+
+
+async def test_events_in_both_cloudevents_modes_land_in_users_and_the_log(
+    bootstrap_servers: str, database: str
+) -> None:
+    settings = await new_settings(bootstrap_servers, database)
+    events = [created("u1", 1), updated("u1", 2, name="Ada"), created("u2", 1), deleted("u2", 2)]
+    messages = [structured_record(events[0]), binary_record(events[1]),
+                binary_record(events[2]), structured_record(events[3])]
+    async with running_service(settings):
+        await publish(bootstrap_servers, settings.kafka_topic, messages)
+        await eventually(lambda: _logged_is(database, 4))
+    users = users_by_id(await fetch(database, "SELECT * FROM users"))
+    assert users["u1"]["name"] == "Ada" and users["u1"]["email"] == "u1@example.com"
+    assert users["u1"]["status"] == "active"
+    assert users["u2"]["status"] == "deleted" and users["u2"]["email"] is None
+    log = await fetch(database, "SELECT * FROM user_events ORDER BY user_id, sequence")
+    assert [(r["user_id"], r["type"], r["outcome"]) for r in log] == [
+        ("u1", "user.created", "applied"), ("u1", "user.updated", "applied"),
+        ("u2", "user.created", "applied"), ("u2", "user.deleted", "applied"),
+    ]
+    assert all(r["kafka_topic"] == settings.kafka_topic for r in log)
+    assert json.loads(log[1]["payload"])["data"]["name"] == "Ada"
+
+
+async def test_a_redelivered_event_changes_nothing_and_is_logged_once(
+    bootstrap_servers: str, database: str
+) -> None:
+    settings = await new_settings(bootstrap_servers, database)
+    first = created("u1", 1)
+    rename = updated("u1", 2, name="Bea")
+    async with running_service(settings):
+        await publish(bootstrap_servers, settings.kafka_topic,
+                      [structured_record(first), structured_record(rename)], partition=0)
+        await eventually(lambda: _logged_is(database, 2))
+        # The same events again, in the other mode and on another partition.
+        await publish(bootstrap_servers, settings.kafka_topic,
+                      [binary_record(first), structured_record(rename), structured_record(first)],
+                      partition=1)
+        sentinel = created("u-sentinel", 1)
+        await publish(bootstrap_servers, settings.kafka_topic, [structured_record(sentinel)], partition=1)
+        await eventually(lambda: _logged_is(database, 3))
+    users = users_by_id(await fetch(database, "SELECT * FROM users"))
+    assert users["u1"]["name"] == "Bea"
+    assert await count_logged(database) == 3
+
+
+async def test_out_of_order_events_are_stale_and_never_resurrect_a_deleted_user(
+    bootstrap_servers: str, database: str
+) -> None:
+    settings = await new_settings(bootstrap_servers, database)
+    messages = [
+        structured_record(created("u1", 1)),
+        structured_record(updated("u1", 5, name="Newest")),
+        structured_record(updated("u1", 3, name="Older")),  # older than the state: stale
+        structured_record(deleted("u2", 9)),  # a delete before the create: a tombstone
+        structured_record(created("u2", 2)),  # older than the delete: stale
+    ]
+    async with running_service(settings):
+        await publish(bootstrap_servers, settings.kafka_topic, messages, partition=0)
+        await eventually(lambda: _logged_is(database, 5))
+    users = users_by_id(await fetch(database, "SELECT * FROM users"))
+    assert users["u1"]["name"] == "Newest"
+    assert users["u2"]["status"] == "deleted" and users["u2"]["email"] is None
+    outcomes = {
+        (r["user_id"], r["sequence"]): r["outcome"]
+        for r in await fetch(database, "SELECT user_id, sequence, outcome FROM user_events")
+    }
+    assert outcomes == {("u1", 1): "applied", ("u1", 5): "applied", ("u1", 3): "stale",
+                        ("u2", 9): "applied", ("u2", 2): "stale"}
+
+
+async def test_order_falls_back_to_time_without_a_sequence(bootstrap_servers: str, database: str) -> None:
+    settings = await new_settings(bootstrap_servers, database)
+    make = lambda name, secs: build_event(  # noqa: E731
+        "user.updated", "u1", {"name": name}, time=T0 + timedelta(seconds=secs)
+    )
+    messages = [structured_record(build_event("user.created", "u1", {"email": "a@example.com", "name": "A"}, time=T0)),
+                structured_record(make("Late", 20)), structured_record(make("Early", 10))]
+    async with running_service(settings):
+        await publish(bootstrap_servers, settings.kafka_topic, messages, partition=0)
+        await eventually(lambda: _logged_is(database, 3))
+    users = users_by_id(await fetch(database, "SELECT * FROM users"))
+    assert users["u1"]["name"] == "Late"
+
+
+POISON_CASES = {
+    "undecodable": (b"k", b"\xff\xfe not utf-8", [("trace", b"t-1")]),
+    "invalid": structured_record(created("u9", 1) | {"time": "yesterday"}),
+    "unknown_type": (b"u9", json.dumps(created("u9", 1) | {"type": "user.renamed"}).encode(), []),
+    "unknown_user": structured_record(updated("ghost", 2, name="Nobody")),
+    "too_large": (b"u9", json.dumps(created("u9", 1) | {"padding": "x" * 5000}).encode(), []),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(POISON_CASES))
+async def test_each_poison_reason_ends_in_the_dead_letter_topic_with_every_header(
+    bootstrap_servers: str, database: str, reason: str
+) -> None:
+    settings = await new_settings(bootstrap_servers, database, max_message_bytes=4096)
+    key, value, headers = POISON_CASES[reason]
+    async with running_service(settings):
+        await publish(bootstrap_servers, settings.kafka_topic, [(key, value, headers)], partition=1)
+        dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 1)
+    assert len(dead) == 1
+    letter = dead[0]
+    assert (letter.key, letter.value) == (key, value)
+    got = headers_of(letter)
+    assert list(letter.headers)[: len(headers)] == headers  # original headers first, unchanged
+    assert got["dlq.reason"] == reason.encode()
+    assert got["dlq.original.topic"] == settings.kafka_topic.encode()
+    assert got["dlq.original.partition"] == b"1"
+    assert got["dlq.original.offset"] == b"0"
+    assert int(got["dlq.original.timestamp"]) > 0
+    assert got["dlq.consumer.group"] == settings.kafka_group_id.encode()
+    assert datetime.fromisoformat(got["dlq.failed.at"].decode()).tzinfo is not None
+    assert got["dlq.error"] and b"@" not in got["dlq.error"]
+    assert await count_logged(database) == 0
+
+
+async def test_an_email_held_by_another_active_user_is_a_conflict(
+    bootstrap_servers: str, database: str
+) -> None:
+    settings = await new_settings(bootstrap_servers, database)
+    messages = [structured_record(created("u1", 1, email="shared@example.com")),
+                structured_record(created("u2", 1, email="SHARED@example.com")),
+                structured_record(created("u3", 1))]
+    async with running_service(settings):
+        await publish(bootstrap_servers, settings.kafka_topic, messages, partition=0)
+        dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 1)
+        await eventually(lambda: _logged_is(database, 2))
+    assert headers_of(dead[0])["dlq.reason"] == b"conflict"
+    assert b"shared" not in headers_of(dead[0])["dlq.error"]
+    users = users_by_id(await fetch(database, "SELECT * FROM users"))
+    assert set(users) == {"u1", "u3"}
+
+
+async def test_a_poison_record_inside_a_batch_does_not_block_the_rest(
+    bootstrap_servers: str, database: str
+) -> None:
+    settings = await new_settings(bootstrap_servers, database)
+    good = [structured_record(created(f"u{i}", 1)) for i in range(50)]
+    batch = [*good[:20], (b"x", b"{not json", []), *good[20:35],
+             structured_record(updated("ghost", 3, name="N")), *good[35:]]
+    await publish(bootstrap_servers, settings.kafka_topic, batch, partition=0)
+    async with running_service(settings):  # the whole backlog comes as one fetch
+        await eventually(lambda: _logged_is(database, 50))
+        dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 2)
+    assert sorted(int(headers_of(d)["dlq.original.offset"]) for d in dead) == [20, 36]
+    stored = await fetch(database, "SELECT next_offset FROM consumer_offsets")
+    assert [r["next_offset"] for r in stored] == [52]
+
+
+async def _logged_is(database: str, n: int) -> bool:
+    try:
+        return await count_logged(database) == n
+    except Exception:  # the tables may not exist until migrations ran
+        return False
