@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -76,6 +78,7 @@ class ConsumerService:
         self._batch_lock = asyncio.Lock()
         self._unpositioned: set[TopicPartition] = set()
         self._committed: dict[TopicPartition, int] = {}
+        self._batches_committed = 0
 
     @classmethod
     async def start(cls, settings: Settings, store: Store, health: Health) -> ConsumerService:
@@ -178,6 +181,9 @@ class ConsumerService:
                     plan, dead = await self._write(accepted, poison, next_offsets)
             self.health.db_up(True)
             self._resume_all()
+            self._batches_committed += 1
+            if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
+                os.kill(os.getpid(), signal.SIGKILL)
             await self._commit_to_kafka(next_offsets)
             self._record_metrics(records, plan, dead, started)
 

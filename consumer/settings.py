@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(10.0, gt=0)
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
 
+    failpoint_kill_after_db_commit: int = Field(
+        0,
+        ge=0,
+        description="Testing only: SIGKILL the process right after the Nth batch's database "
+        "commit, before its Kafka commit, to prove that a crash there loses and repeats nothing.",
+    )
+
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -13,6 +13,7 @@ from tests.integration.support import (
     eventually,
     fetch,
     headers_of,
+    logged_is,
     new_settings,
     publish,
     read_topic,
@@ -25,7 +26,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def created(user: str, seq: int, email: str | None = None, **kw: object) -> dict[str, object]:
     data = {"email": email or f"{user}@example.com", "name": f"Name {user}"}
-    return build_event("user.created", user, data, sequence=seq, time=T0 + timedelta(seconds=seq), **kw)  # type: ignore[arg-type]
+    return build_event(
+        "user.created", user, data, sequence=seq, time=T0 + timedelta(seconds=seq), **kw
+    )  # type: ignore[arg-type]
 
 
 def updated(user: str, seq: int, **data: str) -> dict[str, object]:
@@ -41,19 +44,25 @@ async def test_events_in_both_cloudevents_modes_land_in_users_and_the_log(
 ) -> None:
     settings = await new_settings(bootstrap_servers, database)
     events = [created("u1", 1), updated("u1", 2, name="Ada"), created("u2", 1), deleted("u2", 2)]
-    messages = [structured_record(events[0]), binary_record(events[1]),
-                binary_record(events[2]), structured_record(events[3])]
+    messages = [
+        structured_record(events[0]),
+        binary_record(events[1]),
+        binary_record(events[2]),
+        structured_record(events[3]),
+    ]
     async with running_service(settings):
         await publish(bootstrap_servers, settings.kafka_topic, messages)
-        await eventually(lambda: _logged_is(database, 4))
+        await eventually(lambda: logged_is(database, 4))
     users = users_by_id(await fetch(database, "SELECT * FROM users"))
     assert users["u1"]["name"] == "Ada" and users["u1"]["email"] == "u1@example.com"
     assert users["u1"]["status"] == "active"
     assert users["u2"]["status"] == "deleted" and users["u2"]["email"] is None
     log = await fetch(database, "SELECT * FROM user_events ORDER BY user_id, sequence")
     assert [(r["user_id"], r["type"], r["outcome"]) for r in log] == [
-        ("u1", "user.created", "applied"), ("u1", "user.updated", "applied"),
-        ("u2", "user.created", "applied"), ("u2", "user.deleted", "applied"),
+        ("u1", "user.created", "applied"),
+        ("u1", "user.updated", "applied"),
+        ("u2", "user.created", "applied"),
+        ("u2", "user.deleted", "applied"),
     ]
     assert all(r["kafka_topic"] == settings.kafka_topic for r in log)
     assert json.loads(log[1]["payload"])["data"]["name"] == "Ada"
@@ -66,16 +75,25 @@ async def test_a_redelivered_event_changes_nothing_and_is_logged_once(
     first = created("u1", 1)
     rename = updated("u1", 2, name="Bea")
     async with running_service(settings):
-        await publish(bootstrap_servers, settings.kafka_topic,
-                      [structured_record(first), structured_record(rename)], partition=0)
-        await eventually(lambda: _logged_is(database, 2))
+        await publish(
+            bootstrap_servers,
+            settings.kafka_topic,
+            [structured_record(first), structured_record(rename)],
+            partition=0,
+        )
+        await eventually(lambda: logged_is(database, 2))
         # The same events again, in the other mode and on another partition.
-        await publish(bootstrap_servers, settings.kafka_topic,
-                      [binary_record(first), structured_record(rename), structured_record(first)],
-                      partition=1)
+        await publish(
+            bootstrap_servers,
+            settings.kafka_topic,
+            [binary_record(first), structured_record(rename), structured_record(first)],
+            partition=1,
+        )
         sentinel = created("u-sentinel", 1)
-        await publish(bootstrap_servers, settings.kafka_topic, [structured_record(sentinel)], partition=1)
-        await eventually(lambda: _logged_is(database, 3))
+        await publish(
+            bootstrap_servers, settings.kafka_topic, [structured_record(sentinel)], partition=1
+        )
+        await eventually(lambda: logged_is(database, 3))
     users = users_by_id(await fetch(database, "SELECT * FROM users"))
     assert users["u1"]["name"] == "Bea"
     assert await count_logged(database) == 3
@@ -94,7 +112,7 @@ async def test_out_of_order_events_are_stale_and_never_resurrect_a_deleted_user(
     ]
     async with running_service(settings):
         await publish(bootstrap_servers, settings.kafka_topic, messages, partition=0)
-        await eventually(lambda: _logged_is(database, 5))
+        await eventually(lambda: logged_is(database, 5))
     users = users_by_id(await fetch(database, "SELECT * FROM users"))
     assert users["u1"]["name"] == "Newest"
     assert users["u2"]["status"] == "deleted" and users["u2"]["email"] is None
@@ -102,20 +120,32 @@ async def test_out_of_order_events_are_stale_and_never_resurrect_a_deleted_user(
         (r["user_id"], r["sequence"]): r["outcome"]
         for r in await fetch(database, "SELECT user_id, sequence, outcome FROM user_events")
     }
-    assert outcomes == {("u1", 1): "applied", ("u1", 5): "applied", ("u1", 3): "stale",
-                        ("u2", 9): "applied", ("u2", 2): "stale"}
+    assert outcomes == {
+        ("u1", 1): "applied",
+        ("u1", 5): "applied",
+        ("u1", 3): "stale",
+        ("u2", 9): "applied",
+        ("u2", 2): "stale",
+    }
 
 
-async def test_order_falls_back_to_time_without_a_sequence(bootstrap_servers: str, database: str) -> None:
+async def test_order_falls_back_to_time_without_a_sequence(
+    bootstrap_servers: str, database: str
+) -> None:
     settings = await new_settings(bootstrap_servers, database)
     make = lambda name, secs: build_event(  # noqa: E731
         "user.updated", "u1", {"name": name}, time=T0 + timedelta(seconds=secs)
     )
-    messages = [structured_record(build_event("user.created", "u1", {"email": "a@example.com", "name": "A"}, time=T0)),
-                structured_record(make("Late", 20)), structured_record(make("Early", 10))]
+    messages = [
+        structured_record(
+            build_event("user.created", "u1", {"email": "a@example.com", "name": "A"}, time=T0)
+        ),
+        structured_record(make("Late", 20)),
+        structured_record(make("Early", 10)),
+    ]
     async with running_service(settings):
         await publish(bootstrap_servers, settings.kafka_topic, messages, partition=0)
-        await eventually(lambda: _logged_is(database, 3))
+        await eventually(lambda: logged_is(database, 3))
     users = users_by_id(await fetch(database, "SELECT * FROM users"))
     assert users["u1"]["name"] == "Late"
 
@@ -158,13 +188,15 @@ async def test_an_email_held_by_another_active_user_is_a_conflict(
     bootstrap_servers: str, database: str
 ) -> None:
     settings = await new_settings(bootstrap_servers, database)
-    messages = [structured_record(created("u1", 1, email="shared@example.com")),
-                structured_record(created("u2", 1, email="SHARED@example.com")),
-                structured_record(created("u3", 1))]
+    messages = [
+        structured_record(created("u1", 1, email="shared@example.com")),
+        structured_record(created("u2", 1, email="SHARED@example.com")),
+        structured_record(created("u3", 1)),
+    ]
     async with running_service(settings):
         await publish(bootstrap_servers, settings.kafka_topic, messages, partition=0)
         dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 1)
-        await eventually(lambda: _logged_is(database, 2))
+        await eventually(lambda: logged_is(database, 2))
     assert headers_of(dead[0])["dlq.reason"] == b"conflict"
     assert b"shared" not in headers_of(dead[0])["dlq.error"]
     users = users_by_id(await fetch(database, "SELECT * FROM users"))
@@ -176,19 +208,17 @@ async def test_a_poison_record_inside_a_batch_does_not_block_the_rest(
 ) -> None:
     settings = await new_settings(bootstrap_servers, database)
     good = [structured_record(created(f"u{i}", 1)) for i in range(50)]
-    batch = [*good[:20], (b"x", b"{not json", []), *good[20:35],
-             structured_record(updated("ghost", 3, name="N")), *good[35:]]
+    batch = [
+        *good[:20],
+        (b"x", b"{not json", []),
+        *good[20:35],
+        structured_record(updated("ghost", 3, name="N")),
+        *good[35:],
+    ]
     await publish(bootstrap_servers, settings.kafka_topic, batch, partition=0)
     async with running_service(settings):  # the whole backlog comes as one fetch
-        await eventually(lambda: _logged_is(database, 50))
+        await eventually(lambda: logged_is(database, 50))
         dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 2)
     assert sorted(int(headers_of(d)["dlq.original.offset"]) for d in dead) == [20, 36]
     stored = await fetch(database, "SELECT next_offset FROM consumer_offsets")
     assert [r["next_offset"] for r in stored] == [52]
-
-
-async def _logged_is(database: str, n: int) -> bool:
-    try:
-        return await count_logged(database) == n
-    except Exception:  # the tables may not exist until migrations ran
-        return False
