@@ -1,0 +1,117 @@
+"""Reading offset ranges of a topic by partition assignment, for the operator tools.
+
+No consumer group is joined (``group_id=None``), so a tool never disturbs the live
+consumer's group, never commits, and starts in milliseconds. "Up to now" is the high
+watermark seen in fetch responses (``consumer.highwater``): some Kafka-compatible
+brokers answer ``ListOffsets(latest)`` wrongly for batched producers, fetch responses
+carry the right value everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from consumer.kafka import client_options
+from consumer.records import KafkaRecord
+from consumer.settings import Settings
+
+
+class ToolError(Exception):
+    """A problem the operator can fix (a bad argument, a missing topic): one line, exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRange:
+    """Offsets ``start`` (inclusive) to ``end`` (exclusive) of one partition."""
+
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return max(0, self.end - self.start)
+
+
+def assigned_consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+    """A consumer for manual assignment: no group, no commits."""
+    return AIOKafkaConsumer(
+        **client_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
+        fetch_max_bytes=settings.kafka_fetch_max_bytes,
+        **options,
+    )
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, in order; ``ToolError`` if the topic does not exist."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer.topics()  # refreshes the metadata
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise ToolError(f"topic {topic!r} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def high_watermarks(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], wait_seconds: float = 30.0
+) -> dict[TopicPartition, int]:
+    """The high watermark of each partition now, from fetch responses.
+
+    Assigns ``tps`` (replacing any assignment) and leaves their positions undefined:
+    seek before reading.
+    """
+    consumer.assign(list(tps))
+    await consumer.seek_to_beginning(*tps)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        await consumer.getmany(*tps, timeout_ms=100, max_records=1)
+        marks = {tp: consumer.highwater(tp) for tp in tps}
+        if all(mark is not None for mark in marks.values()):
+            return {tp: int(mark) for tp, mark in marks.items() if mark is not None}
+        if time.monotonic() > deadline:
+            raise ToolError("the broker did not report the high watermarks in time")
+
+
+async def read_ranges(
+    consumer: AIOKafkaConsumer,
+    ranges: Mapping[TopicPartition, OffsetRange],
+    max_records: int,
+    fetch_timeout_ms: int = 200,
+) -> AsyncIterator[list[KafkaRecord]]:
+    """Yield batches of the records in ``ranges``, in offset order per partition, then end.
+
+    A partition is done once its position reaches the end of its range (gaps left by
+    compaction or transaction markers included).
+    """
+    pending = {tp: r for tp, r in ranges.items() if r.size > 0}
+    if not pending:
+        return
+    consumer.assign(list(pending))
+    for tp, offsets in pending.items():
+        consumer.seek(tp, offsets.start)
+    while pending:
+        fetched = await consumer.getmany(
+            *pending, timeout_ms=fetch_timeout_ms, max_records=max_records
+        )
+        batch: list[KafkaRecord] = []
+        for tp, messages in fetched.items():
+            end = pending[tp].end if tp in pending else -1
+            batch.extend(
+                KafkaRecord.from_consumer_record(m) for m in messages if m.offset < end
+            )
+        for tp in list(pending):
+            position = await consumer.position(tp)
+            if position >= pending[tp].end:
+                consumer.pause(tp)
+                del pending[tp]
+        if batch:
+            yield batch
