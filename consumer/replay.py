@@ -506,7 +506,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
 
     async def main() -> ReplaySummary:
-        store = await Store.open(settings)
+        store = await open_tool_store(settings)
         try:
             return await replay(settings, store, request, interactive=None)
         finally:
@@ -518,6 +518,20 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return fail(str(exc))
     print(json.dumps(summary.to_json(), indent=2) if args.json else summary.render())
     return 0
+
+
+async def open_tool_store(settings: Settings) -> Store:
+    """The pool for a tool, with the shipped migrations applied (idempotent, locked)."""
+    from consumer.migrate import apply_migrations
+
+    store = await Store.open(settings)
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 def fail(message: str) -> int:
