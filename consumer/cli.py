@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")
     dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
     dev.set_defaults(handler=_cmd_dev)
+
+    from consumer import dlqtools, rebuild, replay
+
+    for tool in (replay, dlqtools, rebuild):
+        tool.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,247 @@
+"""``user-events-consumer rebuild``: recompute ``users`` from the ``user_events`` log.
+
+Without Kafka: the log holds every event that was applied or found stale, with its
+payload, in the order it was written. Folding it again through the projection
+(``plan_batch``, or a changed rule passed in) gives the users table that rule implies,
+so a changed projection rule can be applied to history. The whole rebuild is one
+transaction: the log is locked against appends (SHARE), users against writers
+(EXCLUSIVE: readers go on), the table is rewritten, and readers see the old rows or
+the new ones, never a mix. The live consumer waits for the lock, then goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.decode import AnyUserEvent, decode
+from consumer.ordering import BatchPlan, EventKey, UserState, plan_batch
+from consumer.records import KafkaRecord, Outcome, Rejection
+from consumer.replay import fail, open_tool_store
+from consumer.store import Store, state_from_row, user_columns
+
+log = logging.getLogger(__name__)
+
+Rule = Callable[
+    [Iterable[tuple[KafkaRecord, AnyUserEvent]], Mapping[str, UserState], Iterable[EventKey],
+     Mapping[str, str]],
+    BatchPlan,
+]
+
+_NO_LIMIT = 2**62
+
+
+# --- pure ---------------------------------------------------------------------
+
+
+def log_record(topic: str, partition: int, offset: int, payload: str) -> KafkaRecord:
+    """An event-log row as the record it came from (the payload is the structured event)."""
+    return KafkaRecord(topic, partition, offset, 0, None, payload.encode(), ())
+
+
+@dataclass(slots=True)
+class Projector:
+    """Folds the event log, chunk by chunk, into user states with a projection rule."""
+
+    rule: Rule = plan_batch
+    users: dict[str, UserState] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # lower(email) -> active user
+    outcomes: Counter[str] = field(default_factory=Counter)
+    read: int = 0
+
+    def feed(self, records: Sequence[KafkaRecord]) -> None:
+        accepted: list[tuple[KafkaRecord, AnyUserEvent]] = []
+        for record in records:
+            self.read += 1
+            event = decode(record, _NO_LIMIT)
+            if isinstance(event, Rejection):
+                self.outcomes[str(event.reason)] += 1
+            else:
+                accepted.append((record, event))
+        subjects = {event.subject for _, event in accepted}
+        emails = {
+            e.data.email.lower()
+            for _, e in accepted
+            if e.type != "user.deleted" and e.data is not None and e.data.email
+        }
+        plan = self.rule(
+            accepted,
+            {u: self.users[u] for u in subjects if u in self.users},
+            (),  # the log's keys are unique: nothing in it is a duplicate of another row
+            {m: self.owners[m] for m in emails if m in self.owners},
+        )
+        for verdict in plan.verdicts:
+            result = verdict.result
+            self.outcomes[str(result.reason if isinstance(result, Rejection) else result)] += 1
+        for user_id, after in plan.users.items():
+            before = self.users.get(user_id)
+            old = before.email.lower() if before is not None and before.email else None
+            if old is not None and self.owners.get(old) == user_id:
+                del self.owners[old]
+            if after.status == "active" and after.email:
+                self.owners[after.email.lower()] = user_id
+            self.users[user_id] = after
+
+
+def row_of(user: UserState) -> tuple[Any, ...]:
+    return (
+        user.status, user.email, user.name, user.created_at, user.updated_at,
+        user.status_version, user.email_version, user.name_version,
+    )
+
+
+def diff_users(
+    before: Mapping[str, UserState], after: Mapping[str, UserState]
+) -> dict[str, list[str]]:
+    """User ids added, removed and changed by the rebuild."""
+    return {
+        "added": sorted(set(after) - set(before)),
+        "removed": sorted(set(before) - set(after)),
+        "changed": sorted(
+            u for u in set(before) & set(after) if row_of(before[u]) != row_of(after[u])
+        ),
+    }
+
+
+@dataclass(slots=True)
+class RebuildReport:
+    dry_run: bool
+    events: int
+    users_before: int
+    users_after: int
+    diff: dict[str, list[str]]
+    outcomes: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "events": self.events,
+            "users_before": self.users_before,
+            "users_after": self.users_after,
+            "added": len(self.diff["added"]),
+            "removed": len(self.diff["removed"]),
+            "changed": len(self.diff["changed"]),
+            "outcomes": self.outcomes,
+        }
+
+    def render(self) -> str:
+        d = self.to_json()
+        verb = "would rebuild" if self.dry_run else "rebuilt"
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
+        return (
+            f"{verb} users from {d['events']} logged events ({outcomes or 'none'})\n"
+            f"users: {d['users_before']} before, {d['users_after']} after; "
+            f"added {d['added']}, removed {d['removed']}, changed {d['changed']}"
+        )
+
+
+# --- I/O ----------------------------------------------------------------------
+
+_EVENTS = """
+SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload
+FROM user_events ORDER BY recorded_at, kafka_topic, kafka_partition, kafka_offset
+"""
+_USERS = "SELECT user_id, email, name, status, created_at, updated_at, versions FROM users"
+_INSERT = """
+INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                     $6::timestamptz[], $7::text[]::jsonb[])
+"""
+
+
+async def rebuild(
+    store: Store, *, dry_run: bool = False, rule: Rule = plan_batch, chunk_size: int = 5000
+) -> RebuildReport:
+    """Recompute ``users`` from the log in one transaction (rolled back on a dry run)."""
+    projector = Projector(rule)
+    async with store.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            # The log first, then users: the order the live path writes them in.
+            await conn.execute("LOCK TABLE user_events IN SHARE MODE")
+            await conn.execute("LOCK TABLE users IN EXCLUSIVE MODE")
+            before = {row["user_id"]: state_from_row(row) for row in await conn.fetch(_USERS)}
+            chunk: list[KafkaRecord] = []
+            async for row in conn.cursor(_EVENTS, prefetch=chunk_size):
+                chunk.append(
+                    log_record(
+                        row["kafka_topic"], row["kafka_partition"], row["kafka_offset"],
+                        row["payload"],
+                    )
+                )
+                if len(chunk) >= chunk_size:
+                    projector.feed(chunk)
+                    chunk = []
+            if chunk:
+                projector.feed(chunk)
+            if not dry_run:
+                await conn.execute("DELETE FROM users")
+                if projector.users:
+                    await conn.execute(_INSERT, *user_columns(projector.users.values()))
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+    report = RebuildReport(
+        dry_run,
+        projector.read,
+        len(before),
+        len(projector.users),
+        diff_users(before, projector.users),
+        dict(projector.outcomes),
+    )
+    log.info("rebuild finished", extra=report.to_json())
+    return report
+
+
+# --- the command ----------------------------------------------------------------
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "rebuild",
+        help="recompute users from the event log",
+        description="Recompute the users table from user_events in one transaction, without "
+        "Kafka, so that a changed projection rule applies to history. Live writers wait "
+        "for it; readers see the old table until it commits.",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would change, write nothing"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=_cmd_rebuild)
+
+
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    from consumer.cli import load_settings
+    from consumer.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+
+    async def main() -> RebuildReport:
+        store = await open_tool_store(settings)
+        try:
+            return await rebuild(store, dry_run=args.dry_run)
+        finally:
+            await store.close()
+
+    try:
+        report = asyncio.run(main())
+    except OSError as exc:
+        return fail(f"cannot reach PostgreSQL: {type(exc).__name__}")
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
+    return 0
+
+
+__all__ = ["Outcome", "Projector", "RebuildReport", "add_parser", "rebuild"]
