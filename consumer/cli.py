@@ -89,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
     dev.set_defaults(handler=_cmd_dev)
 
-    from consumer import dlqtools, rebuild, replay
+    from consumer import bench, dlqtools, rebuild, replay
 
-    for tool in (replay, dlqtools, rebuild):
+    for tool in (replay, dlqtools, rebuild, bench):
         tool.add_parser(commands)
     return parser
 

@@ -208,8 +208,10 @@ class DlqSummary:
         )
         for label in ("oldest", "newest"):
             at = data[label]
-            lines.append(f"{label}:     {at['failed_at']} (partition {at['partition']}, "
-                         f"offset {at['offset']})")
+            lines.append(
+                f"{label}:     {at['failed_at']} (partition {at['partition']}, "
+                f"offset {at['offset']})"
+            )
         lines.append(f"last {len(data['last'])}:")
         for r in data["last"]:
             lines.append(f"  {r['partition']}:{r['offset']} at {r['timestamp']} key={r['key']}")
@@ -339,8 +341,11 @@ class RedriveReport:
         verb = "would redrive" if self.dry_run else "redrove"
         lines = [
             f"{verb} {d['redriven']} dead letters from {self.topic}"
-            + (f" ({', '.join(f'{k} {v}' for k, v in self.redriven.items())})" if d["redriven"]
-               else ""),
+            + (
+                f" ({', '.join(f'{k} {v}' for k, v in self.redriven.items())})"
+                if d["redriven"]
+                else ""
+            ),
             f"already handled by an earlier redrive: {self.already_handled}; "
             f"left out by the filters: {self.filtered_out}; refused: {len(self.refused)}",
         ]
@@ -411,9 +416,7 @@ async def redrive(settings: Settings, store: Store, request: RedriveRequest) -> 
         try:
             await _redrive_locked(settings, store, request, report)
         finally:
-            await lock_conn.execute(
-                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock_key
-            )
+            await lock_conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock_key)
     return report
 
 
@@ -465,13 +468,15 @@ async def _redrive_locked(
                         report.refused.append(
                             {"partition": where[0], "offset": where[1], "detail": decision.detail}
                         )
-                        rows.append((*where, "refused", reason, None, decision.count,
-                                     decision.detail))
+                        rows.append(
+                            (*where, "refused", reason, None, decision.count, decision.detail)
+                        )
                     else:
                         report.redriven[reason] += 1
                         report.redriven_to[decision.topic] += 1
-                        rows.append((*where, "redriven", reason, decision.topic, decision.count,
-                                     None))
+                        rows.append(
+                            (*where, "redriven", reason, decision.topic, decision.count, None)
+                        )
                         if producer is not None:
                             deliveries.append(
                                 await producer.send(

@@ -11,11 +11,10 @@ older event never brings the user back.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from consumer.decode import AnyUserEvent
 from consumer.records import KafkaRecord, Outcome, Reason, Rejection
@@ -25,8 +24,7 @@ Status = Literal["active", "deleted"]
 EventKey = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
+class Version(NamedTuple):
     """Where an event stands in its user's history."""
 
     sequence: int | None
@@ -59,8 +57,7 @@ def _newest(a: Version, b: Version) -> Version:
     return a if a.is_newer_than(b) else b
 
 
-@dataclass(frozen=True, slots=True)
-class UserState:
+class UserState(NamedTuple):
     """One row of ``users``, with the version of each register."""
 
     user_id: str
@@ -154,11 +151,10 @@ def _changed(
     if not changes:
         return state, Outcome.STALE
     changes["updated_at"] = max(state.updated_at, time)
-    return dataclasses.replace(state, **changes), Outcome.APPLIED
+    return state._replace(**changes), Outcome.APPLIED
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What became of one accepted record in a batch."""
 
     record: KafkaRecord

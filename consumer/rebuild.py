@@ -29,8 +29,12 @@ from consumer.store import Store, state_from_row, user_columns
 log = logging.getLogger(__name__)
 
 Rule = Callable[
-    [Iterable[tuple[KafkaRecord, AnyUserEvent]], Mapping[str, UserState], Iterable[EventKey],
-     Mapping[str, str]],
+    [
+        Iterable[tuple[KafkaRecord, AnyUserEvent]],
+        Mapping[str, UserState],
+        Iterable[EventKey],
+        Mapping[str, str],
+    ],
     BatchPlan,
 ]
 
@@ -91,8 +95,14 @@ class Projector:
 
 def row_of(user: UserState) -> tuple[Any, ...]:
     return (
-        user.status, user.email, user.name, user.created_at, user.updated_at,
-        user.status_version, user.email_version, user.name_version,
+        user.status,
+        user.email,
+        user.name,
+        user.created_at,
+        user.updated_at,
+        user.status_version,
+        user.email_version,
+        user.name_version,
     )
 
 
@@ -172,7 +182,9 @@ async def rebuild(
             async for row in conn.cursor(_EVENTS, prefetch=chunk_size):
                 chunk.append(
                     log_record(
-                        row["kafka_topic"], row["kafka_partition"], row["kafka_offset"],
+                        row["kafka_topic"],
+                        row["kafka_partition"],
+                        row["kafka_offset"],
                         row["payload"],
                     )
                 )

@@ -111,9 +111,7 @@ def time_lookup_answer(
     return min(offset, highwater)
 
 
-def first_offset_at_or_after(
-    records: Iterable[tuple[int, int]], target_ms: int
-) -> int | None:
+def first_offset_at_or_after(records: Iterable[tuple[int, int]], target_ms: int) -> int | None:
     """The first (offset, timestamp) at or after the target time, in offset order."""
     for offset, timestamp in records:
         if timestamp >= target_ms:
@@ -186,8 +184,7 @@ class ReplaySummary:
         for partition, s in sorted(self.partitions.items()):
             counts = (s.read, s.applied, s.duplicate, s.stale, s.dead_lettered)
             lines.append(
-                f"{partition:>9} {s.start:>10} {s.end:>10} "
-                + " ".join(f"{n:>13}" for n in counts)
+                f"{partition:>9} {s.start:>10} {s.end:>10} " + " ".join(f"{n:>13}" for n in counts)
             )
         t = self.total()
         counts = (t.read, t.applied, t.duplicate, t.stale, t.dead_lettered)
@@ -294,8 +291,7 @@ class BarProgress:
         self._bar.update(
             self._task,
             completed=t.read,
-            counts=f"applied {t.applied} dup {t.duplicate} stale {t.stale} "
-            f"dead {t.dead_lettered}",
+            counts=f"applied {t.applied} dup {t.duplicate} stale {t.stale} dead {t.dead_lettered}",
             rate=f"{task.speed or 0:,.0f}",
         )
 
@@ -480,8 +476,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--to",
         dest="end",
         default="now",
-        help="an RFC 3339 time (exclusive), or 'now': the high watermarks at the start "
-        "(default)",
+        help="an RFC 3339 time (exclusive), or 'now': the high watermarks at the start (default)",
     )
     parser.add_argument("--topic", help="the topic to replay (default: KAFKA_TOPIC)")
     parser.add_argument(

@@ -21,7 +21,9 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -56,6 +58,21 @@ def split_batch(
     return accepted, poison, next_offsets
 
 
+_DECODE_CHUNK = 500
+
+
+@dataclass
+class PreparedBatch:
+    """A fetched batch, decoded, waiting for its turn to be written."""
+
+    generation: int
+    started: float
+    records: list[KafkaRecord] = field(default_factory=list)
+    accepted: list[tuple[KafkaRecord, AnyUserEvent]] = field(default_factory=list)
+    poison: list[DeadLetter] = field(default_factory=list)
+    next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+
+
 class ConsumerService:
     """Runs the pipeline until ``stop()``; owns the consumer, the producer and the pool."""
 
@@ -79,6 +96,8 @@ class ConsumerService:
         self._unpositioned: set[TopicPartition] = set()
         self._committed: dict[TopicPartition, int] = {}
         self._batches_committed = 0
+        # Bumped on every revocation: a batch prepared before it is not written.
+        self._generation = 0
 
     @classmethod
     async def start(cls, settings: Settings, store: Store, health: Health) -> ConsumerService:
@@ -111,16 +130,28 @@ class ConsumerService:
         self._stopping.set()
 
     async def run(self) -> None:
-        """The loop. Returns after ``stop()``; raises on anything it cannot handle."""
+        """The loop. Returns after ``stop()``; raises on anything it cannot handle.
+
+        The next batch is fetched and decoded while the previous one is being written:
+        PostgreSQL works on its batch while this process decodes the next. Batches are
+        still written one after another, so per-partition order is kept.
+        """
         stop_requested = asyncio.create_task(self._stopping.wait())
+        writing: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
                 await self._position_new_partitions()
                 fetched = await self._fetch(stop_requested)
                 self.health.beat()
-                if fetched:
-                    await self._handle(fetched, time.monotonic())
+                batch = await self._prepare(fetched) if fetched else None
+                if writing is not None:
+                    await writing
+                    writing = None
+                if batch is not None and batch.generation == self._generation:
+                    writing = asyncio.create_task(self._write_batch(batch))
                 self._update_lag()
+            if writing is not None:
+                await writing  # the batch in hand is finished and committed
         except Exception as exc:
             if self._stopping.is_set() and is_transient(exc):
                 log.info("stopping during an outage; the batch in hand is not committed")
@@ -128,6 +159,8 @@ class ConsumerService:
             raise
         finally:
             stop_requested.cancel()
+            if writing is not None and not writing.done():
+                writing.cancel()
 
     async def _fetch(
         self, stop_requested: asyncio.Task[bool]
@@ -160,32 +193,52 @@ class ConsumerService:
                     "a Kafka client did not close cleanly", extra={"error": type(exc).__name__}
                 )
 
-    async def _handle(
-        self, fetched: Mapping[TopicPartition, Sequence[object]], started: float
-    ) -> None:
-        async with self._batch_lock:
+    async def _prepare(
+        self, fetched: Mapping[TopicPartition, Sequence[Any]]
+    ) -> PreparedBatch | None:
+        """Decode a fetched batch, yielding between chunks so the write in flight goes on."""
+        generation = self._generation
+        started = time.monotonic()
+        owned = self.consumer.assignment()
+        messages = [
+            message
+            for tp, partition_messages in fetched.items()
+            if tp not in self._unpositioned and tp in owned
+            for message in partition_messages
+        ]
+        if not messages:
+            return None
+        batch = PreparedBatch(generation, started)
+        for start in range(0, len(messages), _DECODE_CHUNK):
             records = [
-                KafkaRecord.from_consumer_record(message)
-                for tp, messages in fetched.items()
-                if tp not in self._unpositioned and tp in self.consumer.assignment()
-                for message in messages
+                KafkaRecord.from_consumer_record(m) for m in messages[start : start + _DECODE_CHUNK]
             ]
-            if not records:
-                return
-            metrics.BATCH_SIZE.observe(len(records))
             accepted, poison, next_offsets = split_batch(records, self.settings.max_message_bytes)
+            batch.records.extend(records)
+            batch.accepted.extend(accepted)
+            batch.poison.extend(poison)
+            batch.next_offsets.update(next_offsets)
+            await asyncio.sleep(0)
+        return batch
+
+    async def _write_batch(self, batch: PreparedBatch) -> None:
+        """Write one batch, retrying transient failures, then commit its offsets to Kafka."""
+        async with self._batch_lock:
+            if batch.generation != self._generation:
+                return  # its partitions were revoked meanwhile; their next owner redoes it
+            metrics.BATCH_SIZE.observe(len(batch.records))
             async for attempt in retrying(
                 self.settings, "write_batch", self._stopping, self._on_write_retry
             ):
                 with attempt:
-                    plan, dead = await self._write(accepted, poison, next_offsets)
+                    plan, dead = await self._write(batch.accepted, batch.poison, batch.next_offsets)
             self.health.db_up(True)
             self._resume_all()
             self._batches_committed += 1
             if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
                 os.kill(os.getpid(), signal.SIGKILL)
-            await self._commit_to_kafka(next_offsets)
-            self._record_metrics(records, plan, dead, started)
+            await self._commit_to_kafka(batch.next_offsets)
+            self._record_metrics(batch.records, plan, dead, batch.started)
 
     async def _write(
         self,
@@ -303,8 +356,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service._generation += 1
         async with self.service._batch_lock:
-            pass  # the batch in hand has finished and committed
+            pass  # the batch being written has finished and committed
         for tp in revoked:
             self.service._committed.pop(tp, None)
             with contextlib.suppress(KeyError):

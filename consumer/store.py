@@ -48,18 +48,30 @@ _EMAIL_OWNERS = """
 SELECT lower(email) AS email, user_id FROM users
 WHERE status = 'active' AND lower(email) = ANY($1::text[])
 """
-_INSERT_EVENTS = """
-INSERT INTO user_events (source, event_id, user_id, type, time, sequence,
-                         kafka_topic, kafka_partition, kafka_offset, payload, outcome)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::bigint[], $7::text[], $8::integer[], $9::bigint[], $10::text[]::jsonb[],
-                     $11::text[])
-ON CONFLICT (source, event_id) DO NOTHING
+_EVENT_COLUMNS = (
+    "source",
+    "event_id",
+    "user_id",
+    "type",
+    "time",
+    "sequence",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "payload",
+    "outcome",
+)
+_USER_COLUMNS = ("user_id", "email", "name", "status", "created_at", "updated_at", "versions")
+# Rows reach users through a per-connection staging table filled by COPY (the fast path
+# into PostgreSQL), then one set-based upsert that empties it as it goes.
+_CREATE_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS users_staging
+    (LIKE users INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
 """
-_UPSERT_USERS = """
+_UPSERT_STAGED_USERS = """
+WITH staged AS (DELETE FROM users_staging RETURNING *)
 INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::text[]::jsonb[])
+SELECT user_id, email, name, status, created_at, updated_at, versions FROM staged
 ON CONFLICT (user_id) DO UPDATE SET
     email = EXCLUDED.email, name = EXCLUDED.name, status = EXCLUDED.status,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
@@ -95,50 +107,52 @@ def state_from_row(row: Mapping[str, Any] | asyncpg.Record) -> UserState:
     )
 
 
-def user_columns(users: Iterable[UserState]) -> list[list[Any]]:
-    """Column arrays for ``_UPSERT_USERS``."""
-    columns: list[list[Any]] = [[] for _ in range(7)]
-    for user in users:
-        versions = {
-            "status": user.status_version.to_json(),
-            "email": user.email_version.to_json(),
-            "name": user.name_version.to_json(),
-        }
-        row = (
+def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
+    """Rows for ``users`` (in ``_USER_COLUMNS`` order)."""
+    return [
+        (
             user.user_id,
             user.email,
             user.name,
             user.status,
             user.created_at,
             user.updated_at,
-            json.dumps(versions),
+            json.dumps(
+                {
+                    "status": user.status_version.to_json(),
+                    "email": user.email_version.to_json(),
+                    "name": user.name_version.to_json(),
+                }
+            ),
         )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
+        for user in users
+    ]
 
 
-def event_columns(verdicts: Iterable[Verdict]) -> list[list[Any]]:
-    """Column arrays for ``_INSERT_EVENTS``."""
-    columns: list[list[Any]] = [[] for _ in range(11)]
-    for verdict in verdicts:
-        record, event = verdict.record, verdict.event
-        row = (
-            event.source,
-            event.id,
-            event.subject,
-            event.type,
-            event.time,
-            event.sequence,
-            record.topic,
-            record.partition,
-            record.offset,
-            event_payload(record, event),
-            str(verdict.result),
+def user_columns(users: Iterable[UserState]) -> list[list[Any]]:
+    """Column arrays of ``user_rows``, for ``unnest``-based statements."""
+    rows = user_rows(users)
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 7
+
+
+def event_rows(verdicts: Iterable[Verdict]) -> list[tuple[Any, ...]]:
+    """Rows for ``user_events`` (in ``_EVENT_COLUMNS`` order)."""
+    return [
+        (
+            v.event.source,
+            v.event.id,
+            v.event.subject,
+            v.event.type,
+            v.event.time,
+            v.event.sequence,
+            v.record.topic,
+            v.record.partition,
+            v.record.offset,
+            event_payload(v.record, v.event),
+            str(v.result),
         )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
+        for v in verdicts
+    ]
 
 
 def emails_in(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
@@ -239,9 +253,16 @@ class BatchWriter:
             email_owners={row["email"]: row["user_id"] for row in owners},
         )
         if logged_verdicts := plan.logged:
-            await conn.execute(_INSERT_EVENTS, *event_columns(logged_verdicts))
+            # No conflict is possible here: every key was checked under the users' locks.
+            await conn.copy_records_to_table(
+                "user_events", records=event_rows(logged_verdicts), columns=_EVENT_COLUMNS
+            )
         if plan.users:
-            await conn.execute(_UPSERT_USERS, *user_columns(plan.users.values()))
+            await conn.execute(_CREATE_STAGING)
+            await conn.copy_records_to_table(
+                "users_staging", records=user_rows(plan.users.values()), columns=_USER_COLUMNS
+            )
+            await conn.execute(_UPSERT_STAGED_USERS)
         return plan
 
     async def _apply_one_by_one(

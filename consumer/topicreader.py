@@ -105,9 +105,7 @@ async def read_ranges(
         batch: list[KafkaRecord] = []
         for tp, messages in fetched.items():
             end = pending[tp].end if tp in pending else -1
-            batch.extend(
-                KafkaRecord.from_consumer_record(m) for m in messages if m.offset < end
-            )
+            batch.extend(KafkaRecord.from_consumer_record(m) for m in messages if m.offset < end)
         for tp in list(pending):
             position = await consumer.position(tp)
             if position >= pending[tp].end:
