@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 Headers = tuple[tuple[str, bytes], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaRecord:
-    """One record as fetched, with its provenance; the value is kept byte for byte."""
+class KafkaRecord(NamedTuple):
+    """One record as fetched, with its provenance; the value is kept byte for byte.
+
+    A NamedTuple rather than a frozen dataclass: one is built per record on the hot path.
+    """
 
     topic: str
     partition: int
@@ -24,13 +26,13 @@ class KafkaRecord:
     @classmethod
     def from_consumer_record(cls, message: Any) -> KafkaRecord:
         return cls(
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            timestamp_ms=message.timestamp,
-            key=message.key,
-            value=message.value,
-            headers=tuple(message.headers or ()),
+            message.topic,
+            message.partition,
+            message.offset,
+            message.timestamp,
+            message.key,
+            message.value,
+            tuple(message.headers) if message.headers else (),
         )
 
     def where(self) -> dict[str, Any]:

@@ -94,6 +94,14 @@ def state_from_row(row: Mapping[str, Any] | asyncpg.Record) -> UserState:
     versions = row["versions"]
     if isinstance(versions, str):
         versions = json.loads(versions)
+    parsed: dict[tuple[Any, ...], Version] = {}  # the registers often share one version
+
+    def version(raw: list[Any]) -> Version:
+        key = tuple(raw)
+        if key not in parsed:
+            parsed[key] = Version.from_json(raw)
+        return parsed[key]
+
     return UserState(
         user_id=row["user_id"],
         status=row["status"],
@@ -101,14 +109,22 @@ def state_from_row(row: Mapping[str, Any] | asyncpg.Record) -> UserState:
         name=row["name"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        status_version=Version.from_json(versions["status"]),
-        email_version=Version.from_json(versions["email"]),
-        name_version=Version.from_json(versions["name"]),
+        status_version=version(versions["status"]),
+        email_version=version(versions["email"]),
+        name_version=version(versions["name"]),
     )
 
 
 def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
     """Rows for ``users`` (in ``_USER_COLUMNS`` order)."""
+    encoded: dict[int, list[Any]] = {}  # by identity: registers share Version objects
+
+    def as_json(version: Version) -> list[Any]:
+        found = encoded.get(id(version))
+        if found is None:
+            found = encoded[id(version)] = version.to_json()
+        return found
+
     return [
         (
             user.user_id,
@@ -119,9 +135,9 @@ def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
             user.updated_at,
             json.dumps(
                 {
-                    "status": user.status_version.to_json(),
-                    "email": user.email_version.to_json(),
-                    "name": user.name_version.to_json(),
+                    "status": as_json(user.status_version),
+                    "email": as_json(user.email_version),
+                    "name": as_json(user.name_version),
                 }
             ),
         )
