@@ -1,0 +1,45 @@
+"""The benchmark works end to end at a small N, and both drain paths agree (not a timed test)."""
+
+from __future__ import annotations
+
+import uuid
+
+from consumer.bench import (
+    drain_with_baseline,
+    drain_with_service,
+    new_database,
+    preload,
+    states_agree,
+)
+from consumer.settings import Settings
+from tests.integration.support import fetch
+
+
+async def test_service_and_baseline_drain_the_same_data_into_the_same_state(
+    bootstrap_servers: str, server_url: str
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap_servers,
+        kafka_topic=f"bench-{run_id}",
+        kafka_dlq_topic=f"bench-{run_id}.dlq",
+        kafka_group_id=f"bench-{run_id}",
+    )
+    ends = await preload(settings, total=1500, users=300)
+    assert sum(ends.values()) == 1500
+    service_db = await new_database(server_url, f"bench_s_{run_id}")
+    baseline_db = await new_database(server_url, f"bench_b_{run_id}")
+
+    service = await drain_with_service(settings, service_db, ends, 1500)
+    baseline = await drain_with_baseline(settings, baseline_db, ends, 1500)
+
+    assert service.events_per_second > 0 and baseline.events_per_second > 0
+    assert service.peak_rss_mb is not None and service.peak_rss_mb > 0
+    assert await states_agree(service_db, baseline_db)
+    outcomes = {
+        r["outcome"]: r["n"]
+        for r in await fetch(
+            service_db, "SELECT outcome, count(*) AS n FROM user_events GROUP BY 1"
+        )
+    }
+    assert outcomes.get("applied", 0) > 1000  # the mix is mostly applicable events

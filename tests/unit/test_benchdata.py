@@ -1,0 +1,52 @@
+"""The benchmark's data set and its histogram arithmetic, without I/O."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from consumer.bench import histogram_quantile
+from consumer.benchdata import bench_messages
+
+
+def test_the_mix_has_the_issues_proportions_and_is_reproducible() -> None:
+    messages = list(bench_messages(20_000, 5_000))
+    assert messages == list(bench_messages(20_000, 5_000))
+    kinds: Counter[str] = Counter()
+    seen: set[bytes] = set()
+    for _, value, _ in messages:
+        assert value is not None
+        try:
+            kind = json.loads(value)["type"]
+        except ValueError:
+            kind = "poison"
+        if kind not in ("user.created", "user.updated", "user.deleted"):
+            kinds["poison"] += 1
+        elif value in seen:
+            kinds["duplicate"] += 1
+        else:
+            seen.add(value)
+            kinds[kind] += 1
+    share = {kind: n / len(messages) for kind, n in kinds.items()}
+    assert share["user.created"] == pytest.approx(0.20, abs=0.02)
+    assert share["user.updated"] == pytest.approx(0.65, abs=0.02)
+    assert share["user.deleted"] == pytest.approx(0.05, abs=0.01)
+    assert share["duplicate"] == pytest.approx(0.07, abs=0.01)
+    assert share["poison"] == pytest.approx(0.03, abs=0.01)
+
+
+def test_histogram_quantile_interpolates_within_a_bucket_like_promql() -> None:
+    text = "\n".join(
+        [
+            'h_bucket{le="0.1"} 50.0',
+            'h_bucket{le="0.2"} 90.0',
+            'h_bucket{le="0.4"} 100.0',
+            'h_bucket{le="+Inf"} 100.0',
+        ]
+    )
+    assert histogram_quantile(text, "h", 0.5) == pytest.approx(0.1)
+    assert histogram_quantile(text, "h", 0.7) == pytest.approx(0.15)
+    assert histogram_quantile(text, "h", 0.95) == pytest.approx(0.3)
+    assert histogram_quantile("", "h", 0.5) is None
