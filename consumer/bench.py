@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from consumer.benchdata import bench_messages
 from consumer.deadletter import DeadLetterQueue
 from consumer.decode import decode
-from consumer.kafka import ensure_topics, start_producer
+from consumer.kafka import client_options, ensure_topics, start_producer
 from consumer.migrate import apply_migrations
 from consumer.ordering import Verdict, apply_event
 from consumer.records import KafkaRecord, Outcome, Reason, Rejection
@@ -112,7 +112,7 @@ async def preload(settings: Settings, total: int, users: int) -> dict[int, int]:
     """Publish the data set; returns the high watermark of each partition."""
     await ensure_topics(settings, {settings.kafka_topic: PARTITIONS, settings.kafka_dlq_topic: 1})
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         acks=1,
         linger_ms=20,
         max_batch_size=256 * 1024,
@@ -279,9 +279,7 @@ async def drain_with_baseline(
     pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
     producer = await start_producer(settings)
     dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic, "baseline")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     tps = [TopicPartition(settings.kafka_topic, p) for p in range(PARTITIONS)]
     consumer.assign(tps)
@@ -396,9 +394,7 @@ async def steady_load(
     await ensure_topics(settings, {settings.kafka_topic: PARTITIONS, settings.kafka_dlq_topic: 1})
     port = free_port()
     process = start_service(settings, database, port, KAFKA_FETCH_TIMEOUT_MS="50")
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks=1, linger_ms=2
-    )
+    producer = AIOKafkaProducer(**client_options(settings), acks=1, linger_ms=2)
     await producer.start()
     sent = 0
     try:

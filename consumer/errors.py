@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,10 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, KafkaError):
         return True  # a dead letter that cannot be written means: do not move on
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # An untrusted certificate or a wrong host name is a misconfiguration, not an
+        # outage: waiting does not fix it, so fail (and say so) instead of retrying forever.
+        return False
     # Connection refused / reset, DNS, timeouts waiting for the pool or the network.
     return isinstance(exc, OSError | asyncio.TimeoutError)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import UnknownError, UnsupportedVersionError
+from aiokafka.helpers import create_ssl_context
 
 from consumer.settings import Settings
 
@@ -15,11 +17,45 @@ log = logging.getLogger(__name__)
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every Kafka client of the service."""
-    return {
+    """Connection options shared by every Kafka client of the service: where, who, and how
+    securely (TLS and SASL, from ``KAFKA_SECURITY_PROTOCOL`` and the ``KAFKA_SSL_*`` and
+    ``KAFKA_SASL_*`` settings)."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "client_id": settings.kafka_client_id,
+        "security_protocol": protocol,
     }
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl_context(settings)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        assert settings.kafka_sasl_password is not None  # Settings validates the combination
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            # aiokafka takes the SCRAM credentials through its "plain" parameters too.
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
+        )
+    return options
+
+
+def _no_password() -> str:
+    return ""
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """A client TLS context: verifies the brokers against ``KAFKA_SSL_CA_FILE`` (the system's
+    CAs when unset), presents the client certificate if one is configured."""
+    key_password = settings.kafka_ssl_key_password
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=settings.kafka_ssl_ca_file,
+        certfile=settings.kafka_ssl_cert_file,
+        keyfile=settings.kafka_ssl_key_file,
+        # Without a password, an empty one: OpenSSL would otherwise prompt on the terminal.
+        password=key_password.get_secret_value() if key_password is not None else _no_password,
+    )
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    return context
 
 
 async def start_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:

@@ -2,16 +2,99 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+import ssl
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, FilePath, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+# Secrets that may also be read from a file named by ``<VARIABLE>_FILE``.
+FILE_SECRETS = ("database_url", "kafka_sasl_password", "kafka_ssl_key_password")
+_TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+class ConfigurationError(ValueError):
+    """A configuration that cannot be read (a ``*_FILE`` or ``SECRETS_DIR`` problem)."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """``DATABASE_URL_FILE=/run/secrets/db`` sets ``DATABASE_URL`` to that file's content
+    (without its trailing newline); setting both is an error."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {name.upper(): value for name, value in os.environ.items()}
+        values: dict[str, Any] = {}
+        for field in FILE_SECRETS:
+            variable = field.upper()
+            path = environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if environ.get(variable):
+                raise ConfigurationError(
+                    f"{variable}_FILE", f"set either {variable} or {variable}_FILE, not both"
+                )
+            try:
+                text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                raise ConfigurationError(
+                    f"{variable}_FILE", f"cannot read {path}: {reason}"
+                ) from None
+            if not text:
+                raise ConfigurationError(f"{variable}_FILE", f"{path} is empty")
+            values[field] = text
+        return values
+
+
+def _invalid(variable: str, message: str) -> PydanticCustomError:
+    """A validation error that names the variable to fix (``load_settings`` prints it)."""
+    return PydanticCustomError(
+        "configuration", "{message}", {"variable": variable, "message": message}
+    )
 
 
 class Settings(BaseSettings):
     """Configuration read from the environment (and nothing else reads the environment)."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: arguments, ``*_FILE`` variables, variables, files in ``SECRETS_DIR``
+        (one file per setting, named like the variable, as Docker and Kubernetes mount
+        secrets), defaults."""
+        sources = [init_settings, SecretFilesSource(settings_cls), env_settings]
+        secrets_dir = os.environ.get("SECRETS_DIR")
+        if secrets_dir:
+            if not Path(secrets_dir).is_dir():
+                raise ConfigurationError("SECRETS_DIR", f"{secrets_dir} is not a directory")
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+        return tuple(sources)
 
     kafka_bootstrap_servers: str = Field("localhost:9092", min_length=1)
     kafka_topic: str = Field("user-events", min_length=1)
@@ -28,6 +111,18 @@ class Settings(BaseSettings):
     kafka_fetch_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
     kafka_max_poll_interval_ms: int = Field(300_000, ge=1000)
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = Field(None, min_length=1)
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: FilePath | None = Field(
+        None, description="CA bundle to verify the brokers; the system's CAs when unset."
+    )
+    kafka_ssl_cert_file: FilePath | None = Field(None, description="Client certificate (PEM).")
+    kafka_ssl_key_file: FilePath | None = Field(None, description="Client private key (PEM).")
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
 
     database_url: SecretStr = SecretStr("postgresql://postgres@localhost:5432/postgres")
     db_pool_min_size: int = Field(1, ge=0, le=100)
@@ -51,3 +146,62 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        """Settings that the chosen protocol would ignore are errors, not silent surprises."""
+        protocol = self.kafka_security_protocol
+        where = f"KAFKA_SECURITY_PROTOCOL is {protocol}"
+        if protocol in _SASL_PROTOCOLS:
+            if self.kafka_sasl_mechanism is None:
+                raise _invalid("KAFKA_SASL_MECHANISM", f"required when {where}")
+            if not self.kafka_sasl_username:
+                raise _invalid("KAFKA_SASL_USERNAME", f"required when {where}")
+            if self.kafka_sasl_password is None or not self.kafka_sasl_password.get_secret_value():
+                raise _invalid("KAFKA_SASL_PASSWORD", f"required when {where}")
+        else:
+            for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+                if getattr(self, name) is not None:
+                    raise _invalid(name.upper(), f"set, but {where}, which does not use SASL")
+        if protocol not in _TLS_PROTOCOLS:
+            for name in (
+                "kafka_ssl_ca_file",
+                "kafka_ssl_cert_file",
+                "kafka_ssl_key_file",
+                "kafka_ssl_key_password",
+            ):
+                if getattr(self, name) is not None:
+                    raise _invalid(name.upper(), f"set, but {where}, which does not use TLS")
+        if self.kafka_ssl_cert_file is not None and self.kafka_ssl_key_file is None:
+            raise _invalid("KAFKA_SSL_KEY_FILE", "required with KAFKA_SSL_CERT_FILE")
+        if self.kafka_ssl_key_file is not None and self.kafka_ssl_cert_file is None:
+            raise _invalid("KAFKA_SSL_CERT_FILE", "required with KAFKA_SSL_KEY_FILE")
+        if self.kafka_ssl_key_password is not None and self.kafka_ssl_key_file is None:
+            raise _invalid("KAFKA_SSL_KEY_FILE", "required with KAFKA_SSL_KEY_PASSWORD")
+        if protocol in _TLS_PROTOCOLS:
+            self._check_tls_files()
+        return self
+
+    def _check_tls_files(self) -> None:
+        """Load the CA, certificate and key now, so that a wrong file or key password is a
+        startup error naming the variable rather than a connection failure retried forever."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.kafka_ssl_ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=self.kafka_ssl_ca_file)
+            except ssl.SSLError:
+                raise _invalid("KAFKA_SSL_CA_FILE", "not a PEM certificate bundle") from None
+        if self.kafka_ssl_cert_file is not None:
+            password = self.kafka_ssl_key_password
+            try:
+                context.load_cert_chain(
+                    self.kafka_ssl_cert_file,
+                    self.kafka_ssl_key_file,
+                    password.get_secret_value() if password is not None else lambda: "",
+                )
+            except ssl.SSLError:
+                raise _invalid(
+                    "KAFKA_SSL_KEY_FILE",
+                    "cannot load the client certificate with this key: not PEM, not the "
+                    "certificate's key, or encrypted without the right KAFKA_SSL_KEY_PASSWORD",
+                ) from None
