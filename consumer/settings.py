@@ -7,7 +7,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, SecretStr, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     )
     kafka_max_poll_records: int = Field(5000, ge=1, le=100_000)
     kafka_fetch_timeout_ms: int = Field(500, ge=1, le=60_000)
+    kafka_fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=60_000,
+        description="How long the broker may hold a fetch for more data. Kafka answers as "
+        "soon as data is there; some compatible brokers hold it this long regardless, "
+        "which becomes latency.",
+    )
     kafka_max_partition_fetch_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     kafka_fetch_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
@@ -146,6 +154,11 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check_kafka_security(self) -> Settings:
