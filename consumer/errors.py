@@ -35,7 +35,15 @@ _TRANSIENT_DB = (
     asyncpg.DeadlockDetectedError,
     asyncpg.InterfaceError,  # the connection was closed under us
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    # A pooled connection whose backend was terminated mid-protocol, handed out before
+    # asyncpg noticed it was lost; the pool drops it on release.
+    asyncpg.InternalClientError,
 )
+
+
+class DatabaseUnreachable(ConnectionError):
+    """Opening a connection to PostgreSQL failed, whatever the server answered (not
+    accepting connections, too many, shutting down, ...): always transient."""
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -141,14 +141,20 @@ class ConsumerService:
         try:
             while not self._stopping.is_set():
                 await self._position_new_partitions()
+                # Taken before the fetch, which can span a whole rebalance (getmany waits
+                # for it): what it returns then belongs to the generation before it.
+                generation = self._generation
                 fetched = await self._fetch(stop_requested)
                 self.health.beat()
-                batch = await self._prepare(fetched) if fetched else None
+                batch = await self._prepare(fetched, generation) if fetched else None
                 if writing is not None:
                     await writing
                     writing = None
-                if batch is not None and batch.generation == self._generation:
-                    writing = asyncio.create_task(self._write_batch(batch))
+                if batch is not None:
+                    if batch.generation == self._generation:
+                        writing = asyncio.create_task(self._write_batch(batch))
+                    else:
+                        self._discard(batch)
                 self._update_lag()
             if writing is not None:
                 await writing  # the batch in hand is finished and committed
@@ -194,10 +200,9 @@ class ConsumerService:
                 )
 
     async def _prepare(
-        self, fetched: Mapping[TopicPartition, Sequence[Any]]
+        self, fetched: Mapping[TopicPartition, Sequence[Any]], generation: int
     ) -> PreparedBatch | None:
         """Decode a fetched batch, yielding between chunks so the write in flight goes on."""
-        generation = self._generation
         started = time.monotonic()
         owned = self.consumer.assignment()
         messages = [
@@ -225,7 +230,8 @@ class ConsumerService:
         """Write one batch, retrying transient failures, then commit its offsets to Kafka."""
         async with self._batch_lock:
             if batch.generation != self._generation:
-                return  # its partitions were revoked meanwhile; their next owner redoes it
+                self._discard(batch)  # a rebalance came first: whoever owns them now redoes it
+                return
             metrics.BATCH_SIZE.observe(len(batch.records))
             async for attempt in retrying(
                 self.settings, "write_batch", self._stopping, self._on_write_retry
@@ -284,24 +290,38 @@ class ConsumerService:
 
     async def _position(self, partitions: set[TopicPartition]) -> None:
         """Seek newly assigned partitions to the offsets stored with their effects."""
+        generation = self._generation
         wanted = sorted(partitions & self.consumer.assignment())
         stored = await self.store.load_offsets(
             self.settings.kafka_group_id, [(tp.topic, tp.partition) for tp in wanted]
         )
+        targets: dict[TopicPartition, int | None] = {}
         for tp in wanted:
-            # Explicitly, even without a stored offset: records fetched while this ran
-            # were dropped, and the position must go back before them.
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                offset = await self.consumer.committed(tp)
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
+            targets[tp] = stored.get((tp.topic, tp.partition))
+            if targets[tp] is None:
+                targets[tp] = await self.consumer.committed(tp)
+        if missing := [tp for tp, offset in targets.items() if offset is None]:
+            targets.update(await self.consumer.beginning_offsets(missing))
+        if generation != self._generation:
+            return  # revoked meanwhile: the next assignment positions its partitions
+        # No await from here on. Records of an unpositioned partition are dropped when
+        # fetched, so each partition leaves that set in the same step as its seek: the
+        # seek goes back before whatever was dropped, and nothing after it is dropped.
+        owned = self.consumer.assignment()
+        for tp, offset in targets.items():
+            if tp in owned and offset is not None:
                 self.consumer.seek(tp, offset)
                 self._committed[tp] = offset
         self._unpositioned.difference_update(partitions)
-        self.consumer.resume(*wanted)
+        self.consumer.resume(*(set(wanted) & owned))
         metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
+
+    def _discard(self, batch: PreparedBatch) -> None:
+        """Drop a batch prepared before a rebalance. Its records may have been fetched
+        after its partitions were positioned again, so those still owned are positioned
+        once more (from the stored offsets) before anything else is fetched for them."""
+        fetched = {TopicPartition(topic, partition) for topic, partition in batch.next_offsets}
+        self._unpositioned |= fetched & self.consumer.assignment()
 
     def _pause_all(self) -> None:
         self.consumer.pause(*self.consumer.assignment())
@@ -336,6 +356,7 @@ class ConsumerService:
             metrics.MESSAGES.labels(topic, str(Outcome.DEAD_LETTERED)).inc(len(dead))
             for reason, count in Counter(r.reason for _, r in dead).items():
                 metrics.DEAD_LETTERS.labels(str(reason)).inc(count)
+            _log_dead_letters(dead, plan)
         now = datetime.now(UTC)
         for verdict in plan.logged:
             metrics.EVENT_AGE.observe(max(0.0, (now - verdict.event.time).total_seconds()))
@@ -347,6 +368,27 @@ class ConsumerService:
                 "records": len(records),
                 "dead_lettered": len(dead),
                 **{str(k): n for k, n in outcomes.items()},
+            },
+        )
+
+
+def _log_dead_letters(dead: Sequence[DeadLetter], plan: BatchPlan) -> None:
+    """One line per committed dead letter: where it was, why, and its event id when it
+    decoded; never its content."""
+    event_ids = {
+        (v.record.partition, v.record.offset): v.event.id
+        for v in plan.verdicts
+        if isinstance(v.result, Rejection)
+    }
+    for record, rejection in dead:
+        event_id = event_ids.get((record.partition, record.offset))
+        log.warning(
+            "record dead-lettered",
+            extra={
+                **record.where(),
+                **({"event_id": event_id} if event_id is not None else {}),
+                "reason": str(rejection.reason),
+                "error": rejection.error,
             },
         )
 

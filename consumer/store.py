@@ -20,6 +20,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from consumer.decode import AnyUserEvent, event_payload
+from consumer.errors import DatabaseUnreachable
 from consumer.ordering import BatchPlan, EventKey, UserState, Verdict, Version, plan_batch
 from consumer.records import KafkaRecord, Outcome, Reason, Rejection
 from consumer.settings import Settings
@@ -192,6 +193,7 @@ class Store:
     async def open(cls, settings: Settings) -> Store:
         pool = await asyncpg.create_pool(
             settings.database_url.get_secret_value(),
+            connect=_connect,
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             timeout=settings.db_connect_timeout_seconds,
@@ -221,6 +223,15 @@ class Store:
                 _LOAD_OFFSETS, group_id, [t for t, _ in partitions], [p for _, p in partitions]
             )
         return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """The pool's way to open a connection: any failure to connect is transient (a
+    database refusing connections answers 55000, which is no connection error class)."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except asyncpg.PostgresError as exc:
+        raise DatabaseUnreachable(type(exc).__name__) from exc
 
 
 class BatchWriter:

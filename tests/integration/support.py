@@ -202,3 +202,140 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+# Helpers for the operations, shutdown/rebalance and outage tests.
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    """Status and body of ``GET path`` on the service's HTTP port (blocking: use a thread)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    """``http_get`` off the event loop; (0, "") while nothing answers on the port."""
+    try:
+        return await asyncio.to_thread(http_get, port, path)
+    except OSError:
+        return 0, ""
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Samples of a Prometheus exposition: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, body = await get(port, "/metrics")
+    assert status == 200, (status, body)
+    return metric_samples(body)
+
+
+def sample(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def sample_sum(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
+async def read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Any]:
+    """Every record of ``topic`` up to its high watermark (taken from fetch responses,
+    which this broker reports correctly, unlike ``end_offsets``)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            for batch in (await consumer.getmany(timeout_ms=100)).values():
+                records.extend(batch)
+            highwaters = [consumer.highwater(tp) for tp in tps]
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(h is not None and p >= h for p, h in zip(positions, highwaters, strict=True)):
+                return records
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end in time")
+    finally:
+        await consumer.stop()
+
+
+async def kafka_committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: int
+) -> dict[int, int | None]:
+    """The offsets ``group`` committed to Kafka, per partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+async def stored_offsets(database: str, group: str) -> dict[int, int]:
+    """The next offsets ``group`` stored in PostgreSQL, per partition."""
+    rows = await fetch(
+        database,
+        "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1",
+        group,
+    )
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def logged_offsets(database: str) -> dict[int, list[int]]:
+    """The Kafka offsets of the event-log rows, sorted, per partition."""
+    rows = await fetch(
+        database, "SELECT kafka_partition, kafka_offset FROM user_events ORDER BY 1, 2"
+    )
+    offsets: dict[int, list[int]] = {}
+    for row in rows:
+        offsets.setdefault(row["kafka_partition"], []).append(row["kafka_offset"])
+    return offsets
+
+
+def start_service_process(settings: Settings, stderr: Any = None, **env: str) -> Any:
+    """`user-events-consumer run` in a subprocess; ``env`` overrides ``service_env``."""
+    import subprocess
+    import sys
+
+    environment = service_env(settings)
+    environment.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", "run"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr if stderr is not None else subprocess.DEVNULL,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a live process has used, from /proc/<pid>/stat."""
+    import os
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,181 @@
+"""Outages of PostgreSQL and of the broker, on servers these tests own and stop: the
+consumer waits them out without exiting, spinning or dead-lettering, and resumes on its
+own with nothing lost or applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from consumer import metrics
+from consumer.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
+from consumer.kafka import ensure_topics
+from schemas import build_event, structured_record
+from tests.integration.support import (
+    assert_history_applied_exactly_once,
+    cpu_seconds,
+    eventually,
+    fetch,
+    get,
+    logged_is,
+    new_settings,
+    publish,
+    read_all,
+    running_service,
+    sample,
+    scrape,
+    start_service_process,
+    user_history,
+)
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_SECONDS = 5  # the issue's 30 s, shortened: the behaviour is the point
+
+
+async def outage_is_visible(port: int) -> bool:
+    """db_up 0, paused partitions, /readyz 503 naming PostgreSQL, and still alive."""
+    samples = await scrape(port)
+    status, body = await get(port, "/readyz")
+    return (
+        sample(samples, "user_events_db_up") == 0
+        and (sample(samples, "user_events_partitions_paused") or 0) > 0
+        and status == 503
+        and json.loads(body)["reason"] == "postgresql is not answering"
+        and (await get(port, "/healthz"))[0] == 200
+    )
+
+
+async def recovered(port: int) -> bool:
+    if (await get(port, "/healthz"))[0] != 200:
+        return False  # not serving yet
+    samples = await scrape(port)
+    return (
+        sample(samples, "user_events_db_up") == 1
+        and sample(samples, "user_events_partitions_paused") == 0
+        and (await get(port, "/readyz"))[0] == 200
+    )
+
+
+async def test_postgres_stopped_or_refusing_connections_pauses_then_resumes_exactly(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg").start()
+    try:
+        admin = await asyncpg.connect(server.url)
+        await admin.execute("CREATE DATABASE events")
+        await admin.close()
+        database = server.url.rsplit("/", 1)[0] + "/events"
+        port = free_port()
+        settings = await new_settings(
+            bootstrap_servers,
+            database,
+            partitions=3,
+            db_connect_timeout_seconds=1.0,
+            db_pool_acquire_timeout_seconds=2.0,
+        )
+        settings = settings.model_copy(update={"http_port": port})
+        history = [structured_record(e) for e in user_history(users=30, updates=5)]
+        parts = [history[:60], history[60:120], history[120:]]
+        rebalances = metrics.REBALANCES._value.get()
+        retries = metrics.RETRIES.labels("write_batch")._value.get()
+        async with running_service(settings):
+            await eventually(lambda: recovered(port), timeout=30)
+            await publish(bootstrap_servers, settings.kafka_topic, parts[0])
+            await eventually(lambda: logged_is(database, 60))
+
+            # 1. The server is stopped (every connection goes with it).
+            await asyncio.to_thread(server.stop)
+            await publish(bootstrap_servers, settings.kafka_topic, parts[1])
+            await eventually(lambda: outage_is_visible(port), timeout=20)
+            await asyncio.sleep(OUTAGE_SECONDS)
+            assert await outage_is_visible(port)
+            await asyncio.to_thread(server.start)
+            await eventually(lambda: logged_is(database, 120), timeout=30)
+            await eventually(lambda: recovered(port), timeout=10)
+
+            # 2. The database refuses new connections, and the open ones are terminated.
+            admin = await asyncpg.connect(server.url)
+            try:
+                await admin.execute("ALTER DATABASE events ALLOW_CONNECTIONS false")
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'events'"
+                )
+                await publish(bootstrap_servers, settings.kafka_topic, parts[2])
+                await eventually(lambda: outage_is_visible(port), timeout=20)
+                await asyncio.sleep(OUTAGE_SECONDS)
+                assert await outage_is_visible(port)
+            finally:
+                await admin.execute("ALTER DATABASE events ALLOW_CONNECTIONS true")
+                await admin.close()
+            await eventually(lambda: logged_is(database, len(history)), timeout=30)
+            await eventually(lambda: recovered(port), timeout=10)
+
+        # Membership was kept throughout, the writes were retried, nothing dead-lettered.
+        assert metrics.REBALANCES._value.get() == rebalances + 1
+        assert metrics.RETRIES.labels("write_batch")._value.get() > retries
+        await assert_history_applied_exactly_once(database, users=30, updates=5)
+        assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
+    finally:
+        server.stop(mode="immediate")
+
+
+def fresh_events(prefix: str, count: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    return [
+        structured_record(
+            build_event(
+                "user.created",
+                f"{prefix}-{i}",
+                {"email": f"{prefix}-{i}@example.com", "name": f"{prefix} {i}"},
+                sequence=1,
+            )
+        )
+        for i in range(count)
+    ]
+
+
+async def test_an_unreachable_broker_neither_stops_nor_spins_the_consumer(
+    database: str, tmp_path: Path
+) -> None:
+    broker = EmbeddedBroker().start()
+    log_path = tmp_path / "stderr.log"
+    try:
+        settings = await new_settings(broker.bootstrap_servers, database, partitions=1)
+        port = free_port()
+        with log_path.open("wb") as stderr:
+            process = start_service_process(settings, stderr, HTTP_PORT=str(port))
+        try:
+            before = fresh_events("a", 60)
+            await publish(broker.bootstrap_servers, settings.kafka_topic, before)
+            await eventually(lambda: logged_is(database, 60), timeout=30)
+
+            await asyncio.to_thread(broker.stop)
+            cpu_before, started = cpu_seconds(process.pid), time.monotonic()
+            await asyncio.sleep(OUTAGE_SECONDS)
+            assert process.poll() is None, log_path.read_text()[-2000:]
+            busy = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - started)
+            assert busy < 0.5, busy  # a loop spinning on a dead broker burns a whole core
+            assert (await get(port, "/healthz"))[0] == 200
+
+            # The broker comes back on the same address. This one keeps nothing in memory, so
+            # its log is put back as a real broker would have kept it (the offsets stored
+            # in PostgreSQL point into it), then fresh events follow.
+            broker = EmbeddedBroker(port=broker.port).start()
+            await ensure_topics(settings, {settings.kafka_topic: 1, settings.kafka_dlq_topic: 1})
+            await publish(broker.bootstrap_servers, settings.kafka_topic, before)
+            await publish(broker.bootstrap_servers, settings.kafka_topic, fresh_events("b", 20))
+            await eventually(lambda: logged_is(database, 80), timeout=40)
+            assert (await get(port, "/readyz"))[0] == 200
+        finally:
+            process.terminate()
+            returncode = await asyncio.to_thread(process.wait, 30)
+        assert returncode == 0, log_path.read_text()[-2000:]
+        rows = await fetch(database, "SELECT count(*) AS n FROM users WHERE user_id LIKE 'b-%'")
+        assert rows[0]["n"] == 20
+    finally:
+        broker.stop()
