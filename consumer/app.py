@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from consumer.errors import retrying
 from consumer.health import Health
@@ -50,6 +51,7 @@ async def run_service(
     http = HttpServer(health, settings.http_host, settings.http_port)
     await http.start()
     store = service = None
+    deadline: float | None = None
     try:
         store = await open_store(settings, stopping, migrate)
         health.db_up(True)
@@ -64,10 +66,15 @@ async def run_service(
             },
         )
         running = asyncio.create_task(service.run())
+        watching = asyncio.create_task(service.watch_kafka())
         stop_requested = asyncio.create_task(stopping.wait())
         await asyncio.wait({running, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        # From here on, everything (the batch in hand, the clients, the pool) shares one
+        # budget: SHUTDOWN_TIMEOUT_SECONDS.
+        deadline = time.monotonic() + settings.shutdown_timeout_seconds
         service.stop()
         stop_requested.cancel()
+        watching.cancel()
         try:
             await asyncio.wait_for(running, settings.shutdown_timeout_seconds)
         except TimeoutError:
@@ -82,8 +89,10 @@ async def run_service(
         log.exception("the consumer stopped on an unexpected error")
         return 1
     finally:
+        if deadline is None:
+            deadline = time.monotonic() + settings.shutdown_timeout_seconds
         if service is not None:
-            await service.close()
+            await service.close(max(0.1, (deadline - time.monotonic()) * 0.7))
         if store is not None:
-            await store.close()
+            await store.close(max(0.1, deadline - time.monotonic()))
         await http.stop()

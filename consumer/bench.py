@@ -170,18 +170,12 @@ async def drain_with_service(
     port = free_port()
     process = start_service(settings, database, port)
     try:
-        conn = await _connect_when_ready(database)
+        # The clock starts when the service is ready (in its group, the database up),
+        # so imports and the group join are not counted, and every event is.
+        await _wait_until_ready(port, lambda: process.poll() is None)
+        started = time.monotonic()
+        conn = await asyncpg.connect(database)
         try:
-            # The clock starts at the first committed batch, after imports, the group
-            # join and the positioning; the events of that batch are not counted.
-            already = await _wait_for_offsets(
-                conn,
-                settings.kafka_group_id,
-                ends,
-                lambda: process.poll() is None,
-                first_progress=True,
-            )
-            started = time.monotonic()
             await _wait_for_offsets(
                 conn, settings.kafka_group_id, ends, lambda: process.poll() is None
             )
@@ -197,12 +191,18 @@ async def drain_with_service(
         histogram_quantile(metrics_text, "user_events_batch_duration_seconds", q)
         for q in (0.5, 0.99)
     )
-    drained = total - already
-    return DrainResult("service", total, seconds, drained / seconds, p50, p99, rss_mb, cpu)
+    return DrainResult("service", total, seconds, total / seconds, p50, p99, rss_mb, cpu)
 
 
-async def _connect_when_ready(database: str) -> asyncpg.Connection:
-    return await asyncpg.connect(database)
+async def _wait_until_ready(port: int, alive: Any) -> None:
+    while True:
+        with contextlib.suppress(OSError):
+            status, _ = await _http_get(port, "/readyz")
+            if status == 200:
+                return
+        if not alive():
+            raise RuntimeError("the consumer exited before it was ready")
+        await asyncio.sleep(0.05)
 
 
 async def _wait_for_offsets(
@@ -210,30 +210,31 @@ async def _wait_for_offsets(
     group: str,
     ends: dict[int, int],
     alive: Any,
-    first_progress: bool = False,
-) -> int:
-    """Until the stored offsets reach ``ends`` (or, with first_progress, move at all);
-    returns how many records they cover."""
+) -> None:
+    """Until the stored offsets reach ``ends``."""
     while True:
         rows = await conn.fetch(
             "SELECT partition, next_offset FROM consumer_offsets WHERE group_id = $1", group
         )
         stored = {r["partition"]: r["next_offset"] for r in rows}
-        if first_progress and stored:
-            return sum(stored.values())
         if all(stored.get(p, 0) >= end for p, end in ends.items()):
-            return sum(stored.values())
+            return
         if not alive():
             raise RuntimeError("the consumer exited before draining the topic")
-        await asyncio.sleep(0.05 if first_progress else 0.2)
+        await asyncio.sleep(0.1)
+
+
+async def _http_get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    response = (await reader.read()).decode()
+    writer.close()
+    head, _, body = response.partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
 
 
 async def _scrape(port: int) -> str:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    body = await reader.read()
-    writer.close()
-    return body.decode().split("\r\n\r\n", 1)[1]
+    return (await _http_get(port, "/metrics"))[1]
 
 
 def _process_usage(pid: int) -> tuple[float, float]:

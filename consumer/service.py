@@ -111,6 +111,7 @@ class ConsumerService:
             fetch_max_bytes=settings.kafka_fetch_max_bytes,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
         stopping = asyncio.Event()
         async for attempt in retrying(settings, "kafka_connect", stopping, _count_retry):
@@ -188,16 +189,32 @@ class ConsumerService:
         fetched: Mapping[TopicPartition, Sequence[object]] = fetching.result()
         return fetched
 
-    async def close(self) -> None:
-        """Leave the group and close every client; bounded by the shutdown timeout."""
-        timeout = self.settings.shutdown_timeout_seconds
+    async def close(self, within_seconds: float) -> None:
+        """Leave the group and close every client, within ``within_seconds`` in all."""
+        deadline = time.monotonic() + within_seconds
         for closing in (self.consumer.stop(), self.dead_letters.producer.stop()):
             try:
-                await asyncio.wait_for(closing, timeout)
+                await asyncio.wait_for(closing, max(0.1, deadline - time.monotonic()))
             except (TimeoutError, KafkaError, OSError) as exc:
                 log.warning(
                     "a Kafka client did not close cleanly", extra={"error": type(exc).__name__}
                 )
+
+    async def watch_kafka(self, every_seconds: float = 5.0) -> None:
+        """Keep ``user_events_kafka_up`` and readiness true to the broker: a metadata
+        request each ``every_seconds``, answered or not. Runs until cancelled."""
+        was_up = True
+        while True:
+            try:
+                await asyncio.wait_for(self.consumer.topics(), every_seconds)
+                is_up = True
+            except (TimeoutError, KafkaError, OSError) as exc:
+                is_up = False
+                if was_up:
+                    log.warning("the broker is not answering", extra={"error": type(exc).__name__})
+            self.health.kafka_up(is_up)
+            was_up = is_up
+            await asyncio.sleep(every_seconds)
 
     async def _prepare(
         self, fetched: Mapping[TopicPartition, Sequence[Any]], generation: int
@@ -239,6 +256,7 @@ class ConsumerService:
                 with attempt:
                     plan, dead = await self._write(batch.accepted, batch.poison, batch.next_offsets)
             self.health.db_up(True)
+            self.health.kafka_up(True)  # it fetched this batch and took its dead letters
             self._resume_all()
             self._batches_committed += 1
             if self._batches_committed == self.settings.failpoint_kill_after_db_commit:

@@ -10,6 +10,7 @@ that only that record is rejected.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -201,8 +202,12 @@ class Store:
         )
         return cls(pool, settings)
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, within_seconds: float = 10.0) -> None:
+        """Close the pool gracefully, or terminate its connections after ``within_seconds``."""
+        try:
+            await asyncio.wait_for(self.pool.close(), within_seconds)
+        except TimeoutError:
+            self.pool.terminate()
 
     async def ping(self) -> None:
         async with self.pool.acquire(timeout=self._acquire_timeout) as conn:

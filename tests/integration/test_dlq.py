@@ -22,7 +22,9 @@ from tests.integration.support import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def ev(kind: str, user: str, seq: int, data: dict[str, str] | None = None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+def ev(
+    kind: str, user: str, seq: int, data: dict[str, str] | None = None
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     key, value, headers = structured_record(
         build_event(kind, user, data, sequence=seq, time=T0 + timedelta(seconds=seq))
     )
@@ -40,11 +42,17 @@ async def test_conflict_and_unknown_user_succeed_after_the_fix_and_a_redrive(
     settings = await new_settings(bootstrap_servers, database, partitions=1)
     topic = settings.kafka_topic
     async with running_service(settings):
-        await publish(bootstrap_servers, topic, [
-            ev("user.created", "u1", 1, {"email": "shared@example.com", "name": "Ada Lovelace"}),
-            ev("user.created", "u2", 1, {"email": "shared@example.com", "name": "Bea Bell"}),
-            ev("user.updated", "u3", 2, {"name": "Cy Late"}),
-        ])
+        await publish(
+            bootstrap_servers,
+            topic,
+            [
+                ev(
+                    "user.created", "u1", 1, {"email": "shared@example.com", "name": "Ada Lovelace"}
+                ),
+                ev("user.created", "u2", 1, {"email": "shared@example.com", "name": "Bea Bell"}),
+                ev("user.updated", "u3", 2, {"name": "Cy Late"}),
+            ],
+        )
         dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 2)
         assert sorted(headers_of(d)["dlq.reason"] for d in dead) == [b"conflict", b"unknown_user"]
 
@@ -63,10 +71,14 @@ async def test_conflict_and_unknown_user_succeed_after_the_fix_and_a_redrive(
             dry = await redrive(settings, store, RedriveRequest(dry_run=True))
             assert sum(dry.redriven.values()) == 2
             # Fix the causes: the conflicting user is deleted, the missing create published.
-            await publish(bootstrap_servers, topic, [
-                ev("user.deleted", "u1", 2),
-                ev("user.created", "u3", 1, {"email": "cy@example.com", "name": "Cy"}),
-            ])
+            await publish(
+                bootstrap_servers,
+                topic,
+                [
+                    ev("user.deleted", "u1", 2),
+                    ev("user.created", "u3", 1, {"email": "cy@example.com", "name": "Cy"}),
+                ],
+            )
             await eventually(lambda: _logged(database, 3))
             first = await redrive(settings, store, RedriveRequest())
             assert dict(first.redriven) == {"conflict": 1, "unknown_user": 1}
@@ -89,7 +101,9 @@ async def test_conflict_and_unknown_user_succeed_after_the_fix_and_a_redrive(
     assert len(redriven) == 7  # 3 + 2 fixes + 2 redriven: the second redrive sent nothing
     copies = [headers_of(r) for r in redriven[5:]]
     assert all(h["dlq.redrive.count"] == b"1" for h in copies)
-    assert all(not any(k.startswith("dlq.") and k != "dlq.redrive.count" for k in h) for h in copies)
+    assert all(
+        not any(k.startswith("dlq.") and k != "dlq.redrive.count" for k in h) for h in copies
+    )
     assert {h["trace"] for h in copies} == {b"t-u2-1", b"t-u3-2"}
 
 
@@ -102,17 +116,33 @@ async def test_redrive_filters_refuses_over_the_limit_and_keeps_its_position(
 
     def letter(reason: str, count: int | None) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         extra = [("dlq.redrive.count", str(count).encode())] if count is not None else []
-        return base[0], base[1], [*base[2], *extra, ("dlq.reason", reason.encode()),
-                                  ("dlq.original.topic", settings.kafka_topic.encode()),
-                                  ("dlq.failed.at", datetime.now(UTC).isoformat().encode())]
+        return (
+            base[0],
+            base[1],
+            [
+                *base[2],
+                *extra,
+                ("dlq.reason", reason.encode()),
+                ("dlq.original.topic", settings.kafka_topic.encode()),
+                ("dlq.failed.at", datetime.now(UTC).isoformat().encode()),
+            ],
+        )
 
-    await publish(bootstrap_servers, dlq, [
-        letter("invalid", None), letter("unknown_user", None), letter("unknown_user", 3),
-        letter("unknown_user", 1),
-    ])
+    await publish(
+        bootstrap_servers,
+        dlq,
+        [
+            letter("invalid", None),
+            letter("unknown_user", None),
+            letter("unknown_user", 3),
+            letter("unknown_user", 1),
+        ],
+    )
     store = await open_tool_store(settings)
     try:
-        only = await redrive(settings, store, RedriveRequest(Criteria(reasons=frozenset({"unknown_user"}))))
+        only = await redrive(
+            settings, store, RedriveRequest(Criteria(reasons=frozenset({"unknown_user"})))
+        )
         assert only.filtered_out == 1 and sum(only.redriven.values()) == 2
         assert [(r["offset"], r["detail"]) for r in only.refused] == [
             (2, "redriven 3 times already (limit 3)")
@@ -121,7 +151,11 @@ async def test_redrive_filters_refuses_over_the_limit_and_keeps_its_position(
         assert sum(rest.redriven.values()) == 1 and rest.already_handled == 3
         assert not rest.refused
         again = await redrive(settings, store, RedriveRequest())
-        assert (sum(again.redriven.values()), again.already_handled, again.filtered_out) == (0, 0, 0)
+        assert (sum(again.redriven.values()), again.already_handled, again.filtered_out) == (
+            0,
+            0,
+            0,
+        )
     finally:
         await store.close()
     positions = await fetch(database, "SELECT next_offset FROM dlq_redrive_positions")

@@ -139,6 +139,20 @@ def fresh_events(prefix: str, count: int) -> list[tuple[bytes, bytes, list[tuple
     ]
 
 
+async def _status_is(port: int, path: str, status: int) -> bool:
+    return (await get(port, path))[0] == status
+
+
+async def _kafka_reported_down(port: int) -> bool:
+    status, body = await get(port, "/readyz")
+    samples = await scrape(port)
+    return (
+        sample(samples, "user_events_kafka_up") == 0
+        and status == 503
+        and "kafka" in json.loads(body)["reason"]
+    )
+
+
 async def test_an_unreachable_broker_neither_stops_nor_spins_the_consumer(
     database: str, tmp_path: Path
 ) -> None:
@@ -157,6 +171,8 @@ async def test_an_unreachable_broker_neither_stops_nor_spins_the_consumer(
             await asyncio.to_thread(broker.stop)
             cpu_before, started = cpu_seconds(process.pid), time.monotonic()
             await asyncio.sleep(OUTAGE_SECONDS)
+            # Operators see it: kafka_up 0 and /readyz 503 naming Kafka.
+            await eventually(lambda: _kafka_reported_down(port), timeout=20)
             assert process.poll() is None, log_path.read_text()[-2000:]
             busy = (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - started)
             assert busy < 0.5, busy  # a loop spinning on a dead broker burns a whole core
@@ -170,7 +186,7 @@ async def test_an_unreachable_broker_neither_stops_nor_spins_the_consumer(
             await publish(broker.bootstrap_servers, settings.kafka_topic, before)
             await publish(broker.bootstrap_servers, settings.kafka_topic, fresh_events("b", 20))
             await eventually(lambda: logged_is(database, 80), timeout=40)
-            assert (await get(port, "/readyz"))[0] == 200
+            await eventually(lambda: _status_is(port, "/readyz", 200), timeout=15)
         finally:
             process.terminate()
             returncode = await asyncio.to_thread(process.wait, 30)

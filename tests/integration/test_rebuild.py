@@ -21,20 +21,36 @@ def history(rng: random.Random, users: int) -> list[dict[str, Any]]:
     events = []
     for i in range(users):
         user, seq = f"r{i}", 1
-        events.append(build_event("user.created", user, {"email": f"{user}@example.com", "name": "A"},
-                                  sequence=seq, time=T0 + timedelta(seconds=seq)))
+        events.append(
+            build_event(
+                "user.created",
+                user,
+                {"email": f"{user}@example.com", "name": "A"},
+                sequence=seq,
+                time=T0 + timedelta(seconds=seq),
+            )
+        )
         for _ in range(rng.randint(0, 4)):
             seq += 1
             data = rng.choice([{"name": f"N{seq}"}, {"email": f"{user}.{seq}@example.com"}])
-            events.append(build_event("user.updated", user, data, sequence=seq,
-                                      time=T0 + timedelta(seconds=seq)))
+            events.append(
+                build_event(
+                    "user.updated", user, data, sequence=seq, time=T0 + timedelta(seconds=seq)
+                )
+            )
         if rng.random() < 0.3:
             seq += 1
-            events.append(build_event("user.deleted", user, None, sequence=seq,
-                                      time=T0 + timedelta(seconds=seq)))
+            events.append(
+                build_event(
+                    "user.deleted", user, None, sequence=seq, time=T0 + timedelta(seconds=seq)
+                )
+            )
     # Another user claiming an email already held: a conflict, which is never logged.
-    events.append(build_event("user.created", "r-dup", {"email": "r0@example.com", "name": "D"},
-                              sequence=1, time=T0))
+    events.append(
+        build_event(
+            "user.created", "r-dup", {"email": "r0@example.com", "name": "D"}, sequence=1, time=T0
+        )
+    )
     return events
 
 

@@ -74,7 +74,11 @@ async def test_replay_dry_run_then_real_then_again_is_all_duplicates(
 
         real = await replay(settings, store, ReplayRequest("earliest"))
         assert real.partitions[0].applied == 5 and real.partitions[0].dead_lettered == 2
-        assert (real.partitions[1].start, real.partitions[1].end, real.partitions[1].read) == (0, 0, 0)
+        assert (real.partitions[1].start, real.partitions[1].end, real.partitions[1].read) == (
+            0,
+            0,
+            0,
+        )
         assert await _state(database) == EXPECTED
 
         again = await replay(settings, store, ReplayRequest("earliest", "now"))
@@ -115,11 +119,17 @@ async def test_replay_by_time_uses_the_broker_answer_and_searches_when_it_has_no
             assert not any(fallback in r.getMessage() for r in caplog.records)
             # A time after every record: this broker answers offset 0 with timestamp -1.
             future = datetime.now(UTC) + timedelta(hours=1)
-            to_future = await replay(settings, store, ReplayRequest("earliest", future, dry_run=True))
+            to_future = await replay(
+                settings, store, ReplayRequest("earliest", future, dry_run=True)
+            )
             from_future = await replay(settings, store, ReplayRequest(future, dry_run=True))
     finally:
         await store.close()
-    assert (later.partitions[0].start, later.partitions[0].end, later.partitions[0].read) == (3, 5, 2)
+    assert (later.partitions[0].start, later.partitions[0].end, later.partitions[0].read) == (
+        3,
+        5,
+        2,
+    )
     assert (earlier.partitions[0].start, earlier.partitions[0].end) == (0, 3)
     assert earlier.partitions[0].applied == 3
     assert any(fallback in r.getMessage() for r in caplog.records)
@@ -142,14 +152,18 @@ async def test_a_replay_beside_the_live_consumer_leaves_the_single_pass_state(
         store = await _store(settings)
         try:
             replays = [replay(settings, store, ReplayRequest("earliest")) for _ in range(2)]
-            publishing = publish(bootstrap_servers, settings.kafka_topic, history[len(history) // 2 :])
+            publishing = publish(
+                bootstrap_servers, settings.kafka_topic, history[len(history) // 2 :]
+            )
             await asyncio.gather(*replays, publishing)
             await replay(settings, store, ReplayRequest("earliest"))
         finally:
             await store.close()
 
         async def caught_up() -> bool:
-            rows = await fetch(database, "SELECT coalesce(sum(next_offset), 0) AS n FROM consumer_offsets")
+            rows = await fetch(
+                database, "SELECT coalesce(sum(next_offset), 0) AS n FROM consumer_offsets"
+            )
             return int(rows[0]["n"]) == len(history)
 
         await eventually(caught_up)

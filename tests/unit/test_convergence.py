@@ -19,10 +19,16 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 Entry = tuple[KafkaRecord, AnyUserEvent]
 
 
-def _event(kind: str, user: str, n: int, sequenced: bool, data: dict[str, Any] | None) -> AnyUserEvent:
+def _event(
+    kind: str, user: str, n: int, sequenced: bool, data: dict[str, Any] | None
+) -> AnyUserEvent:
     common: dict[str, Any] = {
-        "specversion": "1.0", "id": f"{user}-{n}", "source": "/prop", "subject": user,
-        "time": T0 + timedelta(seconds=n), "type": kind,
+        "specversion": "1.0",
+        "id": f"{user}-{n}",
+        "source": "/prop",
+        "subject": user,
+        "time": T0 + timedelta(seconds=n),
+        "type": kind,
     }
     if sequenced:
         common["sequence"] = n
@@ -37,8 +43,15 @@ def _event(kind: str, user: str, n: int, sequenced: bool, data: dict[str, Any] |
 def user_history(draw: st.DrawFn, user: str) -> list[AnyUserEvent]:
     """One user's events in publishing order: a create, updates, perhaps a delete."""
     sequenced = draw(st.booleans())
-    events = [_event("user.created", user, 1, sequenced,
-                     {"email": f"{user}.1@example.com", "name": f"{user} 1"})]
+    events = [
+        _event(
+            "user.created",
+            user,
+            1,
+            sequenced,
+            {"email": f"{user}.1@example.com", "name": f"{user} 1"},
+        )
+    ]
     for n in range(2, draw(st.integers(2, 6))):
         field = draw(st.sampled_from(["email", "name", "both"]))
         data = {}
@@ -90,7 +103,9 @@ class Projection:
         self.logged: set[tuple[str, str]] = set()
 
     def apply(self, batch: list[Entry]) -> None:
-        owners = {s.email.lower(): u for u, s in self.users.items() if s.status == "active" and s.email}
+        owners = {
+            s.email.lower(): u for u, s in self.users.items() if s.status == "active" and s.email
+        }
         plan = plan_batch(batch, self.users, self.logged, owners)
         self.users.update(plan.users)
         self.logged |= {(v.event.source, v.event.id) for v in plan.logged}

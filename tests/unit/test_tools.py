@@ -61,10 +61,21 @@ def test_ranges_are_clamped_to_the_high_watermark_and_never_inverted() -> None:
 
 
 def letter(offset: int = 0, **headers: str) -> KafkaRecord:
-    value = json.dumps({"data": {"email": "ada.lovelace@example.com", "name": "Ada Lovelace"},
-                        "note": "mail bob@corp.example"}).encode()
-    return KafkaRecord("t.dlq", 0, offset, 0, b"ada@example.com", value,
-                       (("trace", b"t-1"), *((k.replace("_", "."), v.encode()) for k, v in headers.items())))
+    value = json.dumps(
+        {
+            "data": {"email": "ada.lovelace@example.com", "name": "Ada Lovelace"},
+            "note": "mail bob@corp.example",
+        }
+    ).encode()
+    return KafkaRecord(
+        "t.dlq",
+        0,
+        offset,
+        0,
+        b"ada@example.com",
+        value,
+        (("trace", b"t-1"), *((k.replace("_", "."), v.encode()) for k, v in headers.items())),
+    )
 
 
 def test_masking_hides_emails_and_names_in_keys_and_values() -> None:
@@ -78,8 +89,14 @@ def test_masking_hides_emails_and_names_in_keys_and_values() -> None:
 def test_the_list_summary_counts_and_keeps_the_last_records() -> None:
     summary = DlqSummary("t.dlq", keep_last=2)
     for i, reason in enumerate(["conflict", "invalid", "conflict"]):
-        summary.add(letter(i, dlq_reason=reason, dlq_original_topic="t",
-                           dlq_failed_at=(T0 + timedelta(minutes=i)).isoformat()))
+        summary.add(
+            letter(
+                i,
+                dlq_reason=reason,
+                dlq_original_topic="t",
+                dlq_failed_at=(T0 + timedelta(minutes=i)).isoformat(),
+            )
+        )
     data = summary.to_json()
     assert data["by_reason"] == {"conflict": 2, "invalid": 1}
     assert (data["oldest"]["offset"], data["newest"]["offset"]) == (0, 2)
@@ -114,16 +131,23 @@ def test_the_position_moves_only_over_handled_records() -> None:
     assert advance(5, [(5, True), (6, True)]) == (7, True)
     assert advance(5, [(5, True), (6, False), (7, True)]) == (6, False)
     assert advance(5, []) == (5, True)
-    assert redrive_ranges({0: 10, 1: 4}, {0: 6}, {1: 2}) == {0: OffsetRange(6, 10), 1: OffsetRange(2, 4)}
+    assert redrive_ranges({0: 10, 1: 4}, {0: 6}, {1: 2}) == {
+        0: OffsetRange(6, 10),
+        1: OffsetRange(2, 4),
+    }
     assert redrive_ranges({0: 10, 1: 4}, {}, {}, [(0, 3), (0, 12)]) == {0: OffsetRange(3, 10)}
 
 
 def test_the_rebuild_fold_matches_and_reports_a_diff() -> None:
     events = [
-        build_event("user.created", "u1", {"email": "a@example.com", "name": "A"}, sequence=1, time=T0),
+        build_event(
+            "user.created", "u1", {"email": "a@example.com", "name": "A"}, sequence=1, time=T0
+        ),
         build_event("user.updated", "u1", {"name": "B"}, sequence=3, time=T0),
         build_event("user.updated", "u1", {"name": "Old"}, sequence=2, time=T0),
-        build_event("user.created", "u2", {"email": "A@example.com", "name": "C"}, sequence=1, time=T0),
+        build_event(
+            "user.created", "u2", {"email": "A@example.com", "name": "C"}, sequence=1, time=T0
+        ),
     ]
     projector = Projector()
     projector.feed([log_record("t", 0, i, json.dumps(e)) for i, e in enumerate(events[:2])])
