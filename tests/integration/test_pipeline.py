@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from schemas import binary_record, build_event, structured_record
 from tests.integration.support import (
     count_logged,
@@ -159,28 +157,36 @@ POISON_CASES = {
 }
 
 
-@pytest.mark.parametrize("reason", sorted(POISON_CASES))
 async def test_each_poison_reason_ends_in_the_dead_letter_topic_with_every_header(
-    bootstrap_servers: str, database: str, reason: str
+    bootstrap_servers: str, database: str
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database, max_message_bytes=4096)
-    key, value, headers = POISON_CASES[reason]
+    reasons = sorted(POISON_CASES)
+    settings = await new_settings(
+        bootstrap_servers, database, partitions=len(reasons), max_message_bytes=4096
+    )
     async with running_service(settings):
-        await publish(bootstrap_servers, settings.kafka_topic, [(key, value, headers)], partition=1)
-        dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 1)
-    assert len(dead) == 1
-    letter = dead[0]
-    assert (letter.key, letter.value) == (key, value)
-    got = headers_of(letter)
-    assert list(letter.headers)[: len(headers)] == headers  # original headers first, unchanged
-    assert got["dlq.reason"] == reason.encode()
-    assert got["dlq.original.topic"] == settings.kafka_topic.encode()
-    assert got["dlq.original.partition"] == b"1"
-    assert got["dlq.original.offset"] == b"0"
-    assert int(got["dlq.original.timestamp"]) > 0
-    assert got["dlq.consumer.group"] == settings.kafka_group_id.encode()
-    assert datetime.fromisoformat(got["dlq.failed.at"].decode()).tzinfo is not None
-    assert got["dlq.error"] and b"@" not in got["dlq.error"]
+        # One poison record per reason, each at offset 0 of a partition of its own.
+        for partition, reason in enumerate(reasons):
+            await publish(
+                bootstrap_servers, settings.kafka_topic, [POISON_CASES[reason]], partition=partition
+            )
+        dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, len(reasons))
+    assert len(dead) == len(reasons)
+    by_reason = {headers_of(letter)["dlq.reason"].decode(): letter for letter in dead}
+    assert sorted(by_reason) == reasons
+    for partition, reason in enumerate(reasons):
+        key, value, headers = POISON_CASES[reason]
+        letter = by_reason[reason]
+        assert (letter.key, letter.value) == (key, value)
+        got = headers_of(letter)
+        assert list(letter.headers)[: len(headers)] == headers  # original headers first, unchanged
+        assert got["dlq.original.topic"] == settings.kafka_topic.encode()
+        assert got["dlq.original.partition"] == str(partition).encode()
+        assert got["dlq.original.offset"] == b"0"
+        assert int(got["dlq.original.timestamp"]) > 0
+        assert got["dlq.consumer.group"] == settings.kafka_group_id.encode()
+        assert datetime.fromisoformat(got["dlq.failed.at"].decode()).tzinfo is not None
+        assert got["dlq.error"] and b"@" not in got["dlq.error"]
     assert await count_logged(database) == 0
 
 
