@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer import metrics
 from schemas import structured_record
@@ -16,6 +15,7 @@ from tests.integration.support import (
     count_logged,
     eventually,
     fetch,
+    kafka_committed_offsets,
     logged_at_least,
     logged_is,
     new_settings,
@@ -25,19 +25,6 @@ from tests.integration.support import (
     service_env,
     user_history,
 )
-
-
-async def kafka_committed(
-    bootstrap: str, group: str, topic: str, partitions: int
-) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        await consumer.stop()
 
 
 async def test_sigkill_between_the_database_commit_and_the_kafka_commit_loses_and_repeats_nothing(
@@ -64,7 +51,7 @@ async def test_sigkill_between_the_database_commit_and_the_kafka_commit_loses_an
         r["partition"]: r["next_offset"]
         for r in await fetch(database, "SELECT partition, next_offset FROM consumer_offsets")
     }
-    committed = await kafka_committed(
+    committed = await kafka_committed_offsets(
         bootstrap_servers, settings.kafka_group_id, settings.kafka_topic, 3
     )
     assert any(committed.get(p) != offset for p, offset in stored.items())
