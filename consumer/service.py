@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +56,32 @@ def split_batch(
             accepted.append((record, verdict))
         next_offsets[(record.topic, record.partition)] = record.offset + 1
     return accepted, poison, next_offsets
+
+
+def take_unseen(
+    fetched: Mapping[TopicPartition, Sequence[Any]], fence: MutableMapping[TopicPartition, int]
+) -> list[Any]:
+    """The fetched messages at or past each partition's fence, which then moves past them.
+
+    ``fence`` holds, for each positioned partition this member owns, the next offset it
+    has not taken yet; partitions missing from it are skipped. A fetch can complete
+    before a seek and be handed over after it: offsets below the fence are then records
+    already applied, or already in a batch in hand, and are dropped here.
+    """
+    taken: list[Any] = []
+    for tp, messages in fetched.items():
+        expected = fence.get(tp)
+        if expected is None or not messages:
+            continue
+        unseen = (
+            messages
+            if messages[0].offset >= expected
+            else [m for m in messages if m.offset >= expected]
+        )
+        if unseen:
+            taken.extend(unseen)
+            fence[tp] = unseen[-1].offset + 1
+    return taken
 
 
 _DECODE_CHUNK = 500
@@ -94,6 +120,9 @@ class ConsumerService:
         # finished and committed before its partitions move to another member.
         self._batch_lock = asyncio.Lock()
         self._unpositioned: set[TopicPartition] = set()
+        self._positioning = asyncio.Lock()
+        # Per positioned, owned partition: the next offset not yet taken into a batch.
+        self._fence: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._batches_committed = 0
         # Bumped on every revocation: a batch prepared before it is not written.
@@ -221,13 +250,7 @@ class ConsumerService:
     ) -> PreparedBatch | None:
         """Decode a fetched batch, yielding between chunks so the write in flight goes on."""
         started = time.monotonic()
-        owned = self.consumer.assignment()
-        messages = [
-            message
-            for tp, partition_messages in fetched.items()
-            if tp not in self._unpositioned and tp in owned
-            for message in partition_messages
-        ]
+        messages = take_unseen(fetched, self._fence)
         if not messages:
             return None
         batch = PreparedBatch(generation, started)
@@ -307,9 +330,21 @@ class ConsumerService:
                 await self._position(self._unpositioned)
 
     async def _position(self, partitions: set[TopicPartition]) -> None:
-        """Seek newly assigned partitions to the offsets stored with their effects."""
+        """Seek newly assigned partitions to the offsets stored with their effects.
+
+        Both the rebalance listener and the loop call this; one at a time, and only for
+        partitions still unpositioned when their turn comes. Offsets read by a second
+        caller before the first one's partitions took a batch would rewind them.
+        """
+        async with self._positioning:
+            await self._position_unpositioned(partitions)
+
+    async def _position_unpositioned(self, partitions: set[TopicPartition]) -> None:
         generation = self._generation
-        wanted = sorted(partitions & self.consumer.assignment())
+        wanted = sorted(partitions & self._unpositioned & self.consumer.assignment())
+        if not wanted:
+            self._unpositioned &= self.consumer.assignment()
+            return
         stored = await self.store.load_offsets(
             self.settings.kafka_group_id, [(tp.topic, tp.partition) for tp in wanted]
         )
@@ -322,15 +357,18 @@ class ConsumerService:
             targets.update(await self.consumer.beginning_offsets(missing))
         if generation != self._generation:
             return  # revoked meanwhile: the next assignment positions its partitions
-        # No await from here on. Records of an unpositioned partition are dropped when
-        # fetched, so each partition leaves that set in the same step as its seek: the
-        # seek goes back before whatever was dropped, and nothing after it is dropped.
+        # No await from here on. Records of a partition without a fence are dropped when
+        # taken, so each partition gets its fence in the same step as its seek: the seek
+        # goes back before whatever was dropped, and nothing after it is dropped.
         owned = self.consumer.assignment()
         for tp, offset in targets.items():
-            if tp in owned and offset is not None:
-                self.consumer.seek(tp, offset)
-                self._committed[tp] = offset
-        self._unpositioned.difference_update(partitions)
+            if tp in owned:
+                if offset is not None:
+                    self.consumer.seek(tp, offset)
+                    self._committed[tp] = offset
+                self._fence[tp] = offset or 0
+        self._unpositioned.difference_update(wanted)
+        self._unpositioned &= owned
         self.consumer.resume(*(set(wanted) & owned))
         metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
 
@@ -340,6 +378,8 @@ class ConsumerService:
         once more (from the stored offsets) before anything else is fetched for them."""
         fetched = {TopicPartition(topic, partition) for topic, partition in batch.next_offsets}
         self._unpositioned |= fetched & self.consumer.assignment()
+        for tp in fetched:
+            self._fence.pop(tp, None)
 
     def _pause_all(self) -> None:
         self.consumer.pause(*self.consumer.assignment())
@@ -421,6 +461,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             pass  # the batch being written has finished and committed
         for tp in revoked:
             self.service._committed.pop(tp, None)
+            self.service._fence.pop(tp, None)
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
         self.service._unpositioned.difference_update(revoked)
@@ -432,6 +473,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         service = self.service
         service._unpositioned |= set(assigned)
+        for tp in assigned:
+            service._fence.pop(tp, None)  # until positioned, nothing of it is taken
         service.health.joined(True)
         try:
             await service._position(set(assigned))
