@@ -35,6 +35,7 @@ TopicPartitionKey = tuple[str, int]
 # it hash-joins the batch's keys against a sequential scan of the event log, and
 # keeps doing so as the log grows until an ANALYZE replaces it (measured: a steady
 # 5,000 events/s fell behind by 9 s within 30 s). Planning costs little per batch.
+# A startup parameter, not a SET: the pool's RESET ALL on release would undo a SET.
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 Connection = asyncpg.Connection | PoolConnectionProxy
 

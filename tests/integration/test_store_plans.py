@@ -13,9 +13,13 @@ async def test_a_plan_made_on_an_empty_log_does_not_scan_the_grown_log(database:
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
             await conn.execute(f"PREPARE logged_keys(text[], text[]) AS {_LOGGED_KEYS}")
-            # Enough executions on the empty log for PostgreSQL to cache a generic plan.
-            for _ in range(8):
+        # Enough executions on the empty log for PostgreSQL to cache a generic plan, each
+        # in its own turn with the (single) connection, as batches take it: the pool
+        # resets the session on every release.
+        for _ in range(8):
+            async with store.pool.acquire() as conn:
                 await conn.fetch("EXECUTE logged_keys(ARRAY['/s'], ARRAY['e'])")
+        async with store.pool.acquire() as conn:
             await conn.execute(
                 """
                 INSERT INTO user_events (source, event_id, user_id, type, time, kafka_topic,
