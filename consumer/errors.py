@@ -46,6 +46,16 @@ class DatabaseUnreachable(ConnectionError):
     accepting connections, too many, shutting down, ...): always transient."""
 
 
+class OffsetsMoved(Exception):
+    """The offsets stored for a batch's partitions are no longer where the batch starts:
+    another member (or an earlier attempt of this one, whose COMMIT did land) has
+    written past them. The batch's transaction is rolled back; not transient, not poison."""
+
+    def __init__(self, partitions: list[tuple[str, int]]) -> None:
+        super().__init__(f"stored offsets moved for {len(partitions)} partition(s)")
+        self.partitions = partitions
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures that go away by themselves: retry, do not commit, do not dead-letter."""
     if isinstance(exc, _TRANSIENT_DB):

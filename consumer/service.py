@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from consumer import metrics
 from consumer.deadletter import DeadLetter, DeadLetterQueue
 from consumer.decode import AnyUserEvent, decode_all
-from consumer.errors import is_transient, retrying
+from consumer.errors import OffsetsMoved, is_transient, retrying
 from consumer.health import Health
 from consumer.kafka import client_options, start_producer
 from consumer.ordering import BatchPlan
@@ -60,8 +60,9 @@ def split_batch(
 
 def take_unseen(
     fetched: Mapping[TopicPartition, Sequence[Any]], fence: MutableMapping[TopicPartition, int]
-) -> list[Any]:
-    """The fetched messages at or past each partition's fence, which then moves past them.
+) -> tuple[list[Any], dict[TopicPartition, int]]:
+    """The fetched messages at or past each partition's fence, which then moves past them,
+    and, per partition taken from, where its fence stood: where the batch starts.
 
     ``fence`` holds, for each positioned partition this member owns, the next offset it
     has not taken yet; partitions missing from it are skipped. A fetch can complete
@@ -69,6 +70,7 @@ def take_unseen(
     already applied, or already in a batch in hand, and are dropped here.
     """
     taken: list[Any] = []
+    starts: dict[TopicPartition, int] = {}
     for tp, messages in fetched.items():
         expected = fence.get(tp)
         if expected is None or not messages:
@@ -80,8 +82,9 @@ def take_unseen(
         )
         if unseen:
             taken.extend(unseen)
+            starts[tp] = expected
             fence[tp] = unseen[-1].offset + 1
-    return taken
+    return taken, starts
 
 
 _DECODE_CHUNK = 500
@@ -97,6 +100,8 @@ class PreparedBatch:
     accepted: list[tuple[KafkaRecord, AnyUserEvent]] = field(default_factory=list)
     poison: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    # Per partition: the offset stored in PostgreSQL once the batch before it commits.
+    start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
 
 
 class ConsumerService:
@@ -250,10 +255,11 @@ class ConsumerService:
     ) -> PreparedBatch | None:
         """Decode a fetched batch, yielding between chunks so the write in flight goes on."""
         started = time.monotonic()
-        messages = take_unseen(fetched, self._fence)
+        messages, starts = take_unseen(fetched, self._fence)
         if not messages:
             return None
         batch = PreparedBatch(generation, started)
+        batch.start_offsets = {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
         for start in range(0, len(messages), _DECODE_CHUNK):
             records = [
                 KafkaRecord.from_consumer_record(m) for m in messages[start : start + _DECODE_CHUNK]
@@ -273,11 +279,22 @@ class ConsumerService:
                 self._discard(batch)  # a rebalance came first: whoever owns them now redoes it
                 return
             metrics.BATCH_SIZE.observe(len(batch.records))
-            async for attempt in retrying(
-                self.settings, "write_batch", self._stopping, self._on_write_retry
-            ):
-                with attempt:
-                    plan, dead = await self._write(batch.accepted, batch.poison, batch.next_offsets)
+            try:
+                async for attempt in retrying(
+                    self.settings, "write_batch", self._stopping, self._on_write_retry
+                ):
+                    with attempt:
+                        plan, dead = await self._write(batch)
+            except OffsetsMoved as moved:
+                # Rolled back: its records were written by whoever moved the offsets (a
+                # member that took over these partitions while this batch was in hand,
+                # or this batch's own earlier attempt whose COMMIT landed unseen).
+                log.warning(
+                    "stored offsets moved under a batch: dropped, partitions positioned again",
+                    extra={"partitions": sorted(p for _, p in moved.partitions)},
+                )
+                self._discard(batch)
+                return
             self.health.db_up(True)
             self.health.kafka_up(True)  # it fetched this batch and took its dead letters
             self._resume_all()
@@ -287,19 +304,18 @@ class ConsumerService:
             await self._commit_to_kafka(batch.next_offsets)
             self._record_metrics(batch.records, plan, dead, batch.started)
 
-    async def _write(
-        self,
-        accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]],
-        poison: Sequence[DeadLetter],
-        next_offsets: Mapping[TopicPartitionKey, int],
-    ) -> tuple[BatchPlan, list[DeadLetter]]:
+    async def _write(self, batch: PreparedBatch) -> tuple[BatchPlan, list[DeadLetter]]:
         async with self.store.batch() as writer:
-            plan = await writer.apply(accepted)
-            dead = sorted([*poison, *plan.rejected], key=lambda d: (d[0].partition, d[0].offset))
+            plan = await writer.apply(batch.accepted)
+            await writer.save_offsets(
+                self.settings.kafka_group_id, batch.next_offsets, batch.start_offsets
+            )
+            dead = sorted(
+                [*batch.poison, *plan.rejected], key=lambda d: (d[0].partition, d[0].offset)
+            )
             # Acknowledged before the transaction commits the offsets past them: a dead
             # letter that cannot be written rolls the batch back, to be retried.
             await self.dead_letters.send_all(dead)
-            await writer.save_offsets(self.settings.kafka_group_id, next_offsets)
         return plan, dead
 
     def _on_write_retry(self, operation: str, exc: BaseException) -> None:

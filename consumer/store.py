@@ -21,7 +21,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from consumer.decode import AnyUserEvent, event_payload
-from consumer.errors import DatabaseUnreachable
+from consumer.errors import DatabaseUnreachable, OffsetsMoved
 from consumer.ordering import BatchPlan, EventKey, UserState, Verdict, Version, plan_batch
 from consumer.records import KafkaRecord, Outcome, Reason, Rejection
 from consumer.settings import Settings
@@ -87,11 +87,31 @@ ON CONFLICT (user_id) DO UPDATE SET
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     versions = EXCLUDED.versions
 """
+# Offsets move only from where the batch started (a compare-and-set), in the batch's
+# own transaction: of two members writing the same records (one of them evicted from
+# the group while its batch was still being written), only the first commits.
 _SAVE_OFFSETS = """
-INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-SELECT $1, * FROM unnest($2::text[], $3::integer[], $4::bigint[])
-ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET next_offset = EXCLUDED.next_offset, updated_at = now()
+WITH batch AS (
+    SELECT * FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bigint[])
+        AS b(topic, partition, expected, next_offset)
+), moved AS (
+    UPDATE consumer_offsets AS o SET next_offset = b.next_offset, updated_at = now()
+    FROM batch AS b
+    WHERE o.group_id = $1 AND o.topic = b.topic AND o.partition = b.partition
+      AND o.next_offset = b.expected
+    RETURNING o.topic, o.partition
+), first AS (
+    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+    SELECT $1, b.topic, b.partition, b.next_offset FROM batch AS b
+    WHERE NOT EXISTS (
+        SELECT 1 FROM consumer_offsets AS o
+        WHERE o.group_id = $1 AND o.topic = b.topic AND o.partition = b.partition
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING topic, partition
+)
+SELECT b.topic, b.partition FROM batch AS b
+WHERE (b.topic, b.partition) NOT IN (SELECT * FROM moved UNION ALL SELECT * FROM first)
 """
 _LOAD_OFFSETS = """
 SELECT topic, partition, next_offset FROM consumer_offsets
@@ -268,16 +288,26 @@ class BatchWriter:
             )
             return await self._apply_one_by_one(accepted)
 
-    async def save_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+    async def save_offsets(
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartitionKey, int],
+        expected: Mapping[TopicPartitionKey, int],
+    ) -> None:
+        """Store ``offsets`` where the stored ones still equal ``expected`` (or none are
+        stored yet); raises ``OffsetsMoved`` otherwise, so the transaction rolls back."""
         if offsets:
             keys = list(offsets)
-            await self.conn.execute(
+            stale = await self.conn.fetch(
                 _SAVE_OFFSETS,
                 group_id,
                 [t for t, _ in keys],
                 [p for _, p in keys],
+                [expected[k] for k in keys],
                 [offsets[k] for k in keys],
             )
+            if stale:
+                raise OffsetsMoved([(row["topic"], row["partition"]) for row in stale])
 
     async def _apply(self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]) -> BatchPlan:
         conn = self.conn

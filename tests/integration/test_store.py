@@ -1,0 +1,105 @@
+"""The store on the real PostgreSQL: offsets move only from where a batch starts, and the
+statements keep using indexes as a fresh database grows."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.errors import OffsetsMoved
+from consumer.migrate import apply_migrations
+from consumer.records import KafkaRecord
+from consumer.service import split_batch
+from consumer.settings import Settings
+from consumer.store import _LOGGED_KEYS, Store
+from schemas import build_event, structured_record
+from tests.integration.support import fetch
+
+TOPIC, GROUP = "t", "g"
+PARTITION = (TOPIC, 0)
+
+
+def records(count: int) -> list[KafkaRecord]:
+    """``count`` user.created events, one user each, at offsets 0 to count - 1."""
+    events = [
+        build_event("user.created", f"u{i}", {"email": f"u{i}@example.com", "name": "A"})
+        for i in range(count)
+    ]
+    return [
+        KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
+        for offset, (key, value, headers) in enumerate(structured_record(e) for e in events)
+    ]
+
+
+async def write(store: Store, batch: list[KafkaRecord], expected: int) -> None:
+    accepted, _, next_offsets = split_batch(batch, 10**6)
+    async with store.batch() as writer:
+        await writer.apply(accepted)
+        await writer.save_offsets(GROUP, next_offsets, {PARTITION: expected})
+
+
+async def test_a_batch_commits_only_from_the_offsets_it_started_at(database: str) -> None:
+    store = await Store.open(Settings(database_url=database))
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+        log = records(6)
+        await write(store, log[:3], expected=0)  # the first batch: nothing stored yet
+        # A member evicted while it held offsets 0-5, writing after the new owner did:
+        # everything it wrote rolls back with it.
+        with pytest.raises(OffsetsMoved) as moved:
+            await write(store, log, expected=0)
+        assert moved.value.partitions == [PARTITION]
+        assert await logged_offsets(database) == [0, 1, 2]
+        assert await stored_offset(database) == 3
+        await write(store, log[3:], expected=3)  # the owner goes on from where it stood
+        assert await logged_offsets(database) == [0, 1, 2, 3, 4, 5]
+        assert await stored_offset(database) == 6
+        with pytest.raises(OffsetsMoved):  # a retry of a batch whose COMMIT landed
+            await write(store, log[3:], expected=3)
+        assert await stored_offset(database) == 6
+    finally:
+        await store.close()
+
+
+async def logged_offsets(database: str) -> list[int]:
+    rows = await fetch(database, "SELECT kafka_offset FROM user_events ORDER BY kafka_offset")
+    return [row["kafka_offset"] for row in rows]
+
+
+async def stored_offset(database: str) -> int:
+    rows = await fetch(database, "SELECT next_offset FROM consumer_offsets WHERE group_id = 'g'")
+    assert len(rows) == 1
+    return int(rows[0]["next_offset"])
+
+
+async def test_a_plan_made_on_an_empty_log_does_not_scan_the_grown_log(database: str) -> None:
+    store = await Store.open(Settings(database_url=database, db_pool_max_size=1))
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+            await conn.execute(f"PREPARE logged_keys(text[], text[]) AS {_LOGGED_KEYS}")
+        # Enough executions on the empty log for PostgreSQL to cache a generic plan, each
+        # in its own turn with the (single) connection, as batches take it: the pool
+        # resets the session on every release.
+        for _ in range(8):
+            async with store.pool.acquire() as conn:
+                await conn.fetch("EXECUTE logged_keys(ARRAY['/s'], ARRAY['e'])")
+        async with store.pool.acquire() as conn:
+            await conn.execute(
+                """
+                INSERT INTO user_events (source, event_id, user_id, type, time, kafka_topic,
+                                         kafka_partition, kafka_offset, payload, outcome)
+                SELECT '/s', 'e' || g, 'u' || g, 'user.created', now(), 't', 0, g, '{}', 'applied'
+                FROM generate_series(1, 50000) AS g
+                """
+            )
+            plan = "\n".join(
+                row[0]
+                for row in await conn.fetch(
+                    "EXPLAIN EXECUTE logged_keys(ARRAY['/s', '/s'], ARRAY['e1', 'e2'])"
+                )
+            )
+    finally:
+        await store.close()
+    assert "user_events_pkey" in plan, plan
+    assert "Seq Scan on user_events" not in plan, plan
