@@ -498,7 +498,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             if not is_transient(exc):
                 raise
             # The loop positions them once the database answers; until then they wait.
-            service.consumer.pause(*assigned)
+            # Only those still unpositioned: the loop may have positioned (and resumed)
+            # some meanwhile, and nothing would resume those again.
+            service.consumer.pause(*(set(assigned) & service._unpositioned))
             log.warning("cannot read stored offsets yet", extra={"error": type(exc).__name__})
 
 
