@@ -3,9 +3,11 @@ statements keep using indexes as a fresh database grows."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from consumer.errors import OffsetsMoved
+from consumer.errors import OffsetsMoved, is_transient
 from consumer.migrate import apply_migrations
 from consumer.records import KafkaRecord
 from consumer.service import split_batch
@@ -103,3 +105,24 @@ async def test_a_plan_made_on_an_empty_log_does_not_scan_the_grown_log(database:
         await store.close()
     assert "user_events_pkey" in plan, plan
     assert "Seq Scan on user_events" not in plan, plan
+
+
+async def test_an_exhausted_pool_is_a_bounded_wait_then_a_transient_error(database: str) -> None:
+    settings = Settings(
+        database_url=database,
+        db_pool_min_size=1,
+        db_pool_max_size=1,
+        db_pool_acquire_timeout_seconds=0.5,
+    )
+    store = await Store.open(settings)
+    try:
+        async with store.pool.acquire():  # the only connection, held
+            started = time.monotonic()
+            with pytest.raises(TimeoutError) as waited:
+                await store.ping()
+            waited_seconds = time.monotonic() - started
+        assert 0.4 <= waited_seconds < 5  # the configured wait, not an instant failure
+        assert is_transient(waited.value)  # retried with backoff, never dead-lettered
+        await store.ping()  # released: served again
+    finally:
+        await store.close()
