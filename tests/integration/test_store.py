@@ -14,7 +14,7 @@ from consumer.service import split_batch
 from consumer.settings import Settings
 from consumer.store import _LOGGED_KEYS, Store
 from schemas import build_event, structured_record
-from tests.integration.support import fetch
+from tests.integration.support import logged_offsets, stored_offsets
 
 TOPIC, GROUP = "t", "g"
 PARTITION = (TOPIC, 0)
@@ -51,27 +51,16 @@ async def test_a_batch_commits_only_from_the_offsets_it_started_at(database: str
         with pytest.raises(OffsetsMoved) as moved:
             await write(store, log, expected=0)
         assert moved.value.partitions == [PARTITION]
-        assert await logged_offsets(database) == [0, 1, 2]
-        assert await stored_offset(database) == 3
+        assert await logged_offsets(database) == {0: [0, 1, 2]}
+        assert await stored_offsets(database, GROUP) == {0: 3}
         await write(store, log[3:], expected=3)  # the owner goes on from where it stood
-        assert await logged_offsets(database) == [0, 1, 2, 3, 4, 5]
-        assert await stored_offset(database) == 6
+        assert await logged_offsets(database) == {0: [0, 1, 2, 3, 4, 5]}
+        assert await stored_offsets(database, GROUP) == {0: 6}
         with pytest.raises(OffsetsMoved):  # a retry of a batch whose COMMIT landed
             await write(store, log[3:], expected=3)
-        assert await stored_offset(database) == 6
+        assert await stored_offsets(database, GROUP) == {0: 6}
     finally:
         await store.close()
-
-
-async def logged_offsets(database: str) -> list[int]:
-    rows = await fetch(database, "SELECT kafka_offset FROM user_events ORDER BY kafka_offset")
-    return [row["kafka_offset"] for row in rows]
-
-
-async def stored_offset(database: str) -> int:
-    rows = await fetch(database, "SELECT next_offset FROM consumer_offsets WHERE group_id = 'g'")
-    assert len(rows) == 1
-    return int(rows[0]["next_offset"])
 
 
 async def test_a_plan_made_on_an_empty_log_does_not_scan_the_grown_log(database: str) -> None:
