@@ -484,17 +484,22 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _run_settings(bootstrap: str, name: str) -> Settings:
+    """Settings for one phase: its own topic, dead-letter topic and group."""
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_topic=name,
+        kafka_dlq_topic=f"{name}.dlq",
+        kafka_group_id=name,
+    )
+
+
 async def run_bench(args: argparse.Namespace) -> BenchReport:
     report = BenchReport(_machine(), {k: v for k, v in vars(args).items() if k != "handler"})
     with servers() as (bootstrap, server_url):
         run_id = uuid.uuid4().hex[:8]
         if args.mode in ("drain", "all"):
-            settings = Settings(
-                kafka_bootstrap_servers=bootstrap,
-                kafka_topic=f"bench-{run_id}",
-                kafka_dlq_topic=f"bench-{run_id}.dlq",
-                kafka_group_id=f"bench-{run_id}",
-            )
+            settings = _run_settings(bootstrap, f"bench-{run_id}")
             print(f"bench: publishing {args.events} events over {args.users} users ...", flush=True)
             ends = await preload(settings, args.events, args.users)
             service_db = await new_database(server_url, f"bench_service_{run_id}")
@@ -514,12 +519,7 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
                 )
                 report.states_agree = await states_agree(service_db, baseline_db)
         if args.mode in ("steady", "all"):
-            settings = Settings(
-                kafka_bootstrap_servers=bootstrap,
-                kafka_topic=f"steady-{run_id}",
-                kafka_dlq_topic=f"steady-{run_id}.dlq",
-                kafka_group_id=f"steady-{run_id}",
-            )
+            settings = _run_settings(bootstrap, f"steady-{run_id}")
             steady_db = await new_database(server_url, f"bench_steady_{run_id}")
             print(f"bench: steady load, {args.rate} events/s for {args.seconds} s ...", flush=True)
             report.steady = await steady_load(settings, steady_db, args.rate, args.seconds)
