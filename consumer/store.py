@@ -11,13 +11,13 @@ that only that record is rejected.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from consumer.decode import AnyUserEvent, event_payload
@@ -123,38 +123,49 @@ def state_from_row(row: Mapping[str, Any] | asyncpg.Record) -> UserState:
     """A ``users`` row -> the state ordering decisions compare against."""
     versions = row["versions"]
     if isinstance(versions, str):
-        versions = json.loads(versions)
-    parsed: dict[tuple[Any, ...], Version] = {}  # the registers often share one version
-
-    def version(raw: list[Any]) -> Version:
-        key = tuple(raw)
-        if key not in parsed:
-            parsed[key] = Version.from_json(raw)
-        return parsed[key]
-
-    return UserState(
-        user_id=row["user_id"],
-        status=row["status"],
-        email=row["email"],
-        name=row["name"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        status_version=version(versions["status"]),
-        email_version=version(versions["email"]),
-        name_version=version(versions["name"]),
+        versions = orjson.loads(versions)
+    status, email, name = versions["status"], versions["email"], versions["name"]
+    # The registers often hold one version: parse it once.
+    status_version = Version.from_json(status)
+    email_version = status_version if email == status else Version.from_json(email)
+    name_version = (
+        status_version
+        if name == status
+        else email_version
+        if name == email
+        else Version.from_json(name)
     )
+    return UserState(
+        row["user_id"],
+        row["status"],
+        row["email"],
+        row["name"],
+        row["created_at"],
+        row["updated_at"],
+        status_version,
+        email_version,
+        name_version,
+    )
+
+
+def versions_json(user: UserState) -> str:
+    """The ``versions`` column: each register's version as [sequence, time, source, id].
+
+    orjson writes an aware datetime as ``isoformat`` does for offsets in whole minutes,
+    the only ones RFC 3339 (and so the contract) allows; it is several times faster than
+    the standard library here, where it runs once per user row.
+    """
+    return orjson.dumps(
+        {
+            "status": tuple(user.status_version),
+            "email": tuple(user.email_version),
+            "name": tuple(user.name_version),
+        }
+    ).decode()
 
 
 def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
     """Rows for ``users`` (in ``_USER_COLUMNS`` order)."""
-    encoded: dict[int, list[Any]] = {}  # by identity: registers share Version objects
-
-    def as_json(version: Version) -> list[Any]:
-        found = encoded.get(id(version))
-        if found is None:
-            found = encoded[id(version)] = version.to_json()
-        return found
-
     return [
         (
             user.user_id,
@@ -163,13 +174,7 @@ def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
             user.status,
             user.created_at,
             user.updated_at,
-            json.dumps(
-                {
-                    "status": as_json(user.status_version),
-                    "email": as_json(user.email_version),
-                    "name": as_json(user.name_version),
-                }
-            ),
+            versions_json(user),
         )
         for user in users
     ]
