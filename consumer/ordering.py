@@ -45,9 +45,6 @@ class Version(NamedTuple):
             return self.time > other.time
         return (self.source, self.event_id) > (other.source, other.event_id)
 
-    def to_json(self) -> list[Any]:
-        return [self.sequence, self.time.isoformat(), self.source, self.event_id]
-
     @classmethod
     def from_json(cls, raw: Sequence[Any]) -> Version:
         return cls(raw[0], datetime.fromisoformat(raw[1]), raw[2], raw[3])
@@ -87,22 +84,34 @@ def apply_event(
     return _apply_updated(state, event, version)
 
 
+# The three appliers build the next state in one constructor call rather than through
+# ``_replace(**changes)``: they run once per event, and this is the hot path.
+
+
 def _apply_created(
     state: UserState | None, event: UserCreated, version: Version
 ) -> tuple[UserState | None, Outcome | Rejection]:
-    email, name = event.data.email, event.data.name
+    email, name, time = event.data.email, event.data.name, event.time
     if state is None:
         return UserState(
-            event.subject, "active", email, name, event.time, event.time, version, version, version
+            event.subject, "active", email, name, time, time, version, version, version
         ), Outcome.APPLIED
-    changes: dict[str, Any] = {}
-    if version.is_newer_than(state.status_version):
-        changes.update(status="active", status_version=version, created_at=event.time)
-    if version.is_newer_than(state.email_version):
-        changes.update(email=email, email_version=version)
-    if version.is_newer_than(state.name_version):
-        changes.update(name=name, name_version=version)
-    return _changed(state, changes, event.time)
+    status_wins = version.is_newer_than(state.status_version)
+    email_wins = version.is_newer_than(state.email_version)
+    name_wins = version.is_newer_than(state.name_version)
+    if not (status_wins or email_wins or name_wins):
+        return state, Outcome.STALE
+    return UserState(
+        state.user_id,
+        "active" if status_wins else state.status,
+        email if email_wins else state.email,
+        name if name_wins else state.name,
+        time if status_wins else state.created_at,
+        max(state.updated_at, time),
+        version if status_wins else state.status_version,
+        version if email_wins else state.email_version,
+        version if name_wins else state.name_version,
+    ), Outcome.APPLIED
 
 
 def _apply_updated(
@@ -116,42 +125,46 @@ def _apply_updated(
         if version.is_newer_than(state.status_version):
             return state, Rejection(Reason.UNKNOWN_USER, "user.updated for a deleted user")
         return state, Outcome.STALE
-    changes: dict[str, Any] = {}
-    if event.data.email is not None and version.is_newer_than(state.email_version):
-        changes.update(email=event.data.email, email_version=version)
-    if event.data.name is not None and version.is_newer_than(state.name_version):
-        changes.update(name=event.data.name, name_version=version)
-    return _changed(state, changes, event.time)
+    email, name = event.data.email, event.data.name
+    email_wins = email is not None and version.is_newer_than(state.email_version)
+    name_wins = name is not None and version.is_newer_than(state.name_version)
+    if not (email_wins or name_wins):
+        return state, Outcome.STALE
+    return UserState(
+        state.user_id,
+        state.status,
+        email if email_wins else state.email,
+        name if name_wins else state.name,
+        state.created_at,
+        max(state.updated_at, event.time),
+        state.status_version,
+        version if email_wins else state.email_version,
+        version if name_wins else state.name_version,
+    ), Outcome.APPLIED
 
 
 def _apply_deleted(
     state: UserState | None, event: UserDeleted, version: Version
 ) -> tuple[UserState | None, Outcome | Rejection]:
+    time = event.time
     if state is None:
         # A tombstone, so that an older user.created arriving later cannot create the user.
         return UserState(
-            event.subject, "deleted", None, None, event.time, event.time, version, version, version
+            event.subject, "deleted", None, None, time, time, version, version, version
         ), Outcome.APPLIED
     if not version.is_newer_than(state.status_version):
         return state, Outcome.STALE
-    changes = {
-        "status": "deleted",
-        "status_version": version,
-        "email": None,
-        "name": None,
-        "email_version": _newest(version, state.email_version),
-        "name_version": _newest(version, state.name_version),
-    }
-    return _changed(state, changes, event.time)
-
-
-def _changed(
-    state: UserState, changes: dict[str, Any], time: datetime
-) -> tuple[UserState, Outcome]:
-    if not changes:
-        return state, Outcome.STALE
-    changes["updated_at"] = max(state.updated_at, time)
-    return state._replace(**changes), Outcome.APPLIED
+    return UserState(
+        state.user_id,
+        "deleted",
+        None,
+        None,
+        state.created_at,
+        max(state.updated_at, time),
+        version,
+        _newest(version, state.email_version),
+        _newest(version, state.name_version),
+    ), Outcome.APPLIED
 
 
 class Verdict(NamedTuple):
