@@ -34,10 +34,12 @@ _UNKNOWN_TYPE_ERRORS = {"union_tag_invalid"}
 
 def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
     """Decode and validate one record against the contract."""
-    size = len(record.value or b"") + sum(len(k) + len(v or b"") for k, v in record.headers)
+    size = len(record.value or b"")
+    if record.headers:  # most records have none: skip the scans
+        size += sum(len(k) + len(v or b"") for k, v in record.headers)
     if size > max_bytes:
         return Rejection(Reason.TOO_LARGE, f"record is {size} bytes, over the {max_bytes} limit")
-    if any(name.startswith(_BINARY_PREFIX) for name, _ in record.headers):
+    if _is_binary(record):
         return _decode_binary(record)
     return _decode_structured(record)
 
@@ -57,7 +59,9 @@ def event_payload(record: KafkaRecord, event: AnyUserEvent) -> str:
 
 
 def _is_binary(record: KafkaRecord) -> bool:
-    return any(name.startswith(_BINARY_PREFIX) for name, _ in record.headers)
+    return bool(record.headers) and any(
+        name.startswith(_BINARY_PREFIX) for name, _ in record.headers
+    )
 
 
 def _decode_structured(record: KafkaRecord) -> AnyUserEvent | Rejection:
