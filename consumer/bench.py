@@ -163,35 +163,52 @@ def start_service(
 
 
 async def drain_with_service(
-    settings: Settings, database: str, ends: dict[int, int], total: int
+    settings: Settings, database: str, ends: dict[int, int], total: int, members: int = 1
 ) -> DrainResult:
+    """Drain with ``members`` `run` processes in one consumer group (one per core is how
+    the service scales out on a bigger machine). RSS is the largest member's, CPU the sum."""
     from consumer.devenv import free_port
 
-    port = free_port()
-    process = start_service(settings, database, port)
+    ports = [free_port() for _ in range(members)]
+    processes = [start_service(settings, database, port) for port in ports]
+
+    def all_alive() -> bool:
+        return all(process.poll() is None for process in processes)
+
     try:
-        # The clock starts when the service is ready (in its group, the database up),
+        # The clock starts when every member is ready (in its group, the database up),
         # so imports and the group join are not counted, and every event is.
-        await _wait_until_ready(port, lambda: process.poll() is None)
+        for port in ports:
+            await _wait_until_ready(port, all_alive)
         started = time.monotonic()
         conn = await asyncpg.connect(database)
         try:
-            await _wait_for_offsets(
-                conn, settings.kafka_group_id, ends, lambda: process.poll() is None
-            )
+            await _wait_for_offsets(conn, settings.kafka_group_id, ends, all_alive)
             seconds = time.monotonic() - started
         finally:
             await conn.close()
-        metrics_text = await _scrape(port)
-        rss_mb, cpu = _process_usage(process.pid)
+        metrics_text = [await _scrape(port) for port in ports]
+        usage = [_process_usage(process.pid) for process in processes]
     finally:
-        process.terminate()
-        process.wait(30)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+    batches = _merged_histogram(metrics_text, "user_events_batch_duration_seconds")
     p50, p99 = (
-        histogram_quantile(metrics_text, "user_events_batch_duration_seconds", q)
-        for q in (0.5, 0.99)
+        histogram_quantile(batches, "user_events_batch_duration_seconds", q) for q in (0.5, 0.99)
     )
-    return DrainResult("service", total, seconds, total / seconds, p50, p99, rss_mb, cpu)
+    name = "service" if members == 1 else f"service x{members}"
+    return DrainResult(
+        name,
+        total,
+        seconds,
+        total / seconds,
+        p50,
+        p99,
+        max(rss for rss, _ in usage),
+        sum(cpu for _, cpu in usage),
+    )
 
 
 async def _wait_until_ready(port: int, alive: Any) -> None:
@@ -452,6 +469,17 @@ async def steady_load(
     }
 
 
+def _merged_histogram(texts: Sequence[str], name: str) -> str:
+    """The exposition of ``name``'s buckets summed over several processes' scrapes."""
+    summed: dict[str, float] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith(f"{name}_bucket"):
+                series, value = line.rsplit(" ", 1)
+                summed[series] = summed.get(series, 0.0) + float(value)
+    return "\n".join(f"{series} {value}" for series, value in summed.items())
+
+
 def _histogram_delta(before: str, after: str, name: str) -> str:
     """The exposition of ``name``'s buckets counted between two scrapes."""
 
@@ -504,7 +532,9 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
             ends = await preload(settings, args.events, args.users)
             service_db = await new_database(server_url, f"bench_service_{run_id}")
             print("bench: draining with the service (`run`) ...", flush=True)
-            report.results.append(await drain_with_service(settings, service_db, ends, args.events))
+            report.results.append(
+                await drain_with_service(settings, service_db, ends, args.events, args.members)
+            )
             if not args.skip_baseline:
                 baseline_db = await new_database(server_url, f"bench_baseline_{run_id}")
                 print(
@@ -566,6 +596,12 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--users", type=int, default=50_000, help="distinct users")
     bench.add_argument("--mode", choices=["drain", "steady", "all"], default="all")
     bench.add_argument("--skip-baseline", action="store_true", help="drain with the service only")
+    bench.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="drain with this many `run` processes in one consumer group",
+    )
     bench.add_argument("--rate", type=int, default=5000, help="steady-load events per second")
     bench.add_argument("--seconds", type=float, default=30.0, help="steady-load duration")
     bench.add_argument("--json", default="bench-results.json", help="where to write the results")

@@ -43,3 +43,32 @@ async def test_service_and_baseline_drain_the_same_data_into_the_same_state(
         )
     }
     assert outcomes.get("applied", 0) > 1000  # the mix is mostly applicable events
+
+
+async def test_two_members_of_one_group_drain_into_the_same_state_as_one(
+    bootstrap_servers: str, server_url: str
+) -> None:
+    """`bench --members 2`: two `run` processes share the partitions; same end state."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap_servers,
+        kafka_topic=f"bench-{run_id}",
+        kafka_dlq_topic=f"bench-{run_id}.dlq",
+        kafka_group_id=f"bench-{run_id}",
+    )
+    ends = await preload(settings, total=1500, users=300)
+    one_db = await new_database(server_url, f"bench_1_{run_id}")
+    two_db = await new_database(server_url, f"bench_2_{run_id}")
+
+    one = await drain_with_service(settings, one_db, ends, 1500)
+    two = await drain_with_service(
+        settings.model_copy(update={"kafka_group_id": f"bench-{run_id}-pair"}),
+        two_db,
+        ends,
+        1500,
+        members=2,
+    )
+
+    assert (one.name, two.name) == ("service", "service x2")
+    assert two.cpu_seconds is not None and two.cpu_seconds > 0
+    assert await states_agree(one_db, two_db)
