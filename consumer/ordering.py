@@ -77,9 +77,10 @@ def apply_event(
 ) -> tuple[UserState | None, Outcome | Rejection]:
     """The user's state after ``event``, and whether the event applied, was stale or is poison."""
     version = Version.of(event)
-    if isinstance(event, UserDeleted):
+    # By the discriminator, not isinstance: the models' metaclass makes that an ABC check.
+    if event.type == "user.deleted":
         return _apply_deleted(state, event, version)
-    if isinstance(event, UserCreated):
+    if event.type == "user.created":
         return _apply_created(state, event, version)
     return _apply_updated(state, event, version)
 
