@@ -93,6 +93,14 @@ def test_records_over_the_size_limit_are_too_large() -> None:
     assert isinstance(verdict, Rejection) and verdict.reason is Reason.TOO_LARGE
 
 
+def test_headers_count_towards_the_size_limit() -> None:
+    value = json.dumps(created_event()).encode()
+    limit = len(value) + 10
+    assert not isinstance(decode(record(value), limit), Rejection)
+    verdict = decode(record(value, [("trace", b"x" * 20)]), limit)
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.TOO_LARGE
+
+
 def test_binary_mode_with_a_value_that_is_not_json_is_undecodable() -> None:
     _, _, headers = binary_record(created_event())
     verdict = decode(record(b"{oops", headers), 10_000)
