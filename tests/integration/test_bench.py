@@ -10,6 +10,7 @@ from consumer.bench import (
     new_database,
     preload,
     states_agree,
+    steady_load,
 )
 from consumer.settings import Settings
 from tests.integration.support import fetch
@@ -72,3 +73,26 @@ async def test_two_members_of_one_group_drain_into_the_same_state_as_one(
     assert (one.name, two.name) == ("service", "service x2")
     assert two.cpu_seconds is not None and two.cpu_seconds > 0
     assert await states_agree(one_db, two_db)
+
+
+async def test_steady_load_reports_event_and_batch_latencies(
+    bootstrap_servers: str, server_url: str
+) -> None:
+    """`bench --mode steady` at a small rate: every event is committed and measured."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap_servers,
+        kafka_topic=f"steady-{run_id}",
+        kafka_dlq_topic=f"steady-{run_id}.dlq",
+        kafka_group_id=f"steady-{run_id}",
+    )
+    database = await new_database(server_url, f"bench_st_{run_id}")
+
+    steady = await steady_load(settings, database, rate=200, seconds=2.0)
+
+    assert 350 <= steady["events"] <= 400
+    stored = await fetch(database, "SELECT count(*) AS n FROM user_events")
+    assert stored[0]["n"] == steady["events"] + 1  # and the warm-up event
+    for key in ("p50_seconds", "p99_seconds", "batch_p50_seconds", "batch_p99_seconds"):
+        assert steady[key] is not None and steady[key] > 0, key
+    assert steady["p50_seconds"] <= steady["p99_seconds"]
