@@ -15,7 +15,6 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    PositiveInt,
     model_validator,
 )
 
@@ -27,6 +26,9 @@ UserId = Annotated[str, Field(min_length=1, max_length=128)]
 # rejects real mistakes without refusing relative references such as /signup-service.
 SourceUri = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S+$")]
 UserName = Annotated[str, Field(min_length=1, max_length=200)]
+# Stored as a PostgreSQL bigint: a larger one could never be stored, so it is invalid here
+# rather than a failure of the batch that carries it.
+EventSequence = Annotated[int, Field(gt=0, le=2**63 - 1)]
 
 
 class _Data(BaseModel):
@@ -69,7 +71,7 @@ class _CloudEvent(BaseModel):
     source: SourceUri
     subject: UserId = Field(description="The user id.")
     time: AwareDatetime = Field(description="When it happened, RFC 3339.")
-    sequence: PositiveInt | None = Field(
+    sequence: EventSequence | None = Field(
         default=None,
         description="The publisher's per-user version; a JSON number or a decimal string.",
     )

@@ -82,6 +82,16 @@ def test_an_update_needs_at_least_one_field() -> None:
     assert isinstance(verdict, Rejection) and verdict.reason is Reason.INVALID
 
 
+@pytest.mark.parametrize("sequence", [2**63, str(2**63)])
+def test_a_sequence_beyond_what_postgresql_stores_is_invalid(sequence: object) -> None:
+    """Not a failure of the batch carrying it: a dead letter naming the field."""
+    verdict = decode(record(json.dumps(created_event(sequence=sequence)).encode()), 10_000)
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.INVALID
+    assert "sequence" in verdict.error
+    largest = decode(record(json.dumps(created_event(sequence=2**63 - 1)).encode()), 10_000)
+    assert not isinstance(largest, Rejection) and largest.sequence == 2**63 - 1
+
+
 def test_a_delete_may_come_without_data() -> None:
     event = build_event("user.deleted", "u1")
     assert "data" not in event
