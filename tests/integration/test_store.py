@@ -115,3 +115,32 @@ async def test_an_exhausted_pool_is_a_bounded_wait_then_a_transient_error(databa
         await store.ping()  # released: served again
     finally:
         await store.close()
+
+
+async def test_a_value_postgresql_cannot_store_rejects_only_its_record(database: str) -> None:
+    """Valid for the contract, refused by PostgreSQL (a NUL character, which neither text
+    nor jsonb can hold): the batch is redone record by record and only that record is
+    rejected, instead of the batch failing on every retry."""
+    store = await Store.open(Settings(database_url=database))
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+        events = [
+            build_event("user.created", f"u{i}", {"email": f"u{i}@example.com", "name": name})
+            for i, name in enumerate(["Ada", "Bad\u0000Name", "Grace"])
+        ]
+        batch = [
+            KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
+            for offset, (key, value, headers) in enumerate(structured_record(e) for e in events)
+        ]
+        accepted, poison, _ = split_batch(batch, 10**6)
+        assert not poison  # the contract accepts it
+        async with store.batch() as writer:
+            plan = await writer.apply(accepted)
+        assert [v.record.offset for v in plan.logged] == [0, 2]
+        ((record, rejection),) = plan.rejected
+        assert record.offset == 1 and rejection.reason == "invalid"
+        assert rejection.error.startswith("not storable: ")
+        assert await logged_offsets(database) == {0: [0, 2]}
+    finally:
+        await store.close()
