@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from consumer.benchdata import bench_messages
 from consumer.deadletter import DeadLetterQueue
 from consumer.decode import decode
-from consumer.kafka import client_options, ensure_topics, start_producer
+from consumer.kafka import client_options, ensure_topics, max_request_bytes, start_producer
 from consumer.migrate import apply_migrations
 from consumer.ordering import Verdict, apply_event
 from consumer.records import KafkaRecord, Outcome, Reason, Rejection
@@ -296,7 +296,9 @@ async def drain_with_baseline(
     row and upserts the user. Same decisions as the service, so the same final state."""
     pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
     producer = await start_producer(settings)
-    dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic, "baseline")
+    dead_letters = DeadLetterQueue(
+        producer, settings.kafka_dlq_topic, "baseline", max_request_bytes(settings)
+    )
     consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
     await consumer.start()
     tps = [TopicPartition(settings.kafka_topic, p) for p in range(PARTITIONS)]

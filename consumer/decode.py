@@ -9,6 +9,7 @@ dead letter's ``dlq.error`` never carries an email or a name.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from schemas.models import UserCreated, UserDeleted, UserEvent, UserUpdated
 AnyUserEvent = UserCreated | UserUpdated | UserDeleted
 
 _adapter: TypeAdapter[AnyUserEvent] = TypeAdapter(UserEvent)
+log = logging.getLogger(__name__)
 
 _BINARY_PREFIX = "ce_"
 _UNDECODABLE_ERRORS = {
@@ -48,7 +50,20 @@ def decode_all(
     records: Iterable[KafkaRecord], max_bytes: int
 ) -> list[tuple[KafkaRecord, AnyUserEvent | Rejection]]:
     """Decode a batch in one tight loop, keeping each record beside its verdict."""
-    return [(record, decode(record, max_bytes)) for record in records]
+    return [(record, _decode_or_reject(record, max_bytes)) for record in records]
+
+
+def _decode_or_reject(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
+    try:
+        return decode(record, max_bytes)
+    except Exception as exc:
+        # A record the decoder itself fails on (a bug here or in a library) would fail
+        # its batch on every retry and stop the partition: dead-letter it, and say so.
+        log.error(
+            "the decoder failed on a record; it is dead-lettered",
+            extra={**record.where(), "error": type(exc).__name__},
+        )
+        return Rejection(Reason.UNDECODABLE, f"the decoder failed: {type(exc).__name__}")
 
 
 def event_payload(record: KafkaRecord, event: AnyUserEvent) -> str:
@@ -84,7 +99,7 @@ def _decode_binary(record: KafkaRecord) -> AnyUserEvent | Rejection:
     if record.value:
         try:
             attributes["data"] = json.loads(record.value)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return Rejection(Reason.UNDECODABLE, "binary-mode value is not JSON")
         if not isinstance(attributes["data"], dict):
             return Rejection(Reason.UNDECODABLE, "binary-mode value is not a JSON object")

@@ -275,6 +275,9 @@ def decide_redrive(letter: KafkaRecord, max_redrives: int) -> Redrive | Refusal:
         return Refusal("no dlq.original.topic header", previous)
     if previous >= max_redrives:
         return Refusal(f"redriven {previous} times already (limit {max_redrives})", previous)
+    if header(letter.headers, "dlq.value"):
+        # Its value is not the record's own (omitted, or an empty stand-in for null).
+        return Refusal("the dead letter does not hold the record's value (see dlq.value)", previous)
     count = previous + 1
     return Redrive(target, letter.key, letter.value, redrive_headers(letter.headers, count), count)
 

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import UnknownError, UnsupportedVersionError
 from aiokafka.helpers import create_ssl_context
 
+from consumer.deadletter import HEADERS_HEADROOM_BYTES
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def max_request_bytes(settings: Settings) -> int:
+    """The producers' limit: a record of up to MAX_MESSAGE_BYTES plus its dlq.* headers."""
+    return settings.max_message_bytes + HEADERS_HEADROOM_BYTES
+
+
 async def start_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
     """A started producer, idempotent where the broker supports it.
 
@@ -65,7 +71,12 @@ async def start_producer(settings: Settings, **options: Any) -> AIOKafkaProducer
     ``KAFKA_ENABLE_IDEMPOTENCE=auto`` the producer then runs without idempotence
     (still ``acks=all``) and says so, instead of refusing to start.
     """
-    common = {**client_options(settings), "acks": "all", **options}
+    common = {
+        **client_options(settings),
+        "acks": "all",
+        "max_request_size": max_request_bytes(settings),
+        **options,
+    }
     if settings.kafka_enable_idempotence != "false":
         producer = AIOKafkaProducer(enable_idempotence=True, **common)
         try:

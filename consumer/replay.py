@@ -29,7 +29,7 @@ from aiokafka.errors import UnsupportedVersionError
 from aiokafka.structs import OffsetAndTimestamp
 
 from consumer.deadletter import DeadLetter, DeadLetterQueue
-from consumer.kafka import start_producer
+from consumer.kafka import max_request_bytes, start_producer
 from consumer.ordering import BatchPlan
 from consumer.records import KafkaRecord, Outcome
 from consumer.service import split_batch
@@ -416,7 +416,9 @@ async def replay(
         dead_letters = None
         if not request.dry_run:
             producer = await start_producer(settings, linger_ms=5)
-            dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic, group)
+            dead_letters = DeadLetterQueue(
+                producer, settings.kafka_dlq_topic, group, max_request_bytes(settings)
+            )
         progress = make_progress(sum(r.size for r in ranges.values()), interactive)
         try:
             async for records in read_ranges(consumer, ranges, settings.kafka_max_poll_records):

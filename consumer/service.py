@@ -33,7 +33,7 @@ from consumer.deadletter import DeadLetter, DeadLetterQueue
 from consumer.decode import AnyUserEvent, decode_all
 from consumer.errors import OffsetsMoved, is_transient, retrying
 from consumer.health import Health
-from consumer.kafka import client_options, start_producer
+from consumer.kafka import client_options, max_request_bytes, start_producer
 from consumer.ordering import BatchPlan
 from consumer.records import KafkaRecord, Outcome, Rejection
 from consumer.settings import Settings
@@ -155,7 +155,9 @@ class ConsumerService:
             with attempt:
                 await consumer.start()
         health.kafka_up(True)
-        dead_letters = DeadLetterQueue(producer, settings.kafka_dlq_topic, settings.kafka_group_id)
+        dead_letters = DeadLetterQueue(
+            producer, settings.kafka_dlq_topic, settings.kafka_group_id, max_request_bytes(settings)
+        )
         service = cls(settings, store, consumer, dead_letters, health)
         consumer.subscribe([settings.kafka_topic], listener=_Rebalance(service))
         return service

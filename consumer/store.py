@@ -286,7 +286,7 @@ class BatchWriter:
         try:
             async with self.conn.transaction():
                 return await self._apply(accepted)
-        except (asyncpg.UniqueViolationError, asyncpg.DataError) as exc:
+        except (asyncpg.UniqueViolationError, asyncpg.DataError, OverflowError) as exc:
             log.info(
                 "batch hit a record-level database error; redoing it record by record",
                 extra={"error": type(exc).__name__, "records": len(accepted)},
@@ -354,7 +354,9 @@ class BatchWriter:
                 # outcome for this record, not a failure of the batch.
                 merged.verdicts.append(Verdict(record, event, _CONFLICT))
                 continue
-            except asyncpg.DataError as exc:
+            except (asyncpg.DataError, OverflowError) as exc:
+                # OverflowError: asyncpg's COPY encoders raise it, not a DataError, for a
+                # value outside the column type's range (a time past year 9999 in UTC).
                 merged.verdicts.append(
                     Verdict(
                         record,

@@ -190,6 +190,27 @@ async def test_each_poison_reason_ends_in_the_dead_letter_topic_with_every_heade
     assert await count_logged(database) == 0
 
 
+async def test_a_record_too_large_to_dead_letter_goes_without_its_value_and_the_loop_goes_on(
+    bootstrap_servers: str, database: str
+) -> None:
+    """Over what the dead-letter producer may send, the record would be refused on every
+    retry: its dead letter keeps the provenance only, and the next record is applied."""
+    settings = await new_settings(bootstrap_servers, database, max_message_bytes=1024)
+    huge = json.dumps(created("u1", 1) | {"padding": "x" * 40_000}).encode()
+    fine = json.dumps(created("u2", 1)).encode()
+    async with running_service(settings):
+        await publish(
+            bootstrap_servers, settings.kafka_topic, [(b"u1", huge, []), (b"u2", fine, [])]
+        )
+        (letter,) = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 1)
+        await eventually(lambda: logged_is(database, 1))
+    got = headers_of(letter)
+    assert got["dlq.reason"] == b"too_large" and got["dlq.original.offset"] == b"0"
+    assert got["dlq.value"].startswith(b"omitted")
+    assert letter.key == b"u1" and letter.value is None
+    assert await count_logged(database) == 1
+
+
 async def test_an_email_held_by_another_active_user_is_a_conflict(
     bootstrap_servers: str, database: str
 ) -> None:

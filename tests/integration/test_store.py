@@ -4,6 +4,7 @@ statements keep using indexes as a fresh database grows."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -117,17 +118,29 @@ async def test_an_exhausted_pool_is_a_bounded_wait_then_a_transient_error(databa
         await store.close()
 
 
-async def test_a_value_postgresql_cannot_store_rejects_only_its_record(database: str) -> None:
-    """Valid for the contract, refused by PostgreSQL (a NUL character, which neither text
-    nor jsonb can hold): the batch is redone record by record and only that record is
-    rejected, instead of the batch failing on every retry."""
+@pytest.mark.parametrize(
+    ("name", "when"),
+    [
+        # A NUL character: neither text nor jsonb can hold it (a DataError).
+        ("Bad\u0000Name", None),
+        # Year 1 at +01:00 is year 0 in UTC: asyncpg's COPY encoder raises OverflowError.
+        ("Old", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+    ],
+)
+async def test_a_value_postgresql_cannot_store_rejects_only_its_record(
+    database: str, name: str, when: datetime | None
+) -> None:
+    """Valid for the contract, refused on the way into PostgreSQL: the batch is redone
+    record by record and only that record is rejected, instead of the batch failing on
+    every retry."""
     store = await Store.open(Settings(database_url=database))
     try:
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
         events = [
-            build_event("user.created", f"u{i}", {"email": f"u{i}@example.com", "name": name})
-            for i, name in enumerate(["Ada", "Bad\u0000Name", "Grace"])
+            build_event("user.created", "u0", {"email": "u0@example.com", "name": "Ada"}),
+            build_event("user.created", "u1", {"email": "u1@example.com", "name": name}, time=when),
+            build_event("user.created", "u2", {"email": "u2@example.com", "name": "Grace"}),
         ]
         batch = [
             KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))

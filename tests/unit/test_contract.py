@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumer.deadletter import dead_letter_headers
+from consumer.deadletter import (
+    VALUE_OMITTED,
+    VALUE_WAS_NULL,
+    dead_letter_headers,
+    dead_letter_message,
+)
 from consumer.records import KafkaRecord, Reason, Rejection
 from schemas import build_event
 from schemas.generate import SCHEMA_DIR, render_schemas
@@ -48,6 +53,44 @@ def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -
         "dlq.consumer.group": b"grp",
         "dlq.failed.at": b"2026-01-02T03:04:05.000+00:00",
     }
+
+
+FAILED_AT = datetime(2026, 1, 2, tzinfo=UTC)
+LIMIT = 64 * 1024  # the producer's max_request_size in these tests
+
+
+def test_a_dead_letter_keeps_the_key_and_value_byte_for_byte() -> None:
+    record = KafkaRecord("t", 0, 1, 0, b"k", b"x" * (LIMIT - 4096), ())
+    key, value, headers = dead_letter_message(
+        record, Rejection(Reason.TOO_LARGE, "x"), "g", FAILED_AT, LIMIT
+    )
+    assert (key, value) == (record.key, record.value)
+    assert "dlq.value" not in dict(headers)
+
+
+def test_a_dead_letter_the_producer_would_refuse_goes_without_its_value() -> None:
+    """Over the producer's limit it would be refused on every retry; the provenance
+    headers still say where the record is."""
+    record = KafkaRecord("t", 0, 1, 0, b"k", b"x" * LIMIT, ())
+    key, value, headers = dead_letter_message(
+        record, Rejection(Reason.TOO_LARGE, "too big"), "g", FAILED_AT, LIMIT
+    )
+    assert key == b"k" and value is None
+    assert dict(headers)["dlq.value"] == VALUE_OMITTED.encode()
+    assert dict(headers)["dlq.original.offset"] == b"1"
+
+
+@pytest.mark.parametrize(("size", "expected"), [(None, VALUE_WAS_NULL), (LIMIT, VALUE_OMITTED)])
+def test_a_dead_letter_without_key_and_value_gets_an_empty_value(
+    size: int | None, expected: str
+) -> None:
+    """Kafka producers refuse a record with neither (aiokafka asserts)."""
+    record = KafkaRecord("t", 0, 1, 0, None, None if size is None else b"x" * size, ())
+    key, value, headers = dead_letter_message(
+        record, Rejection(Reason.UNDECODABLE, "x"), "g", FAILED_AT, LIMIT
+    )
+    assert key is None and value == b""
+    assert dict(headers)["dlq.value"] == expected.encode()
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from consumer.decode import decode
+from consumer import decode as decode_module
+from consumer.decode import decode, decode_all
 from consumer.records import KafkaRecord, Reason, Rejection
 from schemas import binary_record, build_event, structured_record
 
@@ -109,6 +110,27 @@ def test_headers_count_towards_the_size_limit() -> None:
     assert not isinstance(decode(record(value), limit), Rejection)
     verdict = decode(record(value, [("trace", b"x" * 20)]), limit)
     assert isinstance(verdict, Rejection) and verdict.reason is Reason.TOO_LARGE
+
+
+def test_a_binary_mode_value_nested_past_the_recursion_limit_is_undecodable() -> None:
+    _, _, headers = binary_record(created_event())
+    deep = b'{"email": "a@example.com", "name": "A", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    verdict = decode(record(deep, headers), 10**6)
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.UNDECODABLE
+
+
+def test_a_record_the_decoder_fails_on_is_dead_lettered_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in decoding must not fail the batch on every retry."""
+
+    def broken(record: KafkaRecord, max_bytes: int) -> object:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(decode_module, "decode", broken)
+    ((_, verdict),) = decode_all([record(b"{}")], 10_000)
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.UNDECODABLE
+    assert verdict.error == "the decoder failed: KeyError"
 
 
 def test_binary_mode_with_a_value_that_is_not_json_is_undecodable() -> None:

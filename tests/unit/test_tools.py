@@ -125,6 +125,11 @@ def test_redrive_copies_original_headers_counts_and_refuses_past_the_limit() -> 
         "redriven 3 times already (limit 3)", 3
     )
     assert isinstance(decide_redrive(letter(), 3), Refusal)  # no original topic
+    # A dead letter that does not hold the record's value is not republished.
+    assert isinstance(
+        decide_redrive(letter(dlq_original_topic="t", dlq_value="omitted: too large"), 3),
+        Refusal,
+    )
 
 
 def test_the_position_moves_only_over_handled_records() -> None:
