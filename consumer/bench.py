@@ -19,7 +19,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -476,29 +477,32 @@ async def steady_load(
     }
 
 
+def _buckets(text: str, name: str) -> dict[str, float]:
+    """``name``'s bucket series in an exposition ``text``, with their counts."""
+    buckets: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            series, value = line.rsplit(" ", 1)
+            buckets[series] = float(value)
+    return buckets
+
+
+def _exposition(buckets: Mapping[str, float]) -> str:
+    return "\n".join(f"{series} {value}" for series, value in buckets.items())
+
+
 def _merged_histogram(texts: Sequence[str], name: str) -> str:
     """The exposition of ``name``'s buckets summed over several processes' scrapes."""
-    summed: dict[str, float] = {}
+    summed: Counter[str] = Counter()
     for text in texts:
-        for line in text.splitlines():
-            if line.startswith(f"{name}_bucket"):
-                series, value = line.rsplit(" ", 1)
-                summed[series] = summed.get(series, 0.0) + float(value)
-    return "\n".join(f"{series} {value}" for series, value in summed.items())
+        summed.update(_buckets(text, name))
+    return _exposition(summed)
 
 
 def _histogram_delta(before: str, after: str, name: str) -> str:
     """The exposition of ``name``'s buckets counted between two scrapes."""
-
-    def buckets(text: str) -> dict[str, float]:
-        return {
-            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(f"{name}_bucket")
-        }
-
-    old, new = buckets(before), buckets(after)
-    return "\n".join(f"{k} {v - old.get(k, 0.0)}" for k, v in new.items())
+    old, new = _buckets(before, name), _buckets(after, name)
+    return _exposition({series: value - old.get(series, 0.0) for series, value in new.items()})
 
 
 # --- the command -------------------------------------------------------------------------
@@ -519,7 +523,7 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _run_settings(bootstrap: str, name: str) -> Settings:
+def phase_settings(bootstrap: str, name: str) -> Settings:
     """Settings for one phase: its own topic, dead-letter topic and group."""
     return Settings(
         kafka_bootstrap_servers=bootstrap,
@@ -534,7 +538,7 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
     with servers() as (bootstrap, server_url):
         run_id = uuid.uuid4().hex[:8]
         if args.mode in ("drain", "all"):
-            settings = _run_settings(bootstrap, f"bench-{run_id}")
+            settings = phase_settings(bootstrap, f"bench-{run_id}")
             print(f"bench: publishing {args.events} events over {args.users} users ...", flush=True)
             ends = await preload(settings, args.events, args.users)
             service_db = await new_database(server_url, f"bench_service_{run_id}")
@@ -556,7 +560,7 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
                 )
                 report.states_agree = await states_agree(service_db, baseline_db)
         if args.mode in ("steady", "all"):
-            settings = _run_settings(bootstrap, f"steady-{run_id}")
+            settings = phase_settings(bootstrap, f"steady-{run_id}")
             steady_db = await new_database(server_url, f"bench_steady_{run_id}")
             print(f"bench: steady load, {args.rate} events/s for {args.seconds} s ...", flush=True)
             report.steady = await steady_load(settings, steady_db, args.rate, args.seconds)

@@ -8,11 +8,11 @@ from consumer.bench import (
     drain_with_baseline,
     drain_with_service,
     new_database,
+    phase_settings,
     preload,
     states_agree,
     steady_load,
 )
-from consumer.settings import Settings
 from tests.integration.support import fetch
 
 
@@ -20,12 +20,7 @@ async def test_service_and_baseline_drain_the_same_data_into_the_same_state(
     bootstrap_servers: str, server_url: str
 ) -> None:
     run_id = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap_servers,
-        kafka_topic=f"bench-{run_id}",
-        kafka_dlq_topic=f"bench-{run_id}.dlq",
-        kafka_group_id=f"bench-{run_id}",
-    )
+    settings = phase_settings(bootstrap_servers, f"bench-{run_id}")
     ends = await preload(settings, total=1500, users=300)
     assert sum(ends.values()) == 1500
     service_db = await new_database(server_url, f"bench_s_{run_id}")
@@ -51,12 +46,7 @@ async def test_two_members_of_one_group_drain_into_the_same_state_as_one(
 ) -> None:
     """`bench --members 2`: two `run` processes share the partitions; same end state."""
     run_id = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap_servers,
-        kafka_topic=f"bench-{run_id}",
-        kafka_dlq_topic=f"bench-{run_id}.dlq",
-        kafka_group_id=f"bench-{run_id}",
-    )
+    settings = phase_settings(bootstrap_servers, f"bench-{run_id}")
     ends = await preload(settings, total=1500, users=300)
     one_db = await new_database(server_url, f"bench_1_{run_id}")
     two_db = await new_database(server_url, f"bench_2_{run_id}")
@@ -80,12 +70,7 @@ async def test_steady_load_reports_event_and_batch_latencies(
 ) -> None:
     """`bench --mode steady` at a small rate: every event is committed and measured."""
     run_id = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap_servers,
-        kafka_topic=f"steady-{run_id}",
-        kafka_dlq_topic=f"steady-{run_id}.dlq",
-        kafka_group_id=f"steady-{run_id}",
-    )
+    settings = phase_settings(bootstrap_servers, f"steady-{run_id}")
     database = await new_database(server_url, f"bench_st_{run_id}")
 
     steady = await steady_load(settings, database, rate=200, seconds=2.0)
