@@ -47,7 +47,7 @@ async def run_service(
         stopping = asyncio.Event()
         stop_on_signals(stopping)
 
-    health = Health()
+    health = Health(wedged_after_seconds=settings.health_wedged_after_seconds)
     http = HttpServer(health, settings.http_host, settings.http_port)
     await http.start()
     store = service = None

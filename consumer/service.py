@@ -88,6 +88,7 @@ def take_unseen(
 
 
 _DECODE_CHUNK = 500
+_REBALANCE_BEAT_SECONDS = 1.0
 
 
 @dataclass
@@ -132,6 +133,9 @@ class ConsumerService:
         self._batches_committed = 0
         # Bumped on every revocation: a batch prepared before it is not written.
         self._generation = 0
+        self._positioning_soon: set[asyncio.Task[None]] = set()
+        # From a revocation (or the start) to the next assignment: getmany waits that out.
+        self._rebalancing = True
 
     @classmethod
     async def start(cls, settings: Settings, store: Store, health: Health) -> ConsumerService:
@@ -204,6 +208,8 @@ class ConsumerService:
             stop_requested.cancel()
             if writing is not None and not writing.done():
                 writing.cancel()
+            for task in self._positioning_soon:
+                task.cancel()
 
     async def _fetch(
         self, stop_requested: asyncio.Task[bool]
@@ -216,7 +222,17 @@ class ConsumerService:
                 max_records=self.settings.kafka_max_poll_records,
             )
         )
-        await asyncio.wait({fetching, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        while not (
+            await asyncio.wait(
+                {fetching, stop_requested},
+                timeout=_REBALANCE_BEAT_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        )[0]:
+            if self._rebalancing:
+                # getmany waits for the group to settle, as long as the slowest member
+                # takes to rejoin: waiting on the group is not being wedged.
+                self.health.beat()
         if not fetching.done():
             fetching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -320,11 +336,14 @@ class ConsumerService:
             await self.dead_letters.send_all(dead)
         return plan, dead
 
-    def _on_write_retry(self, operation: str, exc: BaseException) -> None:
+    def _on_retry(self, operation: str, exc: BaseException) -> None:
         _count_retry(operation, exc)
         self.health.beat()  # retrying through an outage is not being wedged
         if not isinstance(exc, KafkaError):
             self.health.db_up(False)
+
+    def _on_write_retry(self, operation: str, exc: BaseException) -> None:
+        self._on_retry(operation, exc)
         self._pause_all()
 
     async def _commit_to_kafka(self, next_offsets: Mapping[TopicPartitionKey, int]) -> None:
@@ -341,11 +360,34 @@ class ConsumerService:
             log.warning("Kafka offset commit failed", extra={"error": type(exc).__name__})
 
     async def _position_new_partitions(self) -> None:
-        if not self._unpositioned:
+        if not self._unpositioned or self._positioning.locked():
+            # An attempt in flight resumes its partitions when done; the loop does not
+            # queue behind it (it would not come round for two attempts' time).
             return
-        async for attempt in retrying(self.settings, "load_offsets", self._stopping, _count_retry):
+        async for attempt in retrying(
+            self.settings, "load_offsets", self._stopping, self._on_retry
+        ):
             with attempt:
                 await self._position(self._unpositioned)
+
+    def _position_soon(self, partitions: set[TopicPartition]) -> None:
+        """Start positioning newly assigned partitions, and return at once.
+
+        Called from the rebalance listener, which must not wait on PostgreSQL: aiokafka
+        sends no heartbeat until the listener returns, so a slow read there (a lock, a
+        database failing over) would cost the membership once it outlasts the session
+        timeout. The partitions stay paused until positioned; what this one attempt
+        cannot do, the loop does before its next fetch, retrying.
+        """
+        task = asyncio.create_task(self._try_to_position(partitions))
+        self._positioning_soon.add(task)
+        task.add_done_callback(self._positioning_soon.discard)
+
+    async def _try_to_position(self, partitions: set[TopicPartition]) -> None:
+        try:
+            await self._position(partitions)
+        except Exception as exc:
+            log.warning("cannot read stored offsets yet", extra={"error": type(exc).__name__})
 
     async def _position(self, partitions: set[TopicPartition]) -> None:
         """Seek newly assigned partitions to the offsets stored with their effects.
@@ -474,6 +516,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.service._rebalancing = True
         self.service._generation += 1
         async with self.service._batch_lock:
             pass  # the batch being written has finished and committed
@@ -493,17 +536,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         service._unpositioned |= set(assigned)
         for tp in assigned:
             service._fence.pop(tp, None)  # until positioned, nothing of it is taken
+        # Nothing is fetched for them until positioned (which resumes them).
+        service.consumer.pause(*assigned)
+        metrics.PARTITIONS_PAUSED.set(len(service.consumer.paused()))
         service.health.joined(True)
-        try:
-            await service._position(set(assigned))
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            # The loop positions them once the database answers; until then they wait.
-            # Only those still unpositioned: the loop may have positioned (and resumed)
-            # some meanwhile, and nothing would resume those again.
-            service.consumer.pause(*(set(assigned) & service._unpositioned))
-            log.warning("cannot read stored offsets yet", extra={"error": type(exc).__name__})
+        service._rebalancing = False
+        service._position_soon(set(assigned))
 
 
 def _count_retry(operation: str, exc: BaseException) -> None:

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     retry_initial_seconds: float = Field(0.1, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
+    health_wedged_after_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz answers 503 once the loop has not come round for this long; "
+        "waiting out an outage counts as coming round.",
+    )
 
     failpoint_kill_after_db_commit: int = Field(
         0,

@@ -24,20 +24,20 @@ async def new_settings(
 ) -> Settings:
     """Settings on fresh topics and a fresh consumer group, the topics created."""
     name = f"ue-{uuid.uuid4().hex[:10]}"
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap,
-        kafka_topic=name,
-        kafka_dlq_topic=f"{name}.dlq",
-        kafka_group_id=f"{name}-group",
-        database_url=database,
-        http_port=0,
-        http_host="127.0.0.1",
-        retry_initial_seconds=0.05,
-        retry_max_seconds=1.0,
-        kafka_fetch_timeout_ms=100,
-        kafka_session_timeout_ms=6000,
-        **overrides,
-    )
+    options: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "kafka_topic": name,
+        "kafka_dlq_topic": f"{name}.dlq",
+        "kafka_group_id": f"{name}-group",
+        "database_url": database,
+        "http_port": 0,
+        "http_host": "127.0.0.1",
+        "retry_initial_seconds": 0.05,
+        "retry_max_seconds": 1.0,
+        "kafka_fetch_timeout_ms": 100,
+        "kafka_session_timeout_ms": 6000,
+    }
+    settings = Settings(**{**options, **overrides})
     await ensure_topics(settings, {settings.kafka_topic: partitions, settings.kafka_dlq_topic: 1})
     return settings
 

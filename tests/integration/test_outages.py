@@ -15,9 +15,11 @@ import pytest
 from consumer import metrics
 from consumer.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
 from consumer.kafka import ensure_topics
+from consumer.migrate import apply_migrations
 from schemas import build_event, structured_record
 from tests.integration.support import (
     assert_history_applied_exactly_once,
+    count_logged,
     cpu_seconds,
     eventually,
     fetch,
@@ -196,3 +198,57 @@ async def test_an_unreachable_broker_neither_stops_nor_spins_the_consumer(
         assert rows[0]["n"] == 20
     finally:
         broker.stop()
+
+
+async def test_offsets_unreadable_at_assignment_cost_neither_liveness_nor_membership(
+    bootstrap_servers: str, database: str
+) -> None:
+    """The stored offsets cannot be read (a migration holds a lock on their table) when
+    the group assigns partitions, for longer than both the session timeout and the
+    liveness limit. The rebalance listener must not wait on that read (aiokafka sends no
+    heartbeat until it returns), and the loop retrying it is not wedged: /healthz stays
+    200, the group is not rebalanced again, and once the lock goes nothing of what was
+    published meanwhile is lost or applied twice."""
+    wedged_seconds = 2.0
+    port = free_port()
+    settings = await new_settings(
+        bootstrap_servers,
+        database,
+        partitions=3,
+        http_port=port,
+        kafka_session_timeout_ms=3000,
+        health_wedged_after_seconds=wedged_seconds,
+        db_command_timeout_seconds=0.5,
+        retry_max_seconds=0.5,
+    )
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_migrations(conn)
+        history = [structured_record(e) for e in user_history(users=10, updates=2)]
+        await publish(bootstrap_servers, settings.kafka_topic, history)
+        rebalances = metrics.REBALANCES._value.get()
+        retries = metrics.RETRIES.labels("load_offsets")._value.get()
+        lock = conn.transaction()
+        await lock.start()
+        await conn.execute("LOCK TABLE consumer_offsets IN ACCESS EXCLUSIVE MODE")
+        async with running_service(settings):
+            await eventually(lambda: _assigned_since(rebalances), timeout=20)
+            liveness = []
+            until = time.monotonic() + 3 * wedged_seconds
+            while time.monotonic() < until:
+                liveness.append((await get(port, "/healthz"))[0])
+                await asyncio.sleep(0.2)
+            assert await count_logged(database) == 0  # nothing moved while locked
+            await lock.rollback()
+            await eventually(lambda: logged_is(database, len(history)), timeout=30)
+            await asyncio.sleep(2)  # time for an eviction and a rejoin to show
+            assert metrics.REBALANCES._value.get() == rebalances + 1
+        assert set(liveness) == {200}
+        assert metrics.RETRIES.labels("load_offsets")._value.get() > retries
+        await assert_history_applied_exactly_once(database, users=10, updates=2)
+    finally:
+        await conn.close()
+
+
+async def _assigned_since(rebalances: float) -> bool:
+    return bool(metrics.REBALANCES._value.get() > rebalances)
