@@ -126,14 +126,14 @@ class ConsumerService:
         # finished and committed before its partitions move to another member.
         self._batch_lock = asyncio.Lock()
         self._unpositioned: set[TopicPartition] = set()
-        self._positioning = asyncio.Lock()
         # Per positioned, owned partition: the next offset not yet taken into a batch.
         self._fence: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._batches_committed = 0
         # Bumped on every revocation: a batch prepared before it is not written.
         self._generation = 0
-        self._positioning_soon: set[asyncio.Task[None]] = set()
+        self._positioner: asyncio.Task[None] | None = None
+        self._positioning_failed: Exception | None = None
         # From a revocation (or the start) to the next assignment: getmany waits that out.
         self._rebalancing = True
 
@@ -181,7 +181,10 @@ class ConsumerService:
         writing: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
-                await self._position_new_partitions()
+                if self._positioning_failed is not None:
+                    raise self._positioning_failed
+                if self._unpositioned:
+                    self._position_soon()
                 # Taken before the fetch, which can span a whole rebalance (getmany waits
                 # for it): what it returns then belongs to the generation before it.
                 generation = self._generation
@@ -208,8 +211,8 @@ class ConsumerService:
             stop_requested.cancel()
             if writing is not None and not writing.done():
                 writing.cancel()
-            for task in self._positioning_soon:
-                task.cancel()
+            if self._positioner is not None:
+                self._positioner.cancel()
 
     async def _fetch(
         self, stop_requested: asyncio.Task[bool]
@@ -243,6 +246,7 @@ class ConsumerService:
 
     async def close(self, within_seconds: float) -> None:
         """Leave the group and close every client, within ``within_seconds`` in all."""
+        self._stopping.set()  # a last rebalance while leaving starts no positioning
         deadline = time.monotonic() + within_seconds
         for closing in (self.consumer.stop(), self.dead_letters.producer.stop()):
             try:
@@ -312,6 +316,7 @@ class ConsumerService:
                     extra={"partitions": sorted(p for _, p in moved.partitions)},
                 )
                 self._discard(batch)
+                self._resume_all()  # the partitions the retries paused, but not these
                 return
             self.health.db_up(True)
             self.health.kafka_up(True)  # it fetched this batch and took its dead letters
@@ -359,45 +364,33 @@ class ConsumerService:
             # PostgreSQL holds the offsets that count; this one only feeds tools and lag.
             log.warning("Kafka offset commit failed", extra={"error": type(exc).__name__})
 
-    async def _position_new_partitions(self) -> None:
-        if not self._unpositioned or self._positioning.locked():
-            # An attempt in flight resumes its partitions when done; the loop does not
-            # queue behind it (it would not come round for two attempts' time).
+    def _position_soon(self) -> None:
+        """Position the unpositioned partitions in the background, unless that is under way.
+
+        Neither the rebalance listener nor the loop waits for it. The listener must not
+        wait on PostgreSQL: aiokafka sends no heartbeat until it returns, so a slow read
+        there (a lock, a database failing over) would cost the membership once it
+        outlasted the session timeout. The loop goes on with the partitions it has. Until
+        positioned, a partition is paused, and without a fence nothing of it is taken.
+        """
+        if self._stopping.is_set() or (self._positioner and not self._positioner.done()):
             return
-        async for attempt in retrying(
-            self.settings, "load_offsets", self._stopping, self._on_retry
-        ):
-            with attempt:
-                await self._position(self._unpositioned)
+        self._positioner = asyncio.create_task(self._keep_positioning())
 
-    def _position_soon(self, partitions: set[TopicPartition]) -> None:
-        """Start positioning newly assigned partitions, and return at once.
-
-        Called from the rebalance listener, which must not wait on PostgreSQL: aiokafka
-        sends no heartbeat until the listener returns, so a slow read there (a lock, a
-        database failing over) would cost the membership once it outlasts the session
-        timeout. The partitions stay paused until positioned; what this one attempt
-        cannot do, the loop does before its next fetch, retrying.
-        """
-        task = asyncio.create_task(self._try_to_position(partitions))
-        self._positioning_soon.add(task)
-        task.add_done_callback(self._positioning_soon.discard)
-
-    async def _try_to_position(self, partitions: set[TopicPartition]) -> None:
+    async def _keep_positioning(self) -> None:
+        """Position until nothing is left to, retrying transient failures. One runs at a
+        time: offsets read by a second one before the first one's partitions took a batch
+        would rewind them. A rebalance under way ends it; the assignment restarts it."""
         try:
-            await self._position(partitions)
+            async for attempt in retrying(
+                self.settings, "load_offsets", self._stopping, self._on_retry
+            ):
+                with attempt:
+                    while self._unpositioned and not self._rebalancing:
+                        await self._position_unpositioned(set(self._unpositioned))
         except Exception as exc:
-            log.warning("cannot read stored offsets yet", extra={"error": type(exc).__name__})
-
-    async def _position(self, partitions: set[TopicPartition]) -> None:
-        """Seek newly assigned partitions to the offsets stored with their effects.
-
-        Both the rebalance listener and the loop call this; one at a time, and only for
-        partitions still unpositioned when their turn comes. Offsets read by a second
-        caller before the first one's partitions took a batch would rewind them.
-        """
-        async with self._positioning:
-            await self._position_unpositioned(partitions)
+            if not self._stopping.is_set():
+                self._positioning_failed = exc  # not transient: the loop raises it
 
     async def _position_unpositioned(self, partitions: set[TopicPartition]) -> None:
         generation = self._generation
@@ -415,7 +408,7 @@ class ConsumerService:
                 targets[tp] = await self.consumer.committed(tp)
         if missing := [tp for tp, offset in targets.items() if offset is None]:
             targets.update(await self.consumer.beginning_offsets(missing))
-        if generation != self._generation:
+        if generation != self._generation or self._rebalancing:
             return  # revoked meanwhile: the next assignment positions its partitions
         # No await from here on. Records of a partition without a fence are dropped when
         # taken, so each partition gets its fence in the same step as its seek: the seek
@@ -437,9 +430,12 @@ class ConsumerService:
         after its partitions were positioned again, so those still owned are positioned
         once more (from the stored offsets) before anything else is fetched for them."""
         fetched = {TopicPartition(topic, partition) for topic, partition in batch.next_offsets}
-        self._unpositioned |= fetched & self.consumer.assignment()
+        owned = fetched & self.consumer.assignment()
+        self._unpositioned |= owned
         for tp in fetched:
             self._fence.pop(tp, None)
+        self.consumer.pause(*owned)  # nothing of them is taken until positioned again
+        metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
 
     def _pause_all(self) -> None:
         self.consumer.pause(*self.consumer.assignment())
@@ -541,7 +537,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.PARTITIONS_PAUSED.set(len(service.consumer.paused()))
         service.health.joined(True)
         service._rebalancing = False
-        service._position_soon(set(assigned))
+        service._position_soon()
 
 
 def _count_retry(operation: str, exc: BaseException) -> None:
