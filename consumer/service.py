@@ -398,16 +398,22 @@ class ConsumerService:
         if not wanted:
             self._unpositioned &= self.consumer.assignment()
             return
-        stored = await self.store.load_offsets(
-            self.settings.kafka_group_id, [(tp.topic, tp.partition) for tp in wanted]
-        )
-        targets: dict[TopicPartition, int | None] = {}
+        group = self.settings.kafka_group_id
+        stored = await self.store.load_offsets(group, [(tp.topic, tp.partition) for tp in wanted])
+        targets: dict[TopicPartition, int] = {}
+        unclaimed: dict[TopicPartition, int | None] = {}
         for tp in wanted:
-            targets[tp] = stored.get((tp.topic, tp.partition))
-            if targets[tp] is None:
-                targets[tp] = await self.consumer.committed(tp)
-        if missing := [tp for tp, offset in targets.items() if offset is None]:
-            targets.update(await self.consumer.beginning_offsets(missing))
+            if (offset := stored.get((tp.topic, tp.partition))) is not None:
+                targets[tp] = offset
+            else:  # first time in this group: where Kafka says, else the beginning
+                unclaimed[tp] = await self.consumer.committed(tp)
+        if unclaimed:
+            if missing := [tp for tp, offset in unclaimed.items() if offset is None]:
+                unclaimed.update(await self.consumer.beginning_offsets(missing))
+            claimed = await self.store.claim_offsets(
+                group, {(tp.topic, tp.partition): offset or 0 for tp, offset in unclaimed.items()}
+            )
+            targets.update({tp: claimed[(tp.topic, tp.partition)] for tp in unclaimed})
         if generation != self._generation or self._rebalancing:
             return  # revoked meanwhile: the next assignment positions its partitions
         # No await from here on. Records of a partition without a fence are dropped when
@@ -416,10 +422,9 @@ class ConsumerService:
         owned = self.consumer.assignment()
         for tp, offset in targets.items():
             if tp in owned:
-                if offset is not None:
-                    self.consumer.seek(tp, offset)
-                    self._committed[tp] = offset
-                self._fence[tp] = offset or 0
+                self.consumer.seek(tp, offset)
+                self._committed[tp] = offset
+                self._fence[tp] = offset
         self._unpositioned.difference_update(wanted)
         self._unpositioned &= owned
         self.consumer.resume(*(set(wanted) & owned))
@@ -513,6 +518,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.service._rebalancing = True
+        self.service.health.joined(False)  # until the group settles again
         self.service._generation += 1
         async with self.service._batch_lock:
             pass  # the batch being written has finished and committed
@@ -524,6 +530,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service._unpositioned.difference_update(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # First: aiokafka logs and swallows a listener's exception, and a flag left set
+        # would keep every partition unpositioned while the loop looks alive.
+        self.service._rebalancing = False
         metrics.REBALANCES.inc()
         log.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
@@ -536,7 +545,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         service.consumer.pause(*assigned)
         metrics.PARTITIONS_PAUSED.set(len(service.consumer.paused()))
         service.health.joined(True)
-        service._rebalancing = False
         service._position_soon()
 
 

@@ -89,7 +89,9 @@ ON CONFLICT (user_id) DO UPDATE SET
 """
 # Offsets move only from where the batch started (a compare-and-set), in the batch's
 # own transaction: of two members writing the same records (one of them evicted from
-# the group while its batch was still being written), only the first commits.
+# the group while its batch was still being written), only the first commits. Every
+# partition has its row before any batch of it is written (``claim_offsets``), so a
+# batch with no row to compare against is refused too.
 _SAVE_OFFSETS = """
 WITH batch AS (
     SELECT * FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::bigint[])
@@ -100,18 +102,15 @@ WITH batch AS (
     WHERE o.group_id = $1 AND o.topic = b.topic AND o.partition = b.partition
       AND o.next_offset = b.expected
     RETURNING o.topic, o.partition
-), first AS (
-    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-    SELECT $1, b.topic, b.partition, b.next_offset FROM batch AS b
-    WHERE NOT EXISTS (
-        SELECT 1 FROM consumer_offsets AS o
-        WHERE o.group_id = $1 AND o.topic = b.topic AND o.partition = b.partition
-    )
-    ON CONFLICT DO NOTHING
-    RETURNING topic, partition
 )
 SELECT b.topic, b.partition FROM batch AS b
-WHERE (b.topic, b.partition) NOT IN (SELECT * FROM moved UNION ALL SELECT * FROM first)
+WHERE (b.topic, b.partition) NOT IN (SELECT * FROM moved)
+"""
+_CLAIM_OFFSETS = """
+INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+SELECT $1, c.topic, c.partition, c.next_offset
+FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS c(topic, partition, next_offset)
+ON CONFLICT DO NOTHING
 """
 _LOAD_OFFSETS = """
 SELECT topic, partition, next_offset FROM consumer_offsets
@@ -263,6 +262,21 @@ class Store:
             )
         return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
 
+    async def claim_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartitionKey, int]
+    ) -> dict[TopicPartitionKey, int]:
+        """Store ``offsets`` for partitions that have none stored yet, and return what is
+        stored for each (another member's claim, where it came first). From then on the
+        partition's offsets move only by compare-and-set (``save_offsets``)."""
+        keys = list(offsets)
+        topics, partitions = [t for t, _ in keys], [p for _, p in keys]
+        async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
+            await conn.execute(
+                _CLAIM_OFFSETS, group_id, topics, partitions, [offsets[k] for k in keys]
+            )
+            rows = await conn.fetch(_LOAD_OFFSETS, group_id, topics, partitions)
+        return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+
 
 async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     """The pool's way to open a connection: any failure to connect is transient (a
@@ -299,8 +313,8 @@ class BatchWriter:
         offsets: Mapping[TopicPartitionKey, int],
         expected: Mapping[TopicPartitionKey, int],
     ) -> None:
-        """Store ``offsets`` where the stored ones still equal ``expected`` (or none are
-        stored yet); raises ``OffsetsMoved`` otherwise, so the transaction rolls back."""
+        """Store ``offsets`` where the stored ones still equal ``expected``; raises
+        ``OffsetsMoved`` otherwise (none stored included), so the transaction rolls back."""
         if offsets:
             keys = list(offsets)
             stale = await self.conn.fetch(

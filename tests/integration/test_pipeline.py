@@ -247,5 +247,5 @@ async def test_a_poison_record_inside_a_batch_does_not_block_the_rest(
         await eventually(lambda: logged_is(database, 50))
         dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 2)
     assert sorted(int(headers_of(d)["dlq.original.offset"]) for d in dead) == [20, 36]
-    stored = await fetch(database, "SELECT next_offset FROM consumer_offsets")
-    assert [r["next_offset"] for r in stored] == [52]
+    stored = await fetch(database, "SELECT partition, next_offset FROM consumer_offsets")
+    assert {r["partition"]: r["next_offset"] for r in stored}[0] == 52

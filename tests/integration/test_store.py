@@ -46,7 +46,16 @@ async def test_a_batch_commits_only_from_the_offsets_it_started_at(database: str
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
         log = records(6)
-        await write(store, log[:3], expected=0)  # the first batch: nothing stored yet
+        # Nothing stored, nothing claimed: even a batch from the first offset is refused
+        # (another member may be writing the partition's first records right now).
+        with pytest.raises(OffsetsMoved):
+            await write(store, log[:3], expected=0)
+        assert await stored_offsets(database, GROUP) == {}
+        # Positioning claims the partition; a second claim (another member's) changes
+        # nothing and is told what the first one stored.
+        assert await store.claim_offsets(GROUP, {PARTITION: 0}) == {PARTITION: 0}
+        assert await store.claim_offsets(GROUP, {PARTITION: 2}) == {PARTITION: 0}
+        await write(store, log[:3], expected=0)
         # A member evicted while it held offsets 0-5, writing after the new owner did:
         # everything it wrote rolls back with it.
         with pytest.raises(OffsetsMoved) as moved:
