@@ -260,7 +260,7 @@ class Store:
             rows = await conn.fetch(
                 _LOAD_OFFSETS, group_id, [t for t, _ in partitions], [p for _, p in partitions]
             )
-        return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        return _offsets_of(rows)
 
     async def claim_offsets(
         self, group_id: str, offsets: Mapping[TopicPartitionKey, int]
@@ -275,7 +275,11 @@ class Store:
                 _CLAIM_OFFSETS, group_id, topics, partitions, [offsets[k] for k in keys]
             )
             rows = await conn.fetch(_LOAD_OFFSETS, group_id, topics, partitions)
-        return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+        return _offsets_of(rows)
+
+
+def _offsets_of(rows: Iterable[asyncpg.Record]) -> dict[TopicPartitionKey, int]:
+    return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
 
 
 async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
