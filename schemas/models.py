@@ -13,10 +13,11 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     model_validator,
 )
+
+from schemas.emails import Email
 
 EVENT_TYPES = ("user.created", "user.updated", "user.deleted")
 
@@ -39,14 +40,14 @@ class _Data(BaseModel):
 class UserCreatedData(_Data):
     """Data of ``user.created``: the new user's email and display name."""
 
-    email: EmailStr
+    email: Email
     name: UserName
 
 
 class UserUpdatedData(_Data):
     """Data of ``user.updated``: the fields that changed; at least one."""
 
-    email: EmailStr | None = None
+    email: Email | None = None
     name: UserName | None = None
 
     @model_validator(mode="after")
