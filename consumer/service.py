@@ -149,6 +149,7 @@ class ConsumerService:
         # Bumped on every revocation: a batch prepared before it is not written.
         self._generation = 0
         self._positioner: asyncio.Task[None] | None = None
+        self._after_commit_task: asyncio.Task[None] | None = None
         self._positioning_failed: Exception | None = None
         # From a revocation (or the start) to the next assignment: getmany waits that out.
         self._rebalancing = True
@@ -191,12 +192,10 @@ class ConsumerService:
 
         The next batch is fetched and decoded while the previous one is being written:
         PostgreSQL works on its batch while this process decodes the next. Batches are
-        still written one after another, so per-partition order is kept. What follows a
-        batch's commit (the Kafka commit, the metrics) is done while the next batch is
-        being written, so it does not hold up the next write.
+        still written one after another, so per-partition order is kept.
         """
         stop_requested = asyncio.create_task(self._stopping.wait())
-        writing: asyncio.Task[CommittedBatch | None] | None = None
+        writing: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
                 if self._positioning_failed is not None:
@@ -209,21 +208,21 @@ class ConsumerService:
                 fetched = await self._fetch(stop_requested)
                 self.health.beat()
                 batch = await self._prepare(fetched, generation) if fetched else None
-                committed = None
                 if writing is not None:
-                    committed = await writing
+                    await writing
                     writing = None
+                if self._after_commit_task is not None and self._after_commit_task.done():
+                    self._after_commit_task.result()  # a failure there is raised here
                 if batch is not None:
                     if batch.generation == self._generation:
                         writing = asyncio.create_task(self._write_batch(batch))
                     else:
                         self._discard(batch)
-                if committed is not None:
-                    await self._after_commit(committed)
                 self._update_lag()
-            # The batch in hand is finished and committed.
-            if writing is not None and (committed := await writing) is not None:
-                await self._after_commit(committed)
+            if writing is not None:
+                await writing  # the batch in hand is finished and committed
+            if self._after_commit_task is not None:
+                await self._after_commit_task
         except Exception as exc:
             if self._stopping.is_set() and is_transient(exc):
                 log.info("stopping during an outage; the batch in hand is not committed")
@@ -233,6 +232,8 @@ class ConsumerService:
             stop_requested.cancel()
             if writing is not None and not writing.done():
                 writing.cancel()
+            if self._after_commit_task is not None and not self._after_commit_task.done():
+                self._after_commit_task.cancel()
             if self._positioner is not None:
                 self._positioner.cancel()
 
@@ -316,12 +317,14 @@ class ConsumerService:
             await asyncio.sleep(0)
         return batch
 
-    async def _write_batch(self, batch: PreparedBatch) -> CommittedBatch | None:
-        """Write one batch, retrying transient failures; None if it was dropped."""
+    async def _write_batch(self, batch: PreparedBatch) -> None:
+        """Write one batch, retrying transient failures. What follows its commit (the
+        Kafka commit, the metrics) runs in its own task, beside the next batch's write:
+        the write is the critical path of the pipeline."""
         async with self._batch_lock:
             if batch.generation != self._generation:
                 self._discard(batch)  # a rebalance came first: whoever owns them now redoes it
-                return None
+                return
             metrics.BATCH_SIZE.observe(len(batch.records))
             try:
                 async for attempt in retrying(
@@ -339,19 +342,25 @@ class ConsumerService:
                 )
                 self._discard(batch)
                 self._resume_all()  # the partitions the retries paused, but not these
-                return None
+                return
             self.health.db_up(True)
             self.health.kafka_up(True)  # it fetched this batch and took its dead letters
             self._resume_all()
             self._batches_committed += 1
             if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return CommittedBatch(batch, plan, dead)
+            self._after_commit_task = asyncio.create_task(
+                self._after_commit(CommittedBatch(batch, plan, dead), self._after_commit_task)
+            )
 
-    async def _after_commit(self, committed: CommittedBatch) -> None:
-        """Commit a committed batch's offsets to Kafka, and count it."""
-        batch = committed.batch
-        await self._commit_to_kafka(batch.next_offsets)
+    async def _after_commit(
+        self, committed: CommittedBatch, before: asyncio.Task[None] | None
+    ) -> None:
+        """Commit a committed batch's offsets to Kafka, and count it; after the batch
+        before it, so that Kafka's committed offsets only move forward."""
+        if before is not None:
+            await before
+        await self._commit_to_kafka(committed.batch.next_offsets)
         self._record_metrics(committed)
 
     async def _write(self, batch: PreparedBatch) -> tuple[BatchPlan, list[DeadLetter]]:
