@@ -205,6 +205,33 @@ def event_rows(verdicts: Iterable[Verdict]) -> list[tuple[Any, ...]]:
     ]
 
 
+def possibly_logged(
+    accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]], states: Mapping[str, UserState]
+) -> list[tuple[KafkaRecord, AnyUserEvent]]:
+    """The events that may already be in the event log: those not newer than their
+    user's latest version. Most of a live batch is newer, and is not looked up.
+
+    An event is logged only when it applied (its version then went into a register) or
+    was stale (not newer than a register it would write), and registers only move
+    forward: so every logged event of a user is at most the user's latest version, and
+    a user without a row has none. A key logged under another subject (a publisher
+    reusing an event id) is not caught here: its row then hits the log's primary key,
+    and the batch is redone record by record, looking up every key.
+    """
+    latest: dict[str, Version] = {}
+    maybe: list[tuple[KafkaRecord, AnyUserEvent]] = []
+    for entry in accepted:
+        event = entry[1]
+        state = states.get(event.subject)
+        if state is None:
+            continue
+        if (newest := latest.get(event.subject)) is None:
+            newest = latest[event.subject] = state.latest_version
+        if not Version.of(event).is_newer_than(newest):
+            maybe.append(entry)
+    return maybe
+
+
 def emails_in(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
     """Lower-cased emails a batch may claim, to read who holds them now."""
     emails = {
@@ -332,17 +359,25 @@ class BatchWriter:
             if stale:
                 raise OffsetsMoved([(row["topic"], row["partition"]) for row in stale])
 
-    async def _apply(self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]) -> BatchPlan:
+    async def _apply(
+        self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]], every_key: bool = False
+    ) -> BatchPlan:
         conn = self.conn
         await conn.execute(_LOCK_USERS, sorted({event.subject for _, event in accepted}))
-        logged = await conn.fetch(
-            _LOGGED_KEYS, [e.source for _, e in accepted], [e.id for _, e in accepted]
-        )
         users = await conn.fetch(_USERS, list({event.subject for _, event in accepted}))
+        states = {row["user_id"]: state_from_row(row) for row in users}
+        maybe_logged = accepted if every_key else possibly_logged(accepted, states)
+        logged = (
+            await conn.fetch(
+                _LOGGED_KEYS, [e.source for _, e in maybe_logged], [e.id for _, e in maybe_logged]
+            )
+            if maybe_logged
+            else []
+        )
         owners = await conn.fetch(_EMAIL_OWNERS, emails_in(accepted))
         plan = plan_batch(
             accepted,
-            states={row["user_id"]: state_from_row(row) for row in users},
+            states=states,
             logged_keys=[(row["source"], row["event_id"]) for row in logged],
             email_owners={row["email"]: row["user_id"] for row in owners},
         )
@@ -366,7 +401,7 @@ class BatchWriter:
         for record, event in accepted:
             try:
                 async with self.conn.transaction():
-                    single = await self._apply([(record, event)])
+                    single = await self._apply([(record, event)], every_key=True)
             except asyncpg.UniqueViolationError:
                 # The email was taken by a writer this batch could not see: a business
                 # outcome for this record, not a failure of the batch.

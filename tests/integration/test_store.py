@@ -166,3 +166,42 @@ async def test_a_value_postgresql_cannot_store_rejects_only_its_record(
         assert await logged_offsets(database) == {0: [0, 2]}
     finally:
         await store.close()
+
+
+async def test_an_event_id_reused_for_another_user_is_still_a_duplicate(database: str) -> None:
+    """The batch looks up only keys its users' versions say may be logged. A publisher
+    reusing an event's (source, id) for another user slips past that; the log's primary
+    key catches it, and the record-by-record redo looks up every key."""
+    store = await Store.open(Settings(database_url=database))
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+        first = build_event("user.created", "u1", {"email": "u1@example.com", "name": "A"})
+        reused = build_event(
+            "user.created",
+            "u2",
+            {"email": "u2@example.com", "name": "B"},
+            source=first["source"],
+            event_id=first["id"],
+        )
+        other = build_event("user.created", "u3", {"email": "u3@example.com", "name": "C"})
+        batch = [
+            KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
+            for offset, (key, value, headers) in enumerate(
+                structured_record(e) for e in (first, reused, other)
+            )
+        ]
+        for entries in (batch[:1], batch[1:]):
+            accepted, _, _ = split_batch(entries, 10**6)
+            async with store.batch() as writer:
+                plan = await writer.apply(accepted)
+        assert [(v.event.subject, str(v.result)) for v in plan.verdicts] == [
+            ("u2", "duplicate"),
+            ("u3", "applied"),
+        ]
+        assert await logged_offsets(database) == {0: [0, 2]}
+        async with store.pool.acquire() as conn:
+            users = {row["user_id"] for row in await conn.fetch("SELECT user_id FROM users")}
+        assert users == {"u1", "u3"}
+    finally:
+        await store.close()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from consumer.decode import AnyUserEvent
 from consumer.ordering import UserState, Version, apply_event, plan_batch
 from consumer.records import KafkaRecord, Rejection
+from consumer.store import possibly_logged
 from schemas.models import UserCreated, UserDeleted, UserUpdated
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -96,7 +97,10 @@ def reference(history: list[AnyUserEvent]) -> dict[str, tuple[Any, ...]]:
 
 
 class Projection:
-    """The store's state: users, the logged keys, active emails; fed through plan_batch."""
+    """The store's state: users, the logged keys, active emails; fed through plan_batch.
+
+    Like the store, it looks up only the keys ``possibly_logged`` names, and checks that
+    no logged key of the batch is left out of them (a miss would apply a duplicate)."""
 
     def __init__(self) -> None:
         self.users: dict[str, UserState] = {}
@@ -106,7 +110,10 @@ class Projection:
         owners = {
             s.email.lower(): u for u, s in self.users.items() if s.status == "active" and s.email
         }
-        plan = plan_batch(batch, self.users, self.logged, owners)
+        maybe = {(e.source, e.id) for _, e in possibly_logged(batch, self.users)}
+        logged_now = {(e.source, e.id) for _, e in batch} & self.logged
+        assert logged_now <= maybe
+        plan = plan_batch(batch, self.users, logged_now & maybe, owners)
         self.users.update(plan.users)
         self.logged |= {(v.event.source, v.event.id) for v in plan.logged}
 
