@@ -37,11 +37,14 @@ _UNKNOWN_TYPE_ERRORS = {"union_tag_invalid"}
 def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
     """Decode and validate one record against the contract."""
     size = len(record.value or b"")
-    if record.headers:  # most records have none: skip the scans
-        size += sum(len(k) + len(v or b"") for k, v in record.headers)
+    binary = False
+    # One plain loop for both questions: this runs once per record.
+    for name, raw in record.headers:
+        size += len(name) + (len(raw) if raw else 0)
+        binary = binary or name.startswith(_BINARY_PREFIX)
     if size > max_bytes:
         return Rejection(Reason.TOO_LARGE, f"record is {size} bytes, over the {max_bytes} limit")
-    if _is_binary(record):
+    if binary:
         return _decode_binary(record)
     return _decode_structured(record)
 

@@ -208,24 +208,29 @@ def plan_batch(
     owners = dict(email_owners)
     seen = set(logged_keys)
     plan = BatchPlan()
+    verdicts, users = plan.verdicts, plan.users  # bound once: this loop runs per event
     for record, event in accepted:
         key = (event.source, event.id)
         if key in seen:
-            plan.verdicts.append(Verdict(record, event, Outcome.DUPLICATE))
+            verdicts.append(Verdict(record, event, Outcome.DUPLICATE))
             continue
         before = current.get(event.subject)
         after, result = apply_event(before, event)
         if result is Outcome.APPLIED and after is not None:
-            holder = owners.get(after.email.lower()) if after.email else None
-            if after.status == "active" and holder not in (None, after.user_id):
-                result = Rejection(Reason.CONFLICT, "email belongs to another active user")
-            else:
-                _move_email(owners, before, after)
+            # Most events keep the user's email and status (a rename): whoever held the
+            # email still does, so there is nothing to check or move.
+            if before is None or after.email != before.email or after.status != before.status:
+                holder = owners.get(after.email.lower()) if after.email else None
+                if after.status == "active" and holder not in (None, after.user_id):
+                    result = Rejection(Reason.CONFLICT, "email belongs to another active user")
+                else:
+                    _move_email(owners, before, after)
+            if result is Outcome.APPLIED:
                 current[after.user_id] = after
-                plan.users[after.user_id] = after
+                users[after.user_id] = after
         if not isinstance(result, Rejection):
             seen.add(key)
-        plan.verdicts.append(Verdict(record, event, result))
+        verdicts.append(Verdict(record, event, result))
     return plan
 
 
