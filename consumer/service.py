@@ -120,6 +120,10 @@ class PreparedBatch:
     # Per partition: the offset stored in PostgreSQL once the batch before it commits.
     start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
 
+    @property
+    def partitions(self) -> frozenset[TopicPartition]:
+        return frozenset(TopicPartition(topic, partition) for topic, partition in self.next_offsets)
+
 
 class ConsumerService:
     """Runs the pipeline until ``stop()``; owns the consumer, the producer and the pool."""
@@ -138,9 +142,11 @@ class ConsumerService:
         self.dead_letters = dead_letters
         self.health = health
         self._stopping = asyncio.Event()
-        # Held while a batch is in hand; a revocation waits for it, so the batch is
-        # finished and committed before its partitions move to another member.
-        self._batch_lock = asyncio.Lock()
+        # The batches being written, each with its partitions: up to
+        # ``db_concurrent_batches`` at once, never two sharing a partition, so that each
+        # partition's batches are written in order. A revocation waits for all of them,
+        # so they are finished and committed before their partitions move to another member.
+        self._writes: dict[asyncio.Task[None], frozenset[TopicPartition]] = {}
         self._unpositioned: set[TopicPartition] = set()
         # Per positioned, owned partition: the next offset not yet taken into a batch.
         self._fence: dict[TopicPartition, int] = {}
@@ -184,43 +190,43 @@ class ConsumerService:
         return service
 
     def stop(self) -> None:
-        """Ask the loop to finish the batch in hand and return."""
+        """Ask the loop to finish the batches in hand and return."""
         self._stopping.set()
 
     async def run(self) -> None:
         """The loop. Returns after ``stop()``; raises on anything it cannot handle.
 
-        The next batch is fetched and decoded while the previous one is being written:
-        PostgreSQL works on its batch while this process decodes the next. Batches are
-        still written one after another, so per-partition order is kept.
+        The next batch is fetched and decoded while others are being written, and batches
+        of different partitions are written side by side (``db_concurrent_batches``): one
+        transaction waits on PostgreSQL while this process works on another. A batch
+        waits for the batches in hand of its partitions, so per-partition order is kept.
         """
         stop_requested = asyncio.create_task(self._stopping.wait())
-        writing: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
                 if self._positioning_failed is not None:
                     raise self._positioning_failed
                 if self._unpositioned:
                     self._position_soon()
+                self._reap_writes()
                 # Taken before the fetch, which can span a whole rebalance (getmany waits
                 # for it): what it returns then belongs to the generation before it.
                 generation = self._generation
                 fetched = await self._fetch(stop_requested)
                 self.health.beat()
                 batch = await self._prepare(fetched, generation) if fetched else None
-                if writing is not None:
-                    await writing
-                    writing = None
-                if self._after_commit_task is not None and self._after_commit_task.done():
-                    self._after_commit_task.result()  # a failure there is raised here
                 if batch is not None:
+                    await self._wait_for_room(batch.partitions)
+                    self._reap_writes()
                     if batch.generation == self._generation:
-                        writing = asyncio.create_task(self._write_batch(batch))
+                        task = asyncio.create_task(self._write_batch(batch))
+                        self._writes[task] = batch.partitions
                     else:
                         self._discard(batch)
                 self._update_lag()
-            if writing is not None:
-                await writing  # the batch in hand is finished and committed
+            # The batches in hand are finished and committed.
+            await self._wait_for_writes_of(None)
+            self._reap_writes()
             if self._after_commit_task is not None:
                 await self._after_commit_task
         except Exception as exc:
@@ -230,29 +236,66 @@ class ConsumerService:
             raise
         finally:
             stop_requested.cancel()
-            if writing is not None and not writing.done():
-                writing.cancel()
+            for task in self._writes:
+                task.cancel()
             if self._after_commit_task is not None and not self._after_commit_task.done():
                 self._after_commit_task.cancel()
             if self._positioner is not None:
                 self._positioner.cancel()
 
+    def _reap_writes(self) -> None:
+        """Forget the finished writes; raise what one of them (or an after-commit) raised."""
+        for task in [task for task in self._writes if task.done()]:
+            del self._writes[task]
+            task.result()
+        if self._after_commit_task is not None and self._after_commit_task.done():
+            self._after_commit_task.result()
+
+    async def _wait_for_writes_of(self, partitions: frozenset[TopicPartition] | None) -> None:
+        """Until no batch of ``partitions`` (of any partition, if None) is being written."""
+        while waiting := [
+            task
+            for task, theirs in self._writes.items()
+            if not task.done() and (partitions is None or theirs & partitions)
+        ]:
+            await asyncio.wait(waiting)
+
+    async def _wait_for_room(self, partitions: frozenset[TopicPartition]) -> None:
+        """Until a batch of ``partitions`` may be written: none of theirs is being written,
+        and fewer than ``db_concurrent_batches`` are."""
+        await self._wait_for_writes_of(partitions)
+        while (running := [task for task in self._writes if not task.done()]) and len(
+            running
+        ) >= self.settings.db_concurrent_batches:
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+
+    def _partitions_to_fetch(self) -> list[TopicPartition]:
+        """While batches are being written, the partitions without one, so that the next
+        batch can be written beside them; all of them (an empty list) otherwise, or when
+        every partition has a batch in hand (its next batch is then decoded meanwhile)."""
+        if not self._writes:
+            return []
+        busy = frozenset[TopicPartition]().union(*self._writes.values())
+        return [tp for tp in self.consumer.assignment() if tp not in busy]
+
     async def _fetch(
         self, stop_requested: asyncio.Task[bool]
     ) -> Mapping[TopicPartition, Sequence[object]]:
         """The next batch, or nothing if the service is asked to stop first (``getmany``
-        waits as long as the group is rebalancing)."""
+        waits as long as the group is rebalancing). A fetch from only some partitions
+        also ends, empty, when a write finishes: the next one may take from them all."""
+        partitions = self._partitions_to_fetch()
         fetching = asyncio.ensure_future(
             self.consumer.getmany(
+                *partitions,
                 timeout_ms=self.settings.kafka_fetch_timeout_ms,
                 max_records=self.settings.kafka_max_poll_records,
             )
         )
+        wake_on = {fetching, stop_requested, *(self._writes if partitions else ())}
         while not (
             await asyncio.wait(
-                {fetching, stop_requested},
-                timeout=_REBALANCE_BEAT_SECONDS,
-                return_when=asyncio.FIRST_COMPLETED,
+                wake_on, timeout=_REBALANCE_BEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
             )
         )[0]:
             if self._rebalancing:
@@ -321,37 +364,36 @@ class ConsumerService:
         """Write one batch, retrying transient failures. What follows its commit (the
         Kafka commit, the metrics) runs in its own task, beside the next batch's write:
         the write is the critical path of the pipeline."""
-        async with self._batch_lock:
-            if batch.generation != self._generation:
-                self._discard(batch)  # a rebalance came first: whoever owns them now redoes it
-                return
-            metrics.BATCH_SIZE.observe(len(batch.records))
-            try:
-                async for attempt in retrying(
-                    self.settings, "write_batch", self._stopping, self._on_write_retry
-                ):
-                    with attempt:
-                        plan, dead = await self._write(batch)
-            except OffsetsMoved as moved:
-                # Rolled back: its records were written by whoever moved the offsets (a
-                # member that took over these partitions while this batch was in hand,
-                # or this batch's own earlier attempt whose COMMIT landed unseen).
-                log.warning(
-                    "stored offsets moved under a batch: dropped, partitions positioned again",
-                    extra={"partitions": sorted(p for _, p in moved.partitions)},
-                )
-                self._discard(batch)
-                self._resume_all()  # the partitions the retries paused, but not these
-                return
-            self.health.db_up(True)
-            self.health.kafka_up(True)  # it fetched this batch and took its dead letters
-            self._resume_all()
-            self._batches_committed += 1
-            if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
-                os.kill(os.getpid(), signal.SIGKILL)
-            self._after_commit_task = asyncio.create_task(
-                self._after_commit(CommittedBatch(batch, plan, dead), self._after_commit_task)
+        if batch.generation != self._generation:
+            self._discard(batch)  # a rebalance came first: whoever owns them now redoes it
+            return
+        metrics.BATCH_SIZE.observe(len(batch.records))
+        try:
+            async for attempt in retrying(
+                self.settings, "write_batch", self._stopping, self._on_write_retry
+            ):
+                with attempt:
+                    plan, dead = await self._write(batch)
+        except OffsetsMoved as moved:
+            # Rolled back: its records were written by whoever moved the offsets (a
+            # member that took over these partitions while this batch was in hand,
+            # or this batch's own earlier attempt whose COMMIT landed unseen).
+            log.warning(
+                "stored offsets moved under a batch: dropped, partitions positioned again",
+                extra={"partitions": sorted(p for _, p in moved.partitions)},
             )
+            self._discard(batch)
+            self._resume_all()  # the partitions the retries paused, but not these
+            return
+        self.health.db_up(True)
+        self.health.kafka_up(True)  # it fetched this batch and took its dead letters
+        self._resume_all()
+        self._batches_committed += 1
+        if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._after_commit_task = asyncio.create_task(
+            self._after_commit(CommittedBatch(batch, plan, dead), self._after_commit_task)
+        )
 
     async def _after_commit(
         self, committed: CommittedBatch, before: asyncio.Task[None] | None
@@ -551,8 +593,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service._rebalancing = True
         self.service.health.joined(False)  # until the group settles again
         self.service._generation += 1
-        async with self.service._batch_lock:
-            pass  # the batch being written has finished and committed
+        # The batches being written finish and commit; none starts after this point.
+        await self.service._wait_for_writes_of(None)
         for tp in revoked:
             self.service._committed.pop(tp, None)
             self.service._fence.pop(tp, None)

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     database_url: SecretStr = SecretStr("postgresql://postgres@localhost:5432/postgres")
     db_pool_min_size: int = Field(1, ge=0, le=100)
     db_pool_max_size: int = Field(4, ge=1, le=100)
+    # Batches of different partitions written at once, each in its own transaction on
+    # its own pooled connection (keep DB_POOL_MAX_SIZE above it, for positioning).
+    db_concurrent_batches: int = Field(2, ge=1, le=16)
     db_connect_timeout_seconds: float = Field(5.0, gt=0)
     db_command_timeout_seconds: float = Field(30.0, gt=0)
     db_pool_acquire_timeout_seconds: float = Field(10.0, gt=0)
