@@ -227,7 +227,12 @@ def possibly_logged(
             continue
         if (newest := latest.get(event.subject)) is None:
             newest = latest[event.subject] = state.latest_version
-        if not Version.of(event).is_newer_than(newest):
+        sequence = event.sequence
+        if sequence is not None and newest.sequence is not None and sequence != newest.sequence:
+            # ``is_newer_than``'s first rule, without building the event's Version.
+            if sequence < newest.sequence:
+                maybe.append(entry)
+        elif not Version.of(event).is_newer_than(newest):
             maybe.append(entry)
     return maybe
 
