@@ -47,13 +47,17 @@ def tune_garbage_collector() -> None:
     """Fewer and cheaper cyclic collections for a process that allocates per record.
 
     What exists once the modules are imported (the contract's validators, the settings)
-    lives as long as the process: frozen, the collector stops rescanning it. A young
-    collection every 20,000 net allocations instead of 700 suits a loop that builds
-    thousands of short-lived, acyclic objects per batch. Measured on the decode and
-    write stages: 5-7% fewer instructions per event.
+    lives as long as the process: frozen, the collector stops rescanning it. The loop
+    builds hundreds of thousands of short-lived, acyclic objects per batch, freed by
+    reference counting, and several batches are alive at once (being decoded, being
+    written side by side): with small thresholds they are rescanned generation after
+    generation for nothing. A young collection every 100,000 net allocations (instead of
+    700) and older ones 50 times rarer each: measured on 200k-event drains, 28.4k ->
+    30.7-31.6k events/s, on 10% less CPU (the collector off entirely: 30.2-31.6k). The
+    few cycles made (asyncio futures, exceptions) wait longer, not forever.
     """
     gc.freeze()
-    gc.set_threshold(20_000, 20, 10)
+    gc.set_threshold(100_000, 50, 50)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
