@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -92,6 +93,8 @@ def take_unseen(
 # after the chunk in hand: about 1 ms at 100 records, 6 ms at 500 (measured: 500 cost
 # a 200k drain 10-15% of its rate).
 _DECODE_CHUNK = 100
+# A Kafka commit only feeds tools and the lag; it is not waited on for longer.
+_KAFKA_COMMIT_SECONDS = 5.0
 _REBALANCE_BEAT_SECONDS = 1.0
 
 
@@ -119,6 +122,8 @@ class PreparedBatch:
     next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
     # Per partition: the offset stored in PostgreSQL once the batch before it commits.
     start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    # Per partition: its epoch when the batch was taken (see ``ConsumerService._epochs``).
+    epochs: dict[TopicPartition, int] = field(default_factory=dict)
 
     @property
     def partitions(self) -> frozenset[TopicPartition]:
@@ -155,7 +160,16 @@ class ConsumerService:
         # Bumped on every revocation: a batch prepared before it is not written.
         self._generation = 0
         self._positioner: asyncio.Task[None] | None = None
-        self._after_commit_task: asyncio.Task[None] | None = None
+        # After a batch commits: its metrics (one task each, done at once) and its
+        # offsets for Kafka, merged per partition until the one committer sends them.
+        self._counting: set[asyncio.Task[None]] = set()
+        self._kafka_pending: dict[TopicPartition, int] = {}
+        self._kafka_committer: asyncio.Task[None] | None = None
+        # The partitions each batch being retried has paused (by the batch's id).
+        self._retrying: dict[int, frozenset[TopicPartition]] = {}
+        # Per partition: bumped whenever a batch of it is dropped, so that a batch taken
+        # before that (waiting for its turn) is dropped too, not written.
+        self._epochs: dict[TopicPartition, int] = {}
         self._positioning_failed: Exception | None = None
         # From a revocation (or the start) to the next assignment: getmany waits that out.
         self._rebalancing = True
@@ -218,7 +232,7 @@ class ConsumerService:
                 if batch is not None:
                     await self._wait_for_room(batch.partitions)
                     self._reap_writes()
-                    if batch.generation == self._generation:
+                    if self._is_current(batch):
                         task = asyncio.create_task(self._write_batch(batch))
                         self._writes[task] = batch.partitions
                     else:
@@ -227,8 +241,10 @@ class ConsumerService:
             # The batches in hand are finished and committed.
             await self._wait_for_writes_of(None)
             self._reap_writes()
-            if self._after_commit_task is not None:
-                await self._after_commit_task
+            await asyncio.gather(*self._counting)
+            if self._kafka_committer is not None:
+                await self._kafka_committer
+            await self._commit_pending_to_kafka()  # what an earlier attempt left
         except Exception as exc:
             if self._stopping.is_set() and is_transient(exc):
                 log.info("stopping during an outage; the batch in hand is not committed")
@@ -236,20 +252,29 @@ class ConsumerService:
             raise
         finally:
             stop_requested.cancel()
-            for task in self._writes:
+            for task in [*self._writes, *self._counting]:
                 task.cancel()
-            if self._after_commit_task is not None and not self._after_commit_task.done():
-                self._after_commit_task.cancel()
+            if self._kafka_committer is not None:
+                self._kafka_committer.cancel()
             if self._positioner is not None:
                 self._positioner.cancel()
 
     def _reap_writes(self) -> None:
-        """Forget the finished writes; raise what one of them (or an after-commit) raised."""
+        """Forget the finished writes and countings; raise what one of them raised."""
         for task in [task for task in self._writes if task.done()]:
             del self._writes[task]
             task.result()
-        if self._after_commit_task is not None and self._after_commit_task.done():
-            self._after_commit_task.result()
+        for counted in [task for task in self._counting if task.done()]:
+            self._counting.discard(counted)
+            counted.result()
+        if self._kafka_committer is not None and self._kafka_committer.done():
+            self._kafka_committer.result()
+
+    def _is_current(self, batch: PreparedBatch) -> bool:
+        """No rebalance, and no batch of its partitions dropped, since it was taken."""
+        return batch.generation == self._generation and all(
+            self._epochs.get(tp, 0) == epoch for tp, epoch in batch.epochs.items()
+        )
 
     async def _wait_for_writes_of(self, partitions: frozenset[TopicPartition] | None) -> None:
         """Until no batch of ``partitions`` (of any partition, if None) is being written."""
@@ -348,6 +373,7 @@ class ConsumerService:
             return None
         batch = PreparedBatch(generation, started)
         batch.start_offsets = {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
+        batch.epochs = {tp: self._epochs.get(tp, 0) for tp in starts}
         for start in range(0, len(messages), _DECODE_CHUNK):
             records = [
                 KafkaRecord.from_consumer_record(m) for m in messages[start : start + _DECODE_CHUNK]
@@ -362,16 +388,17 @@ class ConsumerService:
 
     async def _write_batch(self, batch: PreparedBatch) -> None:
         """Write one batch, retrying transient failures. What follows its commit (the
-        Kafka commit, the metrics) runs in its own task, beside the next batch's write:
-        the write is the critical path of the pipeline."""
-        if batch.generation != self._generation:
-            self._discard(batch)  # a rebalance came first: whoever owns them now redoes it
+        Kafka commit, the metrics) is not waited for here: the write is the critical
+        path of the pipeline."""
+        if not self._is_current(batch):
+            # A rebalance came first (whoever owns them now redoes it), or a batch of
+            # its partitions was dropped: they are positioned again, and it is refetched.
+            self._discard(batch)
             return
         metrics.BATCH_SIZE.observe(len(batch.records))
+        on_retry = functools.partial(self._on_write_retry, batch)
         try:
-            async for attempt in retrying(
-                self.settings, "write_batch", self._stopping, self._on_write_retry
-            ):
+            async for attempt in retrying(self.settings, "write_batch", self._stopping, on_retry):
                 with attempt:
                     plan, dead = await self._write(batch)
         except OffsetsMoved as moved:
@@ -383,27 +410,42 @@ class ConsumerService:
                 extra={"partitions": sorted(p for _, p in moved.partitions)},
             )
             self._discard(batch)
-            self._resume_all()  # the partitions the retries paused, but not these
+            self._resume_after(batch)  # what its retries paused, but not these partitions
             return
+        except BaseException:
+            self._retrying.pop(id(batch), None)
+            raise
         self.health.db_up(True)
         self.health.kafka_up(True)  # it fetched this batch and took its dead letters
-        self._resume_all()
+        self._resume_after(batch)
         self._batches_committed += 1
         if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
             os.kill(os.getpid(), signal.SIGKILL)
-        self._after_commit_task = asyncio.create_task(
-            self._after_commit(CommittedBatch(batch, plan, dead), self._after_commit_task)
-        )
+        self._after_commit(CommittedBatch(batch, plan, dead))
 
-    async def _after_commit(
-        self, committed: CommittedBatch, before: asyncio.Task[None] | None
-    ) -> None:
-        """Commit a committed batch's offsets to Kafka, and count it; after the batch
-        before it, so that Kafka's committed offsets only move forward."""
-        if before is not None:
-            await before
-        await self._commit_to_kafka(committed.batch.next_offsets)
+    def _after_commit(self, committed: CommittedBatch) -> None:
+        """Count a committed batch in a task of its own, and queue its offsets for Kafka.
+
+        Neither holds up the next write. Kafka's commits go one at a time, each with the
+        latest offset of every partition committed since the one before, so they only
+        move forward, and a slow or absent group coordinator holds up nothing but them.
+        """
+        self._counting.add(asyncio.create_task(self._count(committed)))
+        for (topic, partition), offset in committed.batch.next_offsets.items():
+            self._kafka_pending[TopicPartition(topic, partition)] = offset
+        if self._kafka_committer is None or self._kafka_committer.done():
+            self._kafka_committer = asyncio.create_task(self._commit_pending_to_kafka())
+
+    async def _count(self, committed: CommittedBatch) -> None:
         self._record_metrics(committed)
+
+    async def _commit_pending_to_kafka(self) -> None:
+        while self._kafka_pending:
+            offsets, self._kafka_pending = self._kafka_pending, {}
+            if not await self._commit_to_kafka(offsets):
+                for tp, offset in offsets.items():
+                    self._kafka_pending.setdefault(tp, offset)  # unless a newer one came
+                return  # tried again once the next batch commits
 
     async def _write(self, batch: PreparedBatch) -> tuple[BatchPlan, list[DeadLetter]]:
         async with self.store.batch() as writer:
@@ -425,22 +467,27 @@ class ConsumerService:
         if not isinstance(exc, KafkaError):
             self.health.db_up(False)
 
-    def _on_write_retry(self, operation: str, exc: BaseException) -> None:
+    def _on_write_retry(self, batch: PreparedBatch, operation: str, exc: BaseException) -> None:
+        """A batch's write failed and will be tried again: nothing more of its partitions
+        is fetched meanwhile. The other partitions go on, in writes of their own."""
         self._on_retry(operation, exc)
-        self._pause_all()
+        self._retrying[id(batch)] = batch.partitions
+        self.consumer.pause(*(batch.partitions & self.consumer.assignment()))
+        metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
 
-    async def _commit_to_kafka(self, next_offsets: Mapping[TopicPartitionKey, int]) -> None:
+    async def _commit_to_kafka(self, next_offsets: Mapping[TopicPartition, int]) -> bool:
+        """Commit ``next_offsets`` to Kafka (those still owned); False if that failed."""
         offsets = {
-            TopicPartition(topic, partition): offset
-            for (topic, partition), offset in next_offsets.items()
-            if TopicPartition(topic, partition) in self.consumer.assignment()
+            tp: offset for tp, offset in next_offsets.items() if tp in self.consumer.assignment()
         }
         self._committed.update(offsets)
         try:
-            await self.consumer.commit(offsets)
-        except KafkaError as exc:
+            await asyncio.wait_for(self.consumer.commit(offsets), _KAFKA_COMMIT_SECONDS)
+        except (KafkaError, TimeoutError) as exc:
             # PostgreSQL holds the offsets that count; this one only feeds tools and lag.
             log.warning("Kafka offset commit failed", extra={"error": type(exc).__name__})
+            return False
+        return True
 
     def _position_soon(self) -> None:
         """Position the unpositioned partitions in the background, unless that is under way.
@@ -509,24 +556,26 @@ class ConsumerService:
         metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
 
     def _discard(self, batch: PreparedBatch) -> None:
-        """Drop a batch prepared before a rebalance. Its records may have been fetched
-        after its partitions were positioned again, so those still owned are positioned
-        once more (from the stored offsets) before anything else is fetched for them."""
-        fetched = {TopicPartition(topic, partition) for topic, partition in batch.next_offsets}
+        """Drop a batch (prepared before a rebalance, or refused by the stored offsets).
+        Its records may have been fetched after its partitions were positioned again, so
+        those still owned are positioned once more (from the stored offsets) before
+        anything else is fetched for them, and a batch of them already taken is dropped."""
+        fetched = batch.partitions
         owned = fetched & self.consumer.assignment()
         self._unpositioned |= owned
         for tp in fetched:
             self._fence.pop(tp, None)
+            self._epochs[tp] = self._epochs.get(tp, 0) + 1
         self.consumer.pause(*owned)  # nothing of them is taken until positioned again
         metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
 
-    def _pause_all(self) -> None:
-        self.consumer.pause(*self.consumer.assignment())
-        metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
-
-    def _resume_all(self) -> None:
-        if self.consumer.paused():
-            self.consumer.resume(*(set(self.consumer.paused()) - self._unpositioned))
+    def _resume_after(self, batch: PreparedBatch) -> None:
+        """Resume what the retries of ``batch`` paused, except partitions that another
+        batch is still retrying or that wait to be positioned."""
+        self._retrying.pop(id(batch), None)
+        held = self._unpositioned.union(*self._retrying.values())
+        if resumable := set(self.consumer.paused()) - held:
+            self.consumer.resume(*resumable)
             metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
 
     def _update_lag(self) -> None:
