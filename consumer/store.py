@@ -214,9 +214,11 @@ def possibly_logged(
     An event is logged only when it applied (its version then went into a register) or
     was stale (not newer than a register it would write), and registers only move
     forward: so every logged event of a user is at most the user's latest version, and
-    a user without a row has none. A key logged under another subject (a publisher
-    reusing an event id) is not caught here: its row then hits the log's primary key,
-    and the batch is redone record by record, looking up every key.
+    a user without a row has none. What this misses (a key reused for another subject;
+    versions that are not totally ordered, where publishers mix events with and without
+    ``sequence``; a state left by an older rule) is caught later: an event planned as
+    applied or stale hits the log's primary key, and the batch is redone record by
+    record, looking up every key; an event planned as a rejection is looked up then.
     """
     latest: dict[str, Version] = {}
     maybe: list[tuple[KafkaRecord, AnyUserEvent]] = []
@@ -235,6 +237,19 @@ def possibly_logged(
         elif not Version.of(event).is_newer_than(newest):
             maybe.append(entry)
     return maybe
+
+
+def _rejected_unchecked(
+    plan: BatchPlan, looked_up: Iterable[tuple[KafkaRecord, AnyUserEvent]]
+) -> list[EventKey]:
+    """Keys of the events ``plan`` rejects that were not looked up in the event log."""
+    checked = {(event.source, event.id) for _, event in looked_up}
+    return [
+        key
+        for verdict in plan.verdicts
+        if isinstance(verdict.result, Rejection)
+        and (key := (verdict.event.source, verdict.event.id)) not in checked
+    ]
 
 
 def emails_in(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
@@ -380,12 +395,20 @@ class BatchWriter:
             else []
         )
         owners = await conn.fetch(_EMAIL_OWNERS, emails_in(accepted))
-        plan = plan_batch(
-            accepted,
-            states=states,
-            logged_keys=[(row["source"], row["event_id"]) for row in logged],
-            email_owners={row["email"]: row["user_id"] for row in owners},
-        )
+        logged_keys = [(row["source"], row["event_id"]) for row in logged]
+        email_owners = {row["email"]: row["user_id"] for row in owners}
+        plan = plan_batch(accepted, states, logged_keys, email_owners)
+        # A duplicate the versions did not name (see ``possibly_logged``) is caught by the
+        # log's primary key when it plans as applied or stale; one that plans as a
+        # rejection is not, so the keys of rejected events are looked up too (few).
+        unchecked = [] if every_key else _rejected_unchecked(plan, maybe_logged)
+        if unchecked and (
+            more := await conn.fetch(
+                _LOGGED_KEYS, [key[0] for key in unchecked], [key[1] for key in unchecked]
+            )
+        ):
+            logged_keys += [(row["source"], row["event_id"]) for row in more]
+            plan = plan_batch(accepted, states, logged_keys, email_owners)
         if logged_verdicts := plan.logged:
             # No conflict is possible here: every key was checked under the users' locks.
             await conn.copy_records_to_table(

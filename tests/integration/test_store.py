@@ -4,7 +4,7 @@ statements keep using indexes as a fresh database grows."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -203,5 +203,44 @@ async def test_an_event_id_reused_for_another_user_is_still_a_duplicate(database
         async with store.pool.acquire() as conn:
             users = {row["user_id"] for row in await conn.fetch("SELECT user_id FROM users")}
         assert users == {"u1", "u3"}
+    finally:
+        await store.close()
+
+
+async def test_a_logged_event_the_versions_miss_is_a_duplicate_not_a_rejection(
+    database: str,
+) -> None:
+    """A state the versions rule does not cover (here: a user row older than its logged
+    events, as an earlier rule could leave it): a redelivered update would plan as a
+    rejection (unknown user), which the primary key never sees; it is looked up and
+    stays a duplicate."""
+    store = await Store.open(Settings(database_url=database))
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        history = [
+            build_event(
+                "user.created", "u1", {"email": "u1@x.io", "name": "A"}, sequence=1, time=t0
+            ),
+            build_event("user.updated", "u1", {"name": "B"}, sequence=2, time=t0),
+        ]
+        batch = [
+            KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
+            for offset, (key, value, headers) in enumerate(structured_record(e) for e in history)
+        ]
+        accepted, _, _ = split_batch(batch, 10**6)
+        async with store.batch() as writer:
+            await writer.apply(accepted)
+        async with store.pool.acquire() as conn:  # deleted, at a version before the update
+            await conn.execute(
+                "UPDATE users SET status = 'deleted', email = NULL, name = NULL,"
+                " versions = jsonb_build_object('status', versions->'status',"
+                " 'email', versions->'status', 'name', versions->'status')"
+            )
+        async with store.batch() as writer:
+            plan = await writer.apply(accepted[1:])  # the update, delivered again
+        assert [str(v.result) for v in plan.verdicts] == ["duplicate"]
+        assert await logged_offsets(database) == {0: [0, 1]}
     finally:
         await store.close()
