@@ -165,8 +165,9 @@ class ConsumerService:
         self._counting: set[asyncio.Task[None]] = set()
         self._kafka_pending: dict[TopicPartition, int] = {}
         self._kafka_committer: asyncio.Task[None] | None = None
-        # The partitions each batch being retried has paused (by the batch's id).
-        self._retrying: dict[int, frozenset[TopicPartition]] = {}
+        # The partitions of each batch being retried, paused meanwhile. Batches written
+        # at once share no partition, so their partition sets tell them apart.
+        self._retrying: set[frozenset[TopicPartition]] = set()
         # Per partition: bumped whenever a batch of it is dropped, so that a batch taken
         # before that (waiting for its turn) is dropped too, not written.
         self._epochs: dict[TopicPartition, int] = {}
@@ -396,7 +397,9 @@ class ConsumerService:
             self._discard(batch)
             return
         metrics.BATCH_SIZE.observe(len(batch.records))
-        on_retry = functools.partial(self._on_write_retry, batch)
+        # The partitions, not the batch: tenacity's retry state is a reference cycle, and
+        # would keep the whole batch alive until the next full collection.
+        on_retry = functools.partial(self._on_write_retry, batch.partitions)
         try:
             async for attempt in retrying(self.settings, "write_batch", self._stopping, on_retry):
                 with attempt:
@@ -413,7 +416,7 @@ class ConsumerService:
             self._resume_after(batch)  # what its retries paused, but not these partitions
             return
         except BaseException:
-            self._retrying.pop(id(batch), None)
+            self._retrying.discard(batch.partitions)
             raise
         self.health.db_up(True)
         self.health.kafka_up(True)  # it fetched this batch and took its dead letters
@@ -467,12 +470,14 @@ class ConsumerService:
         if not isinstance(exc, KafkaError):
             self.health.db_up(False)
 
-    def _on_write_retry(self, batch: PreparedBatch, operation: str, exc: BaseException) -> None:
+    def _on_write_retry(
+        self, partitions: frozenset[TopicPartition], operation: str, exc: BaseException
+    ) -> None:
         """A batch's write failed and will be tried again: nothing more of its partitions
         is fetched meanwhile. The other partitions go on, in writes of their own."""
         self._on_retry(operation, exc)
-        self._retrying[id(batch)] = batch.partitions
-        self.consumer.pause(*(batch.partitions & self.consumer.assignment()))
+        self._retrying.add(partitions)
+        self.consumer.pause(*(partitions & self.consumer.assignment()))
         metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
 
     async def _commit_to_kafka(self, next_offsets: Mapping[TopicPartition, int]) -> bool:
@@ -572,8 +577,8 @@ class ConsumerService:
     def _resume_after(self, batch: PreparedBatch) -> None:
         """Resume what the retries of ``batch`` paused, except partitions that another
         batch is still retrying or that wait to be positioned."""
-        self._retrying.pop(id(batch), None)
-        held = self._unpositioned.union(*self._retrying.values())
+        self._retrying.discard(batch.partitions)
+        held = self._unpositioned.union(*self._retrying)
         if resumable := set(self.consumer.paused()) - held:
             self.consumer.resume(*resumable)
             metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
