@@ -387,30 +387,20 @@ class BatchWriter:
         users = await conn.fetch(_USERS, list({event.subject for _, event in accepted}))
         states = {row["user_id"]: state_from_row(row) for row in users}
         maybe_logged = accepted if every_key else possibly_logged(accepted, states)
-        logged = (
-            await conn.fetch(
-                _LOGGED_KEYS, [e.source for _, e in maybe_logged], [e.id for _, e in maybe_logged]
-            )
-            if maybe_logged
-            else []
-        )
+        logged_keys = await self._logged([(e.source, e.id) for _, e in maybe_logged])
         owners = await conn.fetch(_EMAIL_OWNERS, emails_in(accepted))
-        logged_keys = [(row["source"], row["event_id"]) for row in logged]
         email_owners = {row["email"]: row["user_id"] for row in owners}
         plan = plan_batch(accepted, states, logged_keys, email_owners)
         # A duplicate the versions did not name (see ``possibly_logged``) is caught by the
         # log's primary key when it plans as applied or stale; one that plans as a
         # rejection is not, so the keys of rejected events are looked up too (few).
         unchecked = [] if every_key else _rejected_unchecked(plan, maybe_logged)
-        if unchecked and (
-            more := await conn.fetch(
-                _LOGGED_KEYS, [key[0] for key in unchecked], [key[1] for key in unchecked]
-            )
-        ):
-            logged_keys += [(row["source"], row["event_id"]) for row in more]
-            plan = plan_batch(accepted, states, logged_keys, email_owners)
+        if more := await self._logged(unchecked):
+            plan = plan_batch(accepted, states, logged_keys + more, email_owners)
         if logged_verdicts := plan.logged:
-            # No conflict is possible here: every key was checked under the users' locks.
+            # Under the users' locks, no other writer adds these keys; one this plan did
+            # not look up and is logged after all hits the primary key, and the batch
+            # is redone record by record (see ``possibly_logged``).
             await conn.copy_records_to_table(
                 "user_events", records=event_rows(logged_verdicts), columns=_EVENT_COLUMNS
             )
@@ -421,6 +411,15 @@ class BatchWriter:
             )
             await conn.execute(_UPSERT_STAGED_USERS)
         return plan
+
+    async def _logged(self, keys: Sequence[EventKey]) -> list[EventKey]:
+        """Those of ``keys`` that are in the event log."""
+        if not keys:
+            return []
+        rows = await self.conn.fetch(
+            _LOGGED_KEYS, [source for source, _ in keys], [event_id for _, event_id in keys]
+        )
+        return [(row["source"], row["event_id"]) for row in rows]
 
     async def _apply_one_by_one(
         self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]
