@@ -7,15 +7,18 @@ from these models (``python -m schemas.generate``) and a test fails when they dr
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from schemas.emails import Email
 
@@ -27,9 +30,103 @@ UserId = Annotated[str, Field(min_length=1, max_length=128)]
 # rejects real mistakes without refusing relative references such as /signup-service.
 SourceUri = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S+$")]
 UserName = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_SEQUENCE = 2**63 - 1
+# RFC 3339's date-time, seconds and offset required ("T" and "Z" in either case).
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+class _StrictSequence:
+    """A positive JSON integer, or a string of ASCII digits, up to PostgreSQL's bigint.
+
+    Built from pydantic-core schemas rather than a Python validator, which would cost a
+    call per event: pydantic's lax integers take ``true``, ``1.0`` and ``"1_000"``.
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.union_schema(
+            [
+                core_schema.int_schema(strict=True, gt=0, le=MAX_SEQUENCE),
+                core_schema.chain_schema(
+                    [
+                        core_schema.str_schema(pattern=r"^[0-9]+$", strict=True),
+                        core_schema.int_schema(gt=0, le=MAX_SEQUENCE),
+                    ]
+                ),
+            ],
+            custom_error_type="sequence_type",
+            custom_error_message=(
+                "sequence must be a positive integer up to 2^63-1, "
+                "as a JSON integer or a string of ASCII digits"
+            ),
+        )
+
+
+class _Rfc3339Time:
+    """An RFC 3339 string with seconds and an offset, for an instant in the years 1 to 9999
+    UTC (what Python compares and the event log stores). pydantic's own datetimes also
+    take numbers (Unix time) and times without seconds."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        from_text = core_schema.chain_schema(
+            [
+                core_schema.custom_error_schema(
+                    core_schema.str_schema(pattern=RFC3339_PATTERN, strict=True),
+                    custom_error_type="time_format",
+                    custom_error_message=(
+                        "time must be an RFC 3339 string with seconds and an offset"
+                    ),
+                ),
+                # Past the pattern, only values can be wrong: a month 13, a 30 February, an
+                # instant before year 1 or after 9999 in UTC.
+                core_schema.custom_error_schema(
+                    core_schema.datetime_schema(
+                        tz_constraint="aware", ge=_FIRST_INSTANT, le=_LAST_INSTANT
+                    ),
+                    custom_error_type="time_out_of_range",
+                    custom_error_message=(
+                        "time is not a real date and time in the years 1 to 9999 UTC, "
+                        "which the event log can store"
+                    ),
+                ),
+            ]
+        )
+        # From Python (a publisher building a model), a datetime will do too, checked as
+        # its RFC 3339 text.
+        return core_schema.json_or_python_schema(
+            json_schema=from_text,
+            python_schema=core_schema.no_info_before_validator_function(_as_text, from_text),
+        )
+
+
+def _as_text(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+_FIRST_INSTANT = datetime(1, 1, 1, tzinfo=UTC)
+_LAST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
 # Stored as a PostgreSQL bigint: a larger one could never be stored, so it is invalid here
 # rather than a failure of the batch that carries it.
-EventSequence = Annotated[int, Field(gt=0, le=2**63 - 1)]
+EventSequence = Annotated[
+    int,
+    _StrictSequence(),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_SEQUENCE},
+                {"type": "string", "pattern": "^[0-9]+$"},
+            ]
+        }
+    ),
+]
+EventTime = Annotated[
+    datetime,
+    _Rfc3339Time(),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}),
+]
 
 
 class _Data(BaseModel):
@@ -71,10 +168,10 @@ class _CloudEvent(BaseModel):
     id: EventId
     source: SourceUri
     subject: UserId = Field(description="The user id.")
-    time: AwareDatetime = Field(description="When it happened, RFC 3339.")
+    time: EventTime = Field(description="When it happened, RFC 3339 with seconds and an offset.")
     sequence: EventSequence | None = Field(
         default=None,
-        description="The publisher's per-user version; a JSON number or a decimal string.",
+        description="The publisher's per-user version: a JSON integer or a string of ASCII digits.",
     )
     datacontenttype: str | None = None
     dataschema: str | None = None
