@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from consumer.decode import AnyUserEvent, event_payload
+from consumer.decode import AnyUserEvent, stored_payload
 from consumer.errors import DatabaseUnreachable, OffsetsMoved
 from consumer.ordering import BatchPlan, EventKey, UserState, Verdict, Version, plan_batch
 from consumer.records import KafkaRecord, Outcome, Reason, Rejection
@@ -198,7 +198,7 @@ def event_rows(verdicts: Iterable[Verdict]) -> list[tuple[Any, ...]]:
             v.record.topic,
             v.record.partition,
             v.record.offset,
-            event_payload(v.record, v.event),
+            stored_payload(v.event),
             str(v.result),
         )
         for v in verdicts

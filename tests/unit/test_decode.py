@@ -7,7 +7,7 @@ import json
 import pytest
 
 from consumer import decode as decode_module
-from consumer.decode import decode, decode_all
+from consumer.decode import decode, decode_all, stored_payload
 from consumer.records import KafkaRecord, Reason, Rejection
 from schemas import binary_record, build_event, structured_record
 
@@ -144,3 +144,166 @@ def test_rejection_messages_never_quote_the_payload() -> None:
     verdict = decode(record(json.dumps(event).encode()), 10_000)
     assert isinstance(verdict, Rejection)
     assert "secret" not in verdict.error.lower() and "data.email" in verdict.error
+
+
+def verdict_of(value: bytes, headers: list[tuple[str, bytes | None]] | None = None) -> object:
+    return decode(record(value, headers), 10**6)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "sequence",
+    [True, False, 1.0, 1.5, "1_000", " 1", "1 ", "+1", "-1", "0x10", "1e3", "\u0661", "", [1], {}],
+)
+def test_a_sequence_is_a_json_integer_or_ascii_digits_and_nothing_else(sequence: object) -> None:
+    verdict = verdict_of(json.dumps(created_event(sequence=sequence)).encode())
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.INVALID
+    assert verdict.error == "user.created.sequence: sequence_type"
+
+
+@pytest.mark.parametrize(("sequence", "expected"), [(7, 7), ("7", 7), ("007", 7)])
+def test_a_sequence_as_digits_is_its_integer(sequence: object, expected: int) -> None:
+    verdict = verdict_of(json.dumps(created_event(sequence=sequence)).encode())
+    assert not isinstance(verdict, Rejection) and verdict.sequence == expected
+
+
+@pytest.mark.parametrize(
+    ("time", "error"),
+    [
+        (1_700_000_000, "time_format"),
+        (1_700_000_000.5, "time_format"),
+        ("1700000000", "time_format"),
+        ("2026-01-01T10:00Z", "time_format"),
+        ("2026-01-01T10:00+01:00", "time_format"),
+        ("2026-01-01 10:00:00Z", "time_format"),
+        ("2026-01-01T10:00:00+0100", "time_format"),
+        ("2026-01-01T10:00:00", "time_format"),
+        ("2026-01-01", "time_format"),
+        ("2026-02-30T10:00:00Z", "time_out_of_range"),
+        ("2026-01-01T25:00:00Z", "time_out_of_range"),
+        ("0001-01-01T00:00:00+00:01", "time_out_of_range"),
+        ("9999-12-31T23:59:59-00:01", "time_out_of_range"),
+    ],
+)
+def test_time_is_an_rfc3339_string_with_seconds_and_an_offset_that_can_be_stored(
+    time: object, error: str
+) -> None:
+    for mode in ("structured", "binary"):
+        event = created_event(time=time)
+        _, value, headers = (structured_record if mode == "structured" else binary_record)(event)
+        verdict = verdict_of(value, headers)  # type: ignore[arg-type]
+        assert isinstance(verdict, Rejection) and verdict.reason is Reason.INVALID, mode
+        assert verdict.error == f"user.created.time: {error}", mode
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2026-01-01T10:00:00Z",
+        "2026-01-01t10:00:00z",
+        "2026-01-01T10:00:00.123456789+05:30",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+    ],
+)
+def test_rfc3339_times_are_accepted_in_both_modes(time: str) -> None:
+    for make in (structured_record, binary_record):
+        _, value, headers = make(created_event(time=time))
+        assert not isinstance(verdict_of(value, headers), Rejection)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("word", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_undecodable_in_both_modes(word: str) -> None:
+    text = json.dumps(created_event())[:-1] + f', "x": {word}}}'
+    verdict = verdict_of(text.encode())
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.UNDECODABLE
+    _, _, headers = binary_record(created_event())
+    data = f'{{"email": "a@example.com", "name": "A", "x": [{word}]}}'.encode()
+    verdict = verdict_of(data, headers)  # type: ignore[arg-type]
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.UNDECODABLE
+
+
+def test_nan_and_infinity_inside_strings_are_just_text() -> None:
+    event = created_event(data={"email": "a@example.com", "name": "NaN Infinity"}, note="NaN")
+    verdict = verdict_of(json.dumps(event).encode())
+    assert not isinstance(verdict, Rejection) and verdict.data.name == "NaN Infinity"
+
+
+def test_a_lone_surrogate_in_a_binary_value_is_undecodable() -> None:
+    """No PostgreSQL text can hold it; the structured parser refuses it already."""
+    _, _, headers = binary_record(created_event())
+    verdict = verdict_of(b'{"email": "a@example.com", "name": "\\ud800"}', headers)  # type: ignore[arg-type]
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.UNDECODABLE
+
+
+STRUCTURED_TYPE = ("content-type", b"application/cloudevents+json")
+
+
+@pytest.mark.parametrize(
+    ("headers", "mode"),
+    [
+        ([STRUCTURED_TYPE], "structured"),
+        ([STRUCTURED_TYPE, ("ce_specversion", b"1.0")], "structured"),
+        (
+            [
+                ("content-type", b"Application/CloudEvents+JSON; charset=utf-8"),
+                ("ce_specversion", b"1.0"),
+            ],
+            "structured",
+        ),
+        ([("content-type", b"application/json")], "structured"),
+        ([], "structured"),
+        ([("ce_id", b"x"), ("ce_type", b"user.created")], "structured"),
+        ([("content-type", b"application/json"), ("ce_specversion", b"1.0")], "binary"),
+        ([("ce_specversion", b"1.0")], "binary"),
+        ([("content-type", None), ("ce_specversion", b"1.0")], "binary"),
+    ],
+)
+def test_the_mode_is_decided_as_the_kafka_protocol_binding_says(
+    headers: list[tuple[str, bytes | None]], mode: str
+) -> None:
+    """content-type application/cloudevents* is structured whatever the headers; else a
+    ce_specversion header is binary; else structured."""
+    event = created_event()
+    structured_value = json.dumps(event).encode()
+    verdict = verdict_of(structured_value, headers)
+    assert isinstance(verdict, Rejection) is (mode == "binary")
+
+
+def test_too_large_counts_the_key_the_value_and_every_header() -> None:
+    value = json.dumps(created_event()).encode()
+    base = KafkaRecord("t", 0, 7, 0, b"k", value, ())
+    limit = len(value) + 1
+    assert not isinstance(decode(base, limit), Rejection)
+    for oversized in (
+        base._replace(key=b"kk"),
+        base._replace(headers=(("h", None),)),
+        base._replace(headers=(("", b"xx"),)),
+    ):
+        verdict = decode(oversized, limit)
+        assert isinstance(verdict, Rejection) and verdict.reason is Reason.TOO_LARGE
+
+
+def test_the_stored_payload_is_the_event_as_read_without_what_is_ignored() -> None:
+    event = created_event(
+        traceparent="00-x", weird="\u0000", data={"email": "a@example.com", "name": "A", "x": 1}
+    )
+    decoded = verdict_of(json.dumps(event).encode())
+    assert not isinstance(decoded, Rejection)
+    stored = json.loads(stored_payload(decoded))
+    assert stored == {k: v for k, v in event.items() if k not in ("traceparent", "weird")} | {
+        "data": {"email": "a@example.com", "name": "A"},
+        "time": decoded.time.isoformat(),
+    }
+    again = verdict_of(stored_payload(decoded).encode())
+    assert again == decoded  # what rebuild reads back decodes to the same event
+
+
+def test_the_stored_payload_leaves_out_absent_attributes_and_fields() -> None:
+    update = build_event("user.updated", "u1", {"name": "B"})
+    decoded = verdict_of(json.dumps(update).encode())
+    assert not isinstance(decoded, Rejection)
+    stored = json.loads(stored_payload(decoded))
+    assert "sequence" not in stored and "dataschema" not in stored
+    assert stored["data"] == {"name": "B"}
+    deleted = verdict_of(json.dumps(build_event("user.deleted", "u1")).encode())
+    assert not isinstance(deleted, Rejection) and "data" not in json.loads(stored_payload(deleted))
