@@ -1,31 +1,85 @@
-"""The dead-letter producer: poison records, byte for byte, plus their provenance."""
+"""The dead-letter producer: poison records, byte for byte, plus their provenance.
+
+Whatever a record holds, its dead letter is written: a letter the producer or the broker
+refuses as built is sent again alone, then without the record's value, then without its
+key, then without its own headers, always with the ``dlq.*`` provenance headers, which
+say what was dropped. Only a broker that refuses even the provenance alone (a
+misconfigured dead-letter topic) stops the batch, loudly.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    PolicyViolationError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownError,
+    UnsupportedForMessageFormatError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from consumer.records import KafkaRecord, Rejection
+from consumer.records import Headers, KafkaRecord, Rejection
+
+log = logging.getLogger(__name__)
 
 DeadLetter = tuple[KafkaRecord, Rejection]
+OutgoingHeaders = list[tuple[str, bytes | None]]
 
-# Why a dead letter's value is not the record's own, in the ``dlq.value`` header.
-VALUE_OMITTED = "omitted: too large to dead-letter; read it at its original offset"
+# What a dead letter loses, in this order, when it cannot be sent whole. The
+# ``dlq.dropped`` header names what it lost ("value", "value,key", "value,key,headers").
+DROP_ORDER = ("value", "key", "headers")
+DROPPED = "dlq.dropped"
+# The ``dlq.value`` header: a record with neither key nor value is sent with an empty
+# value, since Kafka producers refuse a record with neither.
 VALUE_WAS_NULL = "null: the record had neither key nor value; sent with an empty value"
 # Room the producers keep above MAX_MESSAGE_BYTES, so that a record within the limit
 # still fits with its dlq.* headers.
 HEADERS_HEADROOM_BYTES = 16 * 1024
-# A record's framing in a batch, beyond its key, value and headers (generously).
-_RECORD_OVERHEAD_BYTES = 1024
+
+# What a broker or the producer answers about one record (its size, its content, a topic
+# policy), as opposed to the broker being unreachable: sending it again as it is would
+# be refused again. UnknownError stands for codes aiokafka does not name, such as
+# INVALID_RECORD (87).
+REFUSALS = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+    PolicyViolationError,
+    UnknownError,
+)
 
 
-def dead_letter_headers(
+class DeadLetterRefused(Exception):
+    """The broker refused a dead letter even with nothing of the record left in it but its
+    provenance: the dead-letter topic is misconfigured. Not transient."""
+
+
+class DeadLetterMessage(NamedTuple):
+    key: bytes | None
+    value: bytes | None
+    headers: OutgoingHeaders
+    dropped: tuple[str, ...]
+
+
+def provenance_headers(
     record: KafkaRecord, rejection: Rejection, group_id: str, failed_at: datetime
-) -> list[tuple[str, bytes]]:
-    """The record's own headers, unchanged, followed by the ``dlq.*`` provenance headers."""
+) -> OutgoingHeaders:
+    """The ``dlq.*`` headers: why the record is poison and where it came from."""
     provenance = {
         "dlq.reason": str(rejection.reason),
         "dlq.error": rejection.error,
@@ -36,7 +90,14 @@ def dead_letter_headers(
         "dlq.consumer.group": group_id,
         "dlq.failed.at": failed_at.isoformat(timespec="milliseconds"),
     }
-    return [*record.headers, *((name, value.encode()) for name, value in provenance.items())]
+    return [(name, value.encode()) for name, value in provenance.items()]
+
+
+def dead_letter_headers(
+    record: KafkaRecord, rejection: Rejection, group_id: str, failed_at: datetime
+) -> OutgoingHeaders:
+    """The record's own headers, unchanged, followed by the ``dlq.*`` provenance headers."""
+    return [*record.headers, *provenance_headers(record, rejection, group_id, failed_at)]
 
 
 def dead_letter_message(
@@ -45,26 +106,48 @@ def dead_letter_message(
     group_id: str,
     failed_at: datetime,
     max_bytes: int,
-) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
-    """(key, value, headers) of a record's dead letter.
-
-    The value is the record's own, byte for byte, except in two cases that the producer
-    would refuse on every retry, stopping the partition: a dead letter over
-    ``max_bytes`` (the producer's limit; only a ``too_large`` record gets there) keeps
-    the provenance without the value, and a record with neither key nor value gets an
-    empty value. The ``dlq.value`` header says which.
-    """
-    headers = dead_letter_headers(record, rejection, group_id, failed_at)
-    key, value = record.key, record.value
-    size = len(key or b"") + len(value or b"") + sum(len(k) + len(v) for k, v in headers)
-    if size > max_bytes - _RECORD_OVERHEAD_BYTES:
-        value = None
-        headers.append(("dlq.value", VALUE_OMITTED.encode()))
-    if value is None and key is None:
+    at_least_dropped: int = 0,
+) -> DeadLetterMessage:
+    """The dead letter of ``record``: its key, value and headers byte for byte, plus the
+    provenance headers, without the first ``at_least_dropped`` parts of ``DROP_ORDER``,
+    and without as many more as it takes to fit in ``max_bytes`` (the producer's limit,
+    measured as the producer measures it)."""
+    provenance = provenance_headers(record, rejection, group_id, failed_at)
+    key, value, own_headers = record.key, record.value, record.headers
+    dropped: list[str] = []
+    for part in DROP_ORDER:
+        enough = len(dropped) >= at_least_dropped
+        if enough and _fits(key, value, own_headers, provenance, max_bytes):
+            break
+        dropped.append(part)
+        if part == "value":
+            value = None
+        elif part == "key":
+            key = None
+        else:
+            own_headers = ()
+    headers: OutgoingHeaders = [*own_headers, *provenance]
+    if dropped:
+        headers.append((DROPPED, ",".join(dropped).encode()))
+    if key is None and value is None:
         value = b""
-        if record.value is None:
+        if not dropped:
             headers.append(("dlq.value", VALUE_WAS_NULL.encode()))
-    return key, value, headers
+    return DeadLetterMessage(key, value, headers, tuple(dropped))
+
+
+def _fits(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    provenance: OutgoingHeaders,
+    max_bytes: int,
+) -> bool:
+    # Room for the dlq.dropped header this call may still add.
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        key, value, [*headers, *provenance]
+    )
+    return size + 64 <= max_bytes
 
 
 class DeadLetterQueue:
@@ -79,16 +162,56 @@ class DeadLetterQueue:
         self.max_bytes = max_bytes  # the producer's max_request_size
 
     async def send_all(self, dead_letters: Sequence[DeadLetter]) -> None:
-        """Returns once every record is acknowledged; raises if any was not."""
+        """Returns once every record's dead letter is acknowledged; raises if one was not
+        (a transient failure: the batch is retried) or if one is refused even bare."""
         if not dead_letters:
             return
         failed_at = datetime.now(UTC)
-        deliveries = []
-        for record, rejection in dead_letters:
-            key, value, headers = dead_letter_message(
-                record, rejection, self.group_id, failed_at, self.max_bytes
-            )
-            deliveries.append(
-                await self.producer.send(self.topic, value=value, key=key, headers=headers)
-            )
-        await asyncio.gather(*deliveries)
+        refused: list[DeadLetter] = []
+        deliveries: list[tuple[DeadLetter, asyncio.Future[object]]] = []
+        for dead in dead_letters:
+            try:
+                deliveries.append((dead, await self._send(dead, failed_at, 0)))
+            except REFUSALS:
+                refused.append(dead)
+        outcomes = await asyncio.gather(*(f for _, f in deliveries), return_exceptions=True)
+        for (dead, _), outcome in zip(deliveries, outcomes, strict=True):
+            if isinstance(outcome, REFUSALS):
+                refused.append(dead)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        for dead in refused:
+            await self._send_alone(dead, failed_at)
+
+    async def _send(
+        self, dead: DeadLetter, failed_at: datetime, at_least_dropped: int
+    ) -> asyncio.Future[object]:
+        record, rejection = dead
+        message = dead_letter_message(
+            record, rejection, self.group_id, failed_at, self.max_bytes, at_least_dropped
+        )
+        future: asyncio.Future[object] = await self.producer.send(
+            self.topic, value=message.value, key=message.key, headers=message.headers
+        )
+        return future
+
+    async def _send_alone(self, dead: DeadLetter, failed_at: datetime) -> None:
+        """Send a refused dead letter by itself (the broker may have refused the batch it
+        was in), then with one more part dropped at each refusal."""
+        record, _ = dead
+        refusal: Exception | None = None
+        for at_least_dropped in range(len(DROP_ORDER) + 1):
+            try:
+                await (await self._send(dead, failed_at, at_least_dropped))
+            except REFUSALS as exc:
+                log.warning(
+                    "the broker refused a dead letter; dropping more of it",
+                    extra={**record.where(), "error": type(exc).__name__},
+                )
+                refusal = exc
+                continue
+            return
+        raise DeadLetterRefused(
+            f"the dead-letter topic refused the provenance of {record.topic}/"
+            f"{record.partition}@{record.offset} alone: {type(refusal).__name__}"
+        ) from refusal

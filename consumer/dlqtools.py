@@ -29,6 +29,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from consumer.deadletter import DROPPED, OutgoingHeaders
 from consumer.kafka import start_producer
 from consumer.records import Headers, KafkaRecord
 from consumer.replay import fail, open_tool_store, parse_pairs, parse_time
@@ -251,7 +252,7 @@ class Redrive:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: OutgoingHeaders
     count: int
 
 
@@ -261,7 +262,7 @@ class Refusal:
     count: int
 
 
-def redrive_headers(headers: Headers, count: int) -> list[tuple[str, bytes]]:
+def redrive_headers(headers: Headers, count: int) -> OutgoingHeaders:
     """The original headers without the ``dlq.*`` provenance, and the new redrive count."""
     kept = [(k, v) for k, v in headers if not k.startswith(DLQ_PREFIX)]
     return [*kept, (REDRIVE_COUNT, str(count).encode())]
@@ -275,8 +276,11 @@ def decide_redrive(letter: KafkaRecord, max_redrives: int) -> Redrive | Refusal:
         return Refusal("no dlq.original.topic header", previous)
     if previous >= max_redrives:
         return Refusal(f"redriven {previous} times already (limit {max_redrives})", previous)
+    if header(letter.headers, DROPPED):
+        # Part of the record was dropped to get the dead letter written.
+        return Refusal(f"the dead letter does not hold the whole record (see {DROPPED})", previous)
     if header(letter.headers, "dlq.value"):
-        # Its value is not the record's own (omitted, or an empty stand-in for null).
+        # Its value is not the record's own (an empty stand-in for null).
         return Refusal("the dead letter does not hold the record's value (see dlq.value)", previous)
     count = previous + 1
     return Redrive(target, letter.key, letter.value, redrive_headers(letter.headers, count), count)

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    BrokerNotAvailableError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    RebalanceInProgressError,
+    ReplicaNotAvailableError,
+)
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -41,6 +48,19 @@ _TRANSIENT_DB = (
 )
 
 
+# Kafka failures that pass by themselves although aiokafka does not flag them
+# ``retriable``: timeouts, a broker or replica away, a group rebalancing. Every other
+# Kafka error aiokafka does not flag is an answer about a request itself (a refused
+# record, a denied authorisation, a bad configuration): retrying it would loop forever.
+_TRANSIENT_KAFKA = (
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    BrokerNotAvailableError,
+    ReplicaNotAvailableError,
+    RebalanceInProgressError,
+)
+
+
 class DatabaseUnreachable(ConnectionError):
     """Opening a connection to PostgreSQL failed, whatever the server answered (not
     accepting connections, too many, shutting down, ...): always transient."""
@@ -61,7 +81,9 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _TRANSIENT_DB):
         return True
     if isinstance(exc, KafkaError):
-        return True  # a dead letter that cannot be written means: do not move on
+        # Not reachable, a leader moving, a coordinator loading, a timeout: aiokafka's
+        # own ``retriable`` flag, plus the few it leaves out.
+        return bool(exc.retriable) or isinstance(exc, _TRANSIENT_KAFKA)
     if isinstance(exc, ssl.SSLCertVerificationError):
         # An untrusted certificate or a wrong host name is a misconfiguration, not an
         # outage: waiting does not fix it, so fail (and say so) instead of retrying forever.

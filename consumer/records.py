@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-Headers = tuple[tuple[str, bytes], ...]
+# A header's value may be null on the wire.
+Headers = tuple[tuple[str, bytes | None], ...]
 
 
 class KafkaRecord(NamedTuple):

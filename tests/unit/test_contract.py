@@ -7,10 +7,13 @@ import sys
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from consumer.deadletter import (
-    VALUE_OMITTED,
+    DROP_ORDER,
+    DROPPED,
     VALUE_WAS_NULL,
+    DeadLetterMessage,
     dead_letter_headers,
     dead_letter_message,
 )
@@ -57,40 +60,76 @@ def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -
 
 FAILED_AT = datetime(2026, 1, 2, tzinfo=UTC)
 LIMIT = 64 * 1024  # the producer's max_request_size in these tests
+TOO_LARGE = Rejection(Reason.TOO_LARGE, "too big")
 
 
-def test_a_dead_letter_keeps_the_key_and_value_byte_for_byte() -> None:
-    record = KafkaRecord("t", 0, 1, 0, b"k", b"x" * (LIMIT - 4096), ())
-    key, value, headers = dead_letter_message(
-        record, Rejection(Reason.TOO_LARGE, "x"), "g", FAILED_AT, LIMIT
-    )
-    assert (key, value) == (record.key, record.value)
-    assert "dlq.value" not in dict(headers)
+def letter(record: KafkaRecord, at_least_dropped: int = 0) -> DeadLetterMessage:
+    return dead_letter_message(record, TOO_LARGE, "g", FAILED_AT, LIMIT, at_least_dropped)
 
 
-def test_a_dead_letter_the_producer_would_refuse_goes_without_its_value() -> None:
-    """Over the producer's limit it would be refused on every retry; the provenance
-    headers still say where the record is."""
-    record = KafkaRecord("t", 0, 1, 0, b"k", b"x" * LIMIT, ())
-    key, value, headers = dead_letter_message(
-        record, Rejection(Reason.TOO_LARGE, "too big"), "g", FAILED_AT, LIMIT
-    )
-    assert key == b"k" and value is None
-    assert dict(headers)["dlq.value"] == VALUE_OMITTED.encode()
-    assert dict(headers)["dlq.original.offset"] == b"1"
+def provenance_of(message: DeadLetterMessage) -> dict[str, bytes | None]:
+    return {k: v for k, v in message.headers if k.startswith("dlq.")}
 
 
-@pytest.mark.parametrize(("size", "expected"), [(None, VALUE_WAS_NULL), (LIMIT, VALUE_OMITTED)])
-def test_a_dead_letter_without_key_and_value_gets_an_empty_value(
-    size: int | None, expected: str
+def test_a_dead_letter_keeps_the_key_value_and_headers_byte_for_byte() -> None:
+    record = KafkaRecord("t", 0, 1, 0, b"k", b"x" * (LIMIT - 4096), (("h", None), ("i", b"\xff")))
+    message = letter(record)
+    assert (message.key, message.value) == (record.key, record.value)
+    assert tuple(message.headers[:2]) == record.headers  # null and binary values kept
+    assert DROPPED not in dict(message.headers) and message.dropped == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "headers", "dropped"),
+    [
+        (b"k", b"x" * LIMIT, (), ("value",)),
+        (b"k" * LIMIT, b"v", (), ("value", "key")),
+        (b"k", b"v", (("h", b"x" * LIMIT),), ("value", "key", "headers")),
+        (b"k", b"v", tuple((f"h{i}", None) for i in range(20_000)), ("value", "key", "headers")),
+        (None, None, (("h", b"x" * LIMIT),), ("value", "key", "headers")),
+    ],
+    ids=["big value", "big key", "big header", "many headers", "no key nor value"],
+)
+def test_a_dead_letter_over_the_limit_drops_value_then_key_then_headers_until_it_fits(
+    key: bytes | None,
+    value: bytes | None,
+    headers: tuple[tuple[str, bytes | None], ...],
+    dropped: tuple[str, ...],
 ) -> None:
-    """Kafka producers refuse a record with neither (aiokafka asserts)."""
-    record = KafkaRecord("t", 0, 1, 0, None, None if size is None else b"x" * size, ())
-    key, value, headers = dead_letter_message(
-        record, Rejection(Reason.UNDECODABLE, "x"), "g", FAILED_AT, LIMIT
+    """Over the producer's limit it would be refused on every retry: parts of the record
+    go, in a fixed order, and the provenance headers stay and say what went."""
+    record = KafkaRecord("t", 0, 1, 0, key, value, headers)
+    message = letter(record)
+    assert message.dropped == dropped
+    assert provenance_of(message)[DROPPED] == ",".join(dropped).encode()
+    assert provenance_of(message)["dlq.original.offset"] == b"1"
+    assert provenance_of(message)["dlq.reason"] == b"too_large"
+    assert message.value == (b"" if message.key is None else None) or "value" not in dropped
+    assert (
+        DefaultRecordBatchBuilder.estimate_size_in_bytes(
+            message.key, message.value, message.headers
+        )
+        <= LIMIT
     )
-    assert key is None and value == b""
-    assert dict(headers)["dlq.value"] == expected.encode()
+
+
+@pytest.mark.parametrize("at_least", [1, 2, 3])
+def test_a_refused_dead_letter_drops_one_part_more_at_each_step(at_least: int) -> None:
+    record = KafkaRecord("t", 0, 1, 0, b"k", b"v", (("h", b"x"),))
+    message = letter(record, at_least)
+    assert message.dropped == DROP_ORDER[:at_least]
+    assert message.value == (b"" if at_least >= 2 else None)  # neither key nor value: empty
+    assert (message.key is None) == (at_least >= 2)
+    assert ("h", b"x") in message.headers or at_least == 3
+    assert provenance_of(message)["dlq.reason"] == b"too_large"
+
+
+def test_a_dead_letter_without_key_and_value_gets_an_empty_value() -> None:
+    """Kafka producers refuse a record with neither (aiokafka asserts)."""
+    record = KafkaRecord("t", 0, 1, 0, None, None, ())
+    message = dead_letter_message(record, Rejection(Reason.UNDECODABLE, "x"), "g", FAILED_AT, LIMIT)
+    assert message.key is None and message.value == b""
+    assert dict(message.headers)["dlq.value"] == VALUE_WAS_NULL.encode()
 
 
 @pytest.mark.parametrize(

@@ -125,11 +125,10 @@ def test_redrive_copies_original_headers_counts_and_refuses_past_the_limit() -> 
         "redriven 3 times already (limit 3)", 3
     )
     assert isinstance(decide_redrive(letter(), 3), Refusal)  # no original topic
-    # A dead letter that does not hold the record's value is not republished.
-    assert isinstance(
-        decide_redrive(letter(dlq_original_topic="t", dlq_value="omitted: too large"), 3),
-        Refusal,
-    )
+    # A dead letter that does not hold the record as it was is not republished.
+    for missing in ({"dlq_dropped": "value,key"}, {"dlq_value": "null: no key nor value"}):
+        refused = decide_redrive(letter(dlq_original_topic="t", **missing), 3)
+        assert isinstance(refused, Refusal) and "dlq." in refused.detail
 
 
 def test_the_position_moves_only_over_handled_records() -> None:
