@@ -7,8 +7,9 @@ import logging
 import signal
 import time
 
+from consumer import metrics
 from consumer.errors import retrying
-from consumer.health import Health
+from consumer.health import Health, keep_checking
 from consumer.http import HttpServer
 from consumer.migrate import apply_migrations
 from consumer.service import ConsumerService
@@ -20,11 +21,11 @@ log = logging.getLogger(__name__)
 
 async def open_store(settings: Settings, stopping: asyncio.Event, migrate: bool) -> Store:
     """The pool, once PostgreSQL answers, with the migrations applied."""
-    async for attempt in retrying(settings, "db_connect", stopping):
+    async for attempt in retrying(settings, "db_connect", stopping, metrics.count_retry):
         with attempt:
             store = await Store.open(settings)
     if migrate:
-        async for attempt in retrying(settings, "migrate", stopping):
+        async for attempt in retrying(settings, "migrate", stopping, metrics.count_retry):
             with attempt:
                 async with store.pool.acquire() as conn:
                     await apply_migrations(conn)
@@ -47,6 +48,7 @@ async def run_service(
         stopping = asyncio.Event()
         stop_on_signals(stopping)
 
+    metrics.export_known_series(settings.kafka_topic)
     health = Health(wedged_after_seconds=settings.health_wedged_after_seconds)
     http = HttpServer(health, settings.http_host, settings.http_port)
     await http.start()
@@ -66,7 +68,12 @@ async def run_service(
             },
         )
         running = asyncio.create_task(service.run())
-        watching = asyncio.create_task(service.watch_kafka())
+        watching = [
+            asyncio.create_task(
+                keep_checking("the broker", service.consumer.topics, health.kafka_up)
+            ),
+            asyncio.create_task(keep_checking("PostgreSQL", store.ping, health.db_up)),
+        ]
         stop_requested = asyncio.create_task(stopping.wait())
         await asyncio.wait({running, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
         # From here on, everything (the batch in hand, the clients, the pool) shares one
@@ -74,7 +81,8 @@ async def run_service(
         deadline = time.monotonic() + settings.shutdown_timeout_seconds
         service.stop()
         stop_requested.cancel()
-        watching.cancel()
+        for watcher in watching:
+            watcher.cancel()
         try:
             await asyncio.wait_for(running, settings.shutdown_timeout_seconds)
         except TimeoutError:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from consumer import metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,3 +50,26 @@ class Health:
         if not self._joined:
             return "not yet a member of the consumer group"
         return None
+
+
+async def keep_checking(
+    what: str,
+    probe: Callable[[], Awaitable[object]],
+    report: Callable[[bool], None],
+    every_seconds: float = 5.0,
+) -> None:
+    """Ask ``probe`` every ``every_seconds`` (its timeout too) and ``report`` whether it
+    answered, idle or busy, so that the ``*_up`` gauges and readiness stay true to the
+    server. Runs until cancelled."""
+    was_up = True
+    while True:
+        try:
+            await asyncio.wait_for(probe(), every_seconds)
+            is_up = True
+        except Exception as exc:  # any failure to answer is down, whatever it is
+            is_up = False
+            if was_up:
+                log.warning(f"{what} is not answering", extra={"error": type(exc).__name__})
+        report(is_up)
+        was_up = is_up
+        await asyncio.sleep(every_seconds)

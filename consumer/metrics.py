@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from consumer.records import Outcome, Reason
+
+# The operations whose transient failures are retried: the ``operation`` label.
+RETRY_OPERATIONS = (
+    "db_connect",
+    "migrate",
+    "kafka_connect",
+    "load_offsets",
+    "write_batch",
+    "kafka_commit",
+)
+
 MESSAGES = Counter(
     "user_events_messages",
     "Records handled, by topic and outcome (applied, duplicate, stale, dead_lettered).",
@@ -74,3 +86,22 @@ DB_POOL_CONNECTIONS = Gauge(
 )
 DB_UP = Gauge("user_events_db_up", "1 when PostgreSQL answers, else 0.")
 KAFKA_UP = Gauge("user_events_kafka_up", "1 when the broker answers, else 0.")
+
+
+def export_known_series(topic: str) -> None:
+    """Every labelled counter whose label values are known in advance, at 0 from the
+    first scrape: a ``rate()`` or an alert on a series that appears only with its first
+    event sees nothing before it."""
+    for outcome in Outcome:
+        MESSAGES.labels(topic, str(outcome))
+    for reason in Reason:
+        DEAD_LETTERS.labels(str(reason))
+    for operation in RETRY_OPERATIONS:
+        RETRIES.labels(operation)
+    for state in ("in_use", "idle"):
+        DB_POOL_CONNECTIONS.labels(state)
+
+
+def count_retry(operation: str, exc: BaseException | None = None) -> None:
+    """A tenacity ``on_retry`` hook: one more retry of ``operation``."""
+    RETRIES.labels(operation).inc()

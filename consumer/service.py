@@ -95,6 +95,9 @@ def take_unseen(
 _DECODE_CHUNK = 100
 # A Kafka commit only feeds tools and the lag; it is not waited on for longer.
 _KAFKA_COMMIT_SECONDS = 5.0
+# While Kafka's committed offsets lag the stored ones (a failed commit, or a partition
+# just positioned), a commit is tried again this often, with no new batch needed.
+KAFKA_COMMIT_RETRY_SECONDS = 2.0
 _REBALANCE_BEAT_SECONDS = 1.0
 
 
@@ -190,10 +193,10 @@ class ConsumerService:
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
         stopping = asyncio.Event()
-        async for attempt in retrying(settings, "kafka_connect", stopping, _count_retry):
+        async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
             with attempt:
                 producer = await start_producer(settings, linger_ms=5)
-        async for attempt in retrying(settings, "kafka_connect", stopping, _count_retry):
+        async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
             with attempt:
                 await consumer.start()
         health.kafka_up(True)
@@ -348,22 +351,6 @@ class ConsumerService:
                     "a Kafka client did not close cleanly", extra={"error": type(exc).__name__}
                 )
 
-    async def watch_kafka(self, every_seconds: float = 5.0) -> None:
-        """Keep ``user_events_kafka_up`` and readiness true to the broker: a metadata
-        request each ``every_seconds``, answered or not. Runs until cancelled."""
-        was_up = True
-        while True:
-            try:
-                await asyncio.wait_for(self.consumer.topics(), every_seconds)
-                is_up = True
-            except (TimeoutError, KafkaError, OSError) as exc:
-                is_up = False
-                if was_up:
-                    log.warning("the broker is not answering", extra={"error": type(exc).__name__})
-            self.health.kafka_up(is_up)
-            was_up = is_up
-            await asyncio.sleep(every_seconds)
-
     async def _prepare(
         self, fetched: Mapping[TopicPartition, Sequence[Any]], generation: int
     ) -> PreparedBatch | None:
@@ -434,21 +421,36 @@ class ConsumerService:
         move forward, and a slow or absent group coordinator holds up nothing but them.
         """
         self._counting.add(asyncio.create_task(self._count(committed)))
-        for (topic, partition), offset in committed.batch.next_offsets.items():
-            self._kafka_pending[TopicPartition(topic, partition)] = offset
-        if self._kafka_committer is None or self._kafka_committer.done():
-            self._kafka_committer = asyncio.create_task(self._commit_pending_to_kafka())
+        self._queue_for_kafka(
+            {
+                TopicPartition(t, p): offset
+                for (t, p), offset in committed.batch.next_offsets.items()
+            }
+        )
 
     async def _count(self, committed: CommittedBatch) -> None:
         self._record_metrics(committed)
 
+    def _queue_for_kafka(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Have Kafka's committed offsets follow ``offsets``, stored in PostgreSQL."""
+        self._kafka_pending.update(offsets)
+        if self._kafka_committer is None or self._kafka_committer.done():
+            self._kafka_committer = asyncio.create_task(self._commit_pending_to_kafka())
+
     async def _commit_pending_to_kafka(self) -> None:
+        """Commit what is queued, until nothing is: a failed commit is tried again every
+        ``KAFKA_COMMIT_RETRY_SECONDS``, and once more when the service stops."""
         while self._kafka_pending:
             offsets, self._kafka_pending = self._kafka_pending, {}
-            if not await self._commit_to_kafka(offsets):
-                for tp, offset in offsets.items():
-                    self._kafka_pending.setdefault(tp, offset)  # unless a newer one came
-                return  # tried again once the next batch commits
+            if await self._commit_to_kafka(offsets):
+                continue
+            for tp, offset in offsets.items():
+                self._kafka_pending.setdefault(tp, offset)  # unless a newer one came
+            if self._stopping.is_set():
+                return
+            metrics.count_retry("kafka_commit")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), KAFKA_COMMIT_RETRY_SECONDS)
 
     async def _write(self, batch: PreparedBatch) -> tuple[BatchPlan, list[DeadLetter]]:
         async with self.store.batch() as writer:
@@ -465,7 +467,7 @@ class ConsumerService:
         return plan, dead
 
     def _on_retry(self, operation: str, exc: BaseException) -> None:
-        _count_retry(operation, exc)
+        metrics.count_retry(operation, exc)
         self.health.beat()  # retrying through an outage is not being wedged
         if not isinstance(exc, KafkaError):
             self.health.db_up(False)
@@ -485,6 +487,8 @@ class ConsumerService:
         offsets = {
             tp: offset for tp, offset in next_offsets.items() if tp in self.consumer.assignment()
         }
+        if not offsets:
+            return True  # none is ours any more: their new owner commits them
         self._committed.update(offsets)
         try:
             await asyncio.wait_for(self.consumer.commit(offsets), _KAFKA_COMMIT_SECONDS)
@@ -559,6 +563,9 @@ class ConsumerService:
         self._unpositioned &= owned
         self.consumer.resume(*(set(wanted) & owned))
         metrics.PARTITIONS_PAUSED.set(len(self.consumer.paused()))
+        # Kafka's view may lag what PostgreSQL holds (a crash between the two commits, a
+        # Kafka commit that failed): bring it up now, not after the next batch.
+        self._queue_for_kafka({tp: offset for tp, offset in targets.items() if tp in owned})
 
     def _discard(self, batch: PreparedBatch) -> None:
         """Drop a batch (prepared before a rebalance, or refused by the stored offsets).
@@ -673,7 +680,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.PARTITIONS_PAUSED.set(len(service.consumer.paused()))
         service.health.joined(True)
         service._position_soon()
-
-
-def _count_retry(operation: str, exc: BaseException) -> None:
-    metrics.RETRIES.labels(operation).inc()
