@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck bench schemas clean
+.PHONY: dev test fuzz lint typecheck bench schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ test: $(STAMP)
 	$(BIN)/ruff check consumer schemas tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# The end-to-end fuzz test with many more generated batches than `make test` sends
+# (FUZZ_EXAMPLES=N to choose; 500 take about 8 minutes).
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/pytest -q tests/integration/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check consumer schemas tests
