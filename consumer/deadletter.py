@@ -114,6 +114,8 @@ def dead_letter_message(
     measured as the producer measures it)."""
     provenance = provenance_headers(record, rejection, group_id, failed_at)
     key, value, own_headers = record.key, record.value, record.headers
+    if rejection.unread:
+        at_least_dropped = len(DROP_ORDER)  # nothing of it was read: say so
     dropped: list[str] = []
     for part in DROP_ORDER:
         enough = len(dropped) >= at_least_dropped

@@ -54,10 +54,14 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A poison verdict: the reason and a short message free of the payload's personal data."""
+    """A poison verdict: the reason and a short message free of the payload's personal data.
+
+    ``unread``: the client could not parse the record at all, so its dead letter can
+    hold nothing of it but where it was."""
 
     reason: Reason
     error: str
+    unread: bool = False
 
 
 class Outcome(StrEnum):

@@ -39,6 +39,7 @@ from consumer.ordering import BatchPlan
 from consumer.records import KafkaRecord, Outcome, Rejection
 from consumer.settings import Settings
 from consumer.store import Store, TopicPartitionKey
+from consumer.unreadable import UNPARSEABLE, read_around_unparseable, reject_stand_ins
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +337,37 @@ class ConsumerService:
             with contextlib.suppress(asyncio.CancelledError):
                 await fetching
             return {}
-        fetched: Mapping[TopicPartition, Sequence[object]] = fetching.result()
+        try:
+            fetched: Mapping[TopicPartition, Sequence[object]] = fetching.result()
+        except UNPARSEABLE as exc:
+            log.warning(
+                "the Kafka client could not parse a fetched record; reading record by record",
+                extra={"error": type(exc).__name__},
+            )
+            return await self._read_around_unparseable(partitions)
+        return fetched
+
+    async def _read_around_unparseable(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, list[Any]]:
+        """Read each positioned partition of the failed fetch again, one record at a time,
+        with stand-ins for what the client cannot parse (``consumer.unreadable``)."""
+        wait_ms = max(1000, 5 * self.settings.kafka_fetch_max_wait_ms)
+        fetched: dict[TopicPartition, list[Any]] = {}
+        for tp in partitions or sorted(self.consumer.assignment()):
+            start = self._fence.get(tp)
+            if start is None or tp in self.consumer.paused():
+                continue
+            records = await read_around_unparseable(
+                self.consumer, tp, start, self.settings.kafka_max_poll_records, wait_ms
+            )
+            if self._fence.get(tp) != start:
+                # Positioned again meanwhile (a batch of it was dropped): where that put it.
+                if (fence := self._fence.get(tp)) is not None:
+                    self.consumer.seek(tp, fence)
+                continue
+            if records:
+                fetched[tp] = records
         return fetched
 
     async def close(self, within_seconds: float) -> None:
@@ -363,10 +394,11 @@ class ConsumerService:
         batch.start_offsets = {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
         batch.epochs = {tp: self._epochs.get(tp, 0) for tp in starts}
         for start in range(0, len(messages), _DECODE_CHUNK):
-            records = [
-                KafkaRecord.from_consumer_record(m) for m in messages[start : start + _DECODE_CHUNK]
-            ]
+            chunk = messages[start : start + _DECODE_CHUNK]
+            records = [KafkaRecord.from_consumer_record(m) for m in chunk]
             accepted, poison, next_offsets = split_batch(records, self.settings.max_message_bytes)
+            if poison:
+                poison = reject_stand_ins(chunk, poison)
             batch.records.extend(records)
             batch.accepted.extend(accepted)
             batch.poison.extend(poison)

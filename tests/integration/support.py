@@ -339,3 +339,31 @@ def cpu_seconds(pid: int) -> float:
 
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def publish_unparseable(
+    bootstrap: str, topic: str, partition: int, messages: Sequence[Message], unparseable: int
+) -> None:
+    """Publish ``messages`` as one record batch in which the header name of message
+    ``unparseable`` is not UTF-8: what a librdkafka or Go producer can send, and aiokafka
+    cannot parse (its producer only takes text header names, so the batch is patched)."""
+    import struct
+
+    from aiokafka.record.util import calc_crc32c
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for i, (key, value, headers) in enumerate(messages):
+            marked = [*headers, ("\x01\x02", b"x")] if i == unparseable else headers
+            batch.append(key=key, value=value, headers=marked, timestamp=None)
+        built = bytearray(batch._build())
+        at = built.index(b"\x01\x02")
+        built[at : at + 2] = b"\xff\xfe"
+        # The CRC-32C covers the batch from its attributes (byte 21) on, and sits at 17.
+        struct.pack_into(">I", built, 17, calc_crc32c(bytes(built[21:])))
+        batch._buffer = built
+        await (await producer.send_batch(batch, topic, partition=partition))
+    finally:
+        await producer.stop()

@@ -29,6 +29,7 @@ from tests.integration.support import (
     logged_is,
     new_settings,
     publish,
+    publish_unparseable,
     read_all,
     read_topic,
     running_service,
@@ -360,3 +361,34 @@ async def _refuse_connections(server_url: str, name: str, refuse: bool) -> None:
             )
     finally:
         await admin.close()
+
+
+async def test_a_record_the_kafka_client_cannot_parse_is_dead_lettered_by_offset(
+    bootstrap_servers: str, database: str
+) -> None:
+    """A header name that is not UTF-8 made every getmany raise, and the service exit on
+    every restart. The records the client cannot reach get dead letters by offset, and the
+    records around them, and the other partitions, are applied."""
+    settings = await new_settings(bootstrap_servers, database, partitions=2)
+    batch = [structured_record(created(f"in-batch-{i}")) for i in range(3)]
+    async with running_service(settings) as service:
+        await publish_unparseable(bootstrap_servers, settings.kafka_topic, 0, batch, 1)
+        await publish(
+            bootstrap_servers, settings.kafka_topic, [structured_record(created("after"))], 0
+        )
+        await publish(
+            bootstrap_servers, settings.kafka_topic, [structured_record(created("other"))], 1
+        )
+        await eventually(lambda: logged_is(database, 3))
+        letters = await dead_letters_by_offset(bootstrap_servers, settings.kafka_dlq_topic)
+        assert not service.done()
+    users = {r["user_id"] for r in await fetch(database, "SELECT user_id FROM users")}
+    assert users == {"in-batch-0", "after", "other"}
+    # The unparseable record and the one behind it in its record batch.
+    assert set(letters) == {(0, 1), (0, 2)}
+    for letter in letters.values():
+        got = headers_of(letter)
+        assert got["dlq.reason"] == b"undecodable"
+        assert b"cannot parse" in got["dlq.error"]
+        assert got["dlq.dropped"] == b"value,key,headers"
+    assert await stored_offsets(database, settings.kafka_group_id) == {0: 4, 1: 1}

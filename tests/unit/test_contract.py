@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -18,6 +19,7 @@ from consumer.deadletter import (
     dead_letter_message,
 )
 from consumer.records import KafkaRecord, Reason, Rejection
+from consumer.unreadable import UNREADABLE, StandIn, reject_stand_ins
 from schemas import build_event
 from schemas.generate import SCHEMA_DIR, render_schemas
 
@@ -165,3 +167,23 @@ def test_every_subcommand_has_help(command: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_a_stand_in_for_an_unparseable_record_is_rejected_as_such_and_says_nothing_was_read() -> (
+    None
+):
+    chunk = [
+        # a plain poison record, as aiokafka hands it over: offset 1 of partition 0
+        SimpleNamespace(
+            topic="t", partition=0, offset=1, timestamp=0, key=b"k", value=b"{", headers=()
+        ),
+        StandIn("t", 1, 1),  # offset 1 of partition 1: the client could not parse it
+    ]
+    records = [KafkaRecord.from_consumer_record(m) for m in chunk]
+    null_value = Rejection(Reason.UNDECODABLE, "null value")
+    poison = reject_stand_ins(chunk, [(records[0], null_value), (records[1], null_value)])
+    assert poison == [(records[0], null_value), (records[1], UNREADABLE)]
+    message = dead_letter_message(records[1], UNREADABLE, "g", FAILED_AT, LIMIT)
+    assert message.dropped == DROP_ORDER and dict(message.headers)[DROPPED] == b"value,key,headers"
+    assert "dlq.value" not in dict(message.headers)  # not a null record: an unread one
+    assert reject_stand_ins(chunk[:1], poison[:1]) == poison[:1]
