@@ -100,6 +100,9 @@ _KAFKA_COMMIT_SECONDS = 5.0
 # just positioned), a commit is tried again this often, with no new batch needed.
 KAFKA_COMMIT_RETRY_SECONDS = 2.0
 _REBALANCE_BEAT_SECONDS = 1.0
+# After a fetch the client could not parse, at most this many records of a partition are
+# read one at a time (tens of ms); the next fetch reads on, as usual or this way again.
+_READ_AROUND_RECORDS = 500
 
 
 @dataclass
@@ -359,7 +362,7 @@ class ConsumerService:
             if start is None or tp in self.consumer.paused():
                 continue
             records = await read_around_unparseable(
-                self.consumer, tp, start, self.settings.kafka_max_poll_records, wait_ms
+                self.consumer, tp, start, _READ_AROUND_RECORDS, wait_ms
             )
             if self._fence.get(tp) != start:
                 # Positioned again meanwhile (a batch of it was dropped): where that put it.
