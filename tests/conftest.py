@@ -13,6 +13,19 @@ import pytest
 
 from consumer.devenv import EmbeddedBroker, EmbeddedPostgres
 
+# Started first, so that with two workers (make test) neither is left running one of these
+# alone at the end: they wait out outages, rebalances and crashes for 10 to 70 s each.
+_LONGEST_FIRST = {
+    "test_outages.py",
+    "test_shutdown_rebalance.py",
+    "test_crashes.py",
+    "test_hostile_records.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in _LONGEST_FIRST)  # stable: in order
+
 
 @pytest.fixture(scope="session")
 def bootstrap_servers() -> Iterator[str]:
