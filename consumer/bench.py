@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.benchdata import bench_messages
 from consumer.deadletter import DeadLetterQueue
-from consumer.decode import decode
+from consumer.decode import decode, decode_all
 from consumer.kafka import client_options, ensure_topics, max_request_bytes, start_producer
 from consumer.migrate import apply_migrations
 from consumer.ordering import Verdict, apply_event
@@ -64,6 +64,8 @@ class BenchReport:
     ratio: float | None = None
     states_agree: bool | None = None
     steady: dict[str, Any] | None = None
+    # CPU per record of decoding alone (bytes to event or rejection), no I/O.
+    decode_us_per_record: float | None = None
 
 
 # --- servers and data ----------------------------------------------------------------
@@ -533,8 +535,26 @@ def phase_settings(bootstrap: str, name: str) -> Settings:
     )
 
 
+def decode_cost(total: int, users: int, repeats: int = 5) -> float:
+    """Microseconds of CPU per record to decode the data set's first records (at most
+    50,000), in chunks of the loop's size: the best of ``repeats`` passes."""
+    records = [
+        KafkaRecord("bench", 0, offset, 0, key, value, tuple(headers))
+        for offset, (key, value, headers) in enumerate(bench_messages(min(total, 50_000), users))
+    ]
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        for start in range(0, len(records), 100):
+            decode_all(records[start : start + 100], 1024 * 1024)
+        best = min(best, time.process_time() - started)
+    return best / len(records) * 1e6
+
+
 async def run_bench(args: argparse.Namespace) -> BenchReport:
     report = BenchReport(_machine(), {k: v for k, v in vars(args).items() if k != "handler"})
+    if args.mode in ("drain", "all"):
+        report.decode_us_per_record = decode_cost(args.events, args.users)
     with servers() as (bootstrap, server_url):
         run_id = uuid.uuid4().hex[:8]
         if args.mode in ("drain", "all"):
@@ -585,6 +605,8 @@ def print_report(report: BenchReport) -> None:
             f"{fmt(r.batch_p50_seconds, 1000):>8} {fmt(r.batch_p99_seconds, 1000):>8} "
             f"{fmt(r.peak_rss_mb):>7} {fmt(r.cpu_seconds):>7}"
         )
+    if report.decode_us_per_record is not None:
+        print(f"decoding alone: {report.decode_us_per_record:.2f} us of CPU per record")
     if report.ratio is not None:
         print(f"service/baseline: {report.ratio:.1f}x; same final state: {report.states_agree}")
     if report.steady:

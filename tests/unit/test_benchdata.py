@@ -50,3 +50,9 @@ def test_histogram_quantile_interpolates_within_a_bucket_like_promql() -> None:
     assert histogram_quantile(text, "h", 0.7) == pytest.approx(0.15)
     assert histogram_quantile(text, "h", 0.95) == pytest.approx(0.3)
     assert histogram_quantile("", "h", 0.5) is None
+
+
+def test_the_bench_measures_decoding_alone_in_microseconds_per_record() -> None:
+    from consumer.bench import decode_cost
+
+    assert 0 < decode_cost(300, 50, repeats=1) < 10_000
