@@ -10,11 +10,11 @@ carries an email or a name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from consumer.records import KafkaRecord, Reason, Rejection
@@ -22,7 +22,15 @@ from schemas.models import UserCreated, UserDeleted, UserEvent, UserUpdated
 
 AnyUserEvent = UserCreated | UserUpdated | UserDeleted
 
-_adapter: TypeAdapter[AnyUserEvent] = TypeAdapter(UserEvent)
+# Values (ids, times, emails, names) rarely repeat, so jiter's cache of parsed strings
+# costs more than it saves for them; keys repeat in every event.
+_adapter: TypeAdapter[AnyUserEvent] = TypeAdapter(
+    UserEvent, config=ConfigDict(cache_strings="keys")
+)
+# The adapter's validator, called directly: TypeAdapter's own Python layer around it cost
+# 0.4 us a record, a tenth of decoding.
+_validate_json: Callable[[bytes], AnyUserEvent] = _adapter.validator.validate_json
+_validate_python: Callable[[dict[str, Any]], AnyUserEvent] = _adapter.validator.validate_python
 log = logging.getLogger(__name__)
 
 _BINARY_PREFIX = "ce_"
@@ -116,7 +124,7 @@ def _decode_structured(value: bytes | None) -> AnyUserEvent | Rejection:
     if (_N in value or _I in value) and _has_non_finite_number(value):
         return Rejection(Reason.UNDECODABLE, _NON_FINITE)
     try:
-        return _adapter.validate_json(value)
+        return _validate_json(value)
     except ValidationError as exc:
         return _rejection_from(exc)
 
@@ -154,7 +162,7 @@ def _decode_binary(record: KafkaRecord) -> AnyUserEvent | Rejection:
         if not isinstance(attributes["data"], dict):
             return Rejection(Reason.UNDECODABLE, "binary-mode value is not a JSON object")
     try:
-        return _adapter.validate_python(attributes)
+        return _validate_python(attributes)
     except ValidationError as exc:
         return _rejection_from(exc)
 
