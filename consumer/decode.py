@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
 from consumer.records import KafkaRecord, Reason, Rejection
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 _BINARY_PREFIX = "ce_"
 _STRUCTURED_CONTENT_TYPE = b"application/cloudevents"
-_OPTIONAL_ATTRIBUTES = ("sequence", "datacontenttype", "dataschema", "data")
+_OPTIONAL_ATTRIBUTES = ("sequence", "datacontenttype", "dataschema")
 _NON_FINITE = "value is not JSON: NaN or Infinity"
 _N, _I = ord("N"), ord("I")
 _UNDECODABLE_ERRORS = {
@@ -102,18 +102,22 @@ def stored_payload(event: AnyUserEvent) -> str:
     mode. Only the contract's attributes and ``data`` fields, never what the consumer
     ignores (extension attributes, unknown ``data`` fields): those can hold what
     PostgreSQL's jsonb refuses (``\\u0000``, numbers past its range), and must not make a
-    valid event unstorable. Absent optional attributes are left out."""
+    valid event unstorable. Absent optional attributes and fields are left out."""
     attributes = dict(event.__dict__)
     for name in _OPTIONAL_ATTRIBUTES:
         if attributes[name] is None:
             del attributes[name]
-    return orjson.dumps(attributes, default=_data_fields).decode()
-
-
-def _data_fields(data: Any) -> dict[str, Any]:
-    if isinstance(data, BaseModel):
-        return {name: v for name, v in data.__dict__.items() if v is not None}
-    raise TypeError(type(data).__name__)
+    data = attributes["data"]
+    if data is None:
+        del attributes["data"]
+    else:
+        fields = data.__dict__
+        attributes["data"] = (
+            fields
+            if None not in fields.values()
+            else {k: v for k, v in fields.items() if v is not None}
+        )
+    return orjson.dumps(attributes).decode()
 
 
 def _decode_structured(value: bytes | None) -> AnyUserEvent | Rejection:
