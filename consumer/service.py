@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from consumer import metrics
 from consumer.deadletter import DeadLetter, DeadLetterQueue
@@ -361,9 +361,12 @@ class ConsumerService:
             start = self._fence.get(tp)
             if start is None or tp in self.consumer.paused():
                 continue
-            records = await read_around_unparseable(
-                self.consumer, tp, start, _READ_AROUND_RECORDS, wait_ms
-            )
+            try:
+                records = await read_around_unparseable(
+                    self.consumer, tp, start, _READ_AROUND_RECORDS, wait_ms
+                )
+            except IllegalStateError:
+                continue  # revoked meanwhile: its new owner reads it
             if self._fence.get(tp) != start:
                 # Positioned again meanwhile (a batch of it was dropped): where that put it.
                 if (fence := self._fence.get(tp)) is not None:
