@@ -65,7 +65,7 @@ def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
             size += len(raw)
             if name == "content-type":
                 content_type = raw
-        size += len(name)
+        size += len(name) if name.isascii() else len(name.encode())
         if name == "ce_specversion":
             has_specversion = True
     if size > max_bytes:

@@ -307,3 +307,12 @@ def test_the_stored_payload_leaves_out_absent_attributes_and_fields() -> None:
     assert stored["data"] == {"name": "B"}
     deleted = verdict_of(json.dumps(build_event("user.deleted", "u1")).encode())
     assert not isinstance(deleted, Rejection) and "data" not in json.loads(stored_payload(deleted))
+
+
+def test_header_names_count_in_bytes_not_characters() -> None:
+    value = json.dumps(created_event()).encode()
+    record = KafkaRecord("t", 0, 7, 0, b"k", value, (("\u00e9", b""),))  # 1 character, 2 bytes
+    limit = len(value) + 2
+    verdict = decode(record, limit)
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.TOO_LARGE
+    assert not isinstance(decode(record, limit + 1), Rejection)
