@@ -392,3 +392,26 @@ async def test_a_record_the_kafka_client_cannot_parse_is_dead_lettered_by_offset
         assert b"cannot parse" in got["dlq.error"]
         assert got["dlq.dropped"] == b"value,key,headers"
     assert await stored_offsets(database, settings.kafka_group_id) == {0: 4, 1: 1}
+
+
+async def test_records_in_every_kafka_compression_are_read(
+    bootstrap_servers: str, database: str
+) -> None:
+    """A publisher picks its compression; without the codec, aiokafka could not read a
+    single batch of it, and the service stopped on every restart."""
+    settings = await new_settings(bootstrap_servers, database, partitions=1)
+    compressions = ("gzip", "snappy", "lz4", "zstd")
+    for compression in compressions:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers, compression_type=compression
+        )
+        await producer.start()
+        try:
+            key, value, headers = structured_record(created(compression))
+            await producer.send_and_wait(settings.kafka_topic, value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+    async with running_service(settings):
+        await eventually(lambda: logged_is(database, len(compressions)))
+    users = {r["user_id"] for r in await fetch(database, "SELECT user_id FROM users")}
+    assert users == set(compressions)
