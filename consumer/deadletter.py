@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -21,6 +21,7 @@ from aiokafka.errors import (
     InvalidMessageError,
     InvalidTimestampError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
     PolicyViolationError,
     RecordListTooLargeError,
     RecordTooLargeError,
@@ -156,12 +157,18 @@ class DeadLetterQueue:
     """Sends poison records to the dead-letter topic and waits until they are acknowledged."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, topic: str, group_id: str, max_bytes: int
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        group_id: str,
+        max_bytes: int,
+        start_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
     ) -> None:
         self.producer = producer
         self.topic = topic
         self.group_id = group_id
         self.max_bytes = max_bytes  # the producer's max_request_size
+        self._start_producer = start_producer
 
     async def send_all(self, dead_letters: Sequence[DeadLetter]) -> None:
         """Returns once every record's dead letter is acknowledged; raises if one was not
@@ -175,13 +182,20 @@ class DeadLetterQueue:
             try:
                 deliveries.append((dead, await self._send(dead, failed_at, 0)))
             except REFUSALS:
-                refused.append(dead)
+                refused.append(dead)  # by the producer itself, before sending anything
         outcomes = await asyncio.gather(*(f for _, f in deliveries), return_exceptions=True)
+        failure: BaseException | None = None
+        broker_refused = False
         for (dead, _), outcome in zip(deliveries, outcomes, strict=True):
             if isinstance(outcome, REFUSALS):
                 refused.append(dead)
+                broker_refused = True
             elif isinstance(outcome, BaseException):
-                raise outcome
+                failure = failure or outcome
+        if broker_refused or isinstance(failure, OutOfOrderSequenceNumber):
+            await self._renew_producer()
+        if failure is not None:
+            raise failure
         for dead in refused:
             await self._send_alone(dead, failed_at)
 
@@ -204,16 +218,31 @@ class DeadLetterQueue:
         refusal: Exception | None = None
         for at_least_dropped in range(len(DROP_ORDER) + 1):
             try:
-                await (await self._send(dead, failed_at, at_least_dropped))
-            except REFUSALS as exc:
-                log.warning(
-                    "the broker refused a dead letter; dropping more of it",
-                    extra={**record.where(), "error": type(exc).__name__},
-                )
+                delivery = await self._send(dead, failed_at, at_least_dropped)
+            except REFUSALS as exc:  # by the producer: nothing was sent
                 refusal = exc
-                continue
-            return
+            else:
+                try:
+                    await delivery
+                    return
+                except REFUSALS as exc:  # by the broker
+                    refusal = exc
+                    await self._renew_producer()
+            log.warning(
+                "a dead letter was refused; dropping more of it",
+                extra={**record.where(), "error": type(refusal).__name__},
+            )
         raise DeadLetterRefused(
             f"the dead-letter topic refused the provenance of {record.topic}/"
             f"{record.partition}@{record.offset} alone: {type(refusal).__name__}"
         ) from refusal
+
+    async def _renew_producer(self) -> None:
+        """An idempotent producer numbers its records per partition, and keeps the numbers
+        of a batch the broker refused: every later send to that partition would then be
+        out of sequence. A new producer starts a new sequence. Sends in flight on the old
+        one finish (or fail, and their batch is retried) before it closes."""
+        if self._start_producer is None:
+            return
+        old, self.producer = self.producer, await self._start_producer()
+        await old.stop()

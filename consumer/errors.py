@@ -19,6 +19,8 @@ from aiokafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     KafkaUnavailableError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
     RebalanceInProgressError,
     ReplicaNotAvailableError,
 )
@@ -58,6 +60,11 @@ _TRANSIENT_KAFKA = (
     BrokerNotAvailableError,
     ReplicaNotAvailableError,
     RebalanceInProgressError,
+    # The dead-letter queue renews its producer when it meets the first (see
+    # DeadLetterQueue._renew_producer), and a send caught on the old producer as it
+    # closes meets the second: the batch's next attempt goes through the new one.
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
 )
 
 

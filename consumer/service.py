@@ -205,7 +205,11 @@ class ConsumerService:
                 await consumer.start()
         health.kafka_up(True)
         dead_letters = DeadLetterQueue(
-            producer, settings.kafka_dlq_topic, settings.kafka_group_id, max_request_bytes(settings)
+            producer,
+            settings.kafka_dlq_topic,
+            settings.kafka_group_id,
+            max_request_bytes(settings),
+            functools.partial(start_producer, settings, linger_ms=5),
         )
         service = cls(settings, store, consumer, dead_letters, health)
         consumer.subscribe([settings.kafka_topic], listener=_Rebalance(service))
@@ -250,9 +254,12 @@ class ConsumerService:
             await self._wait_for_writes_of(None)
             self._reap_writes()
             await asyncio.gather(*self._counting)
+            # The committer makes one last attempt once stopping, so that the offsets of
+            # the batches just finished reach Kafka without a second wait on it.
             if self._kafka_committer is not None:
                 await self._kafka_committer
-            await self._commit_pending_to_kafka()  # what an earlier attempt left
+            elif self._kafka_pending:
+                await self._commit_pending_to_kafka()
         except Exception as exc:
             if self._stopping.is_set() and is_transient(exc):
                 log.info("stopping during an outage; the batch in hand is not committed")
@@ -355,12 +362,20 @@ class ConsumerService:
     ) -> dict[TopicPartition, list[Any]]:
         """Read each positioned partition of the failed fetch again, one record at a time,
         with stand-ins for what the client cannot parse (``consumer.unreadable``)."""
-        wait_ms = max(1000, 5 * self.settings.kafka_fetch_max_wait_ms)
+        candidates = [
+            tp for tp in partitions or sorted(self.consumer.assignment()) if tp in self._fence
+        ]
+        # The failed fetch may have drained other partitions before it raised, moving
+        # their positions past records nobody took: back to their fences, paused or not.
+        for tp in candidates:
+            self.consumer.seek(tp, self._fence[tp])
+        wait_ms = max(500, 3 * self.settings.kafka_fetch_max_wait_ms)
         fetched: dict[TopicPartition, list[Any]] = {}
-        for tp in partitions or sorted(self.consumer.assignment()):
+        for tp in candidates:
             start = self._fence.get(tp)
-            if start is None or tp in self.consumer.paused():
+            if start is None or tp in self.consumer.paused() or self._stopping.is_set():
                 continue
+            self.health.beat()  # a partition at a time, each within a few fetches
             try:
                 records = await read_around_unparseable(
                     self.consumer, tp, start, _READ_AROUND_RECORDS, wait_ms

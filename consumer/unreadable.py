@@ -7,7 +7,8 @@ would stop its partition for good, and the service with it. Here the partition i
 again one record at a time up to the record the client cannot parse. That record, and
 those behind it in the same record batch (the client parses a batch from its start, so
 it cannot reach them either), get stand-ins that are dead-lettered as ``undecodable``
-with their offsets, and the partition goes on after them.
+with their offsets, and the partition goes on after them. A batch in a compression the
+client has no codec for is read the same way.
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CorruptRecordException
+from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 
 from consumer.deadletter import DeadLetter
 from consumer.records import Reason, Rejection
 
 log = logging.getLogger(__name__)
 
-# What aiokafka raises from ``getmany`` for a record it cannot unpack.
-UNPARSEABLE = (UnicodeDecodeError, CorruptRecordException)
+# What aiokafka raises from ``getmany`` for a record it cannot unpack (a compression
+# codec it has no library for included).
+UNPARSEABLE = (UnicodeDecodeError, CorruptRecordException, UnsupportedCodecError)
+# Offsets probed one by one for the end of an unparseable run, per read-around; the next
+# read-around goes on from there.
+_MOST_PROBES = 64
 
 UNREADABLE = Rejection(
     Reason.UNDECODABLE,
@@ -93,27 +98,19 @@ async def _first_parseable_after(
     consumer: AIOKafkaConsumer, tp: TopicPartition, first: int, wait_ms: int
 ) -> int:
     """The first offset after ``first`` (which the client cannot parse) that it can read
-    from: the end of the record batch holding ``first``. Offsets from ``first`` to it
-    cannot be read, those from it on can (up to another such batch), so an exponential
-    then a binary search find it in a few fetches, however large the batch."""
+    from: the end of the record batch holding ``first``, or where the probes stopped.
+
+    One offset at a time: reading from an offset parses its batch from the start, so
+    every offset behind an unparseable record in its batch fails too, and the first that
+    reads is the next batch's. A search that jumped ahead could skip a readable batch
+    between two unparseable ones and dead-letter its records for nothing."""
     highwater: int | None = consumer.highwater(tp)
-    known_bad, step = first, 1
-    while True:
-        probe = known_bad + step
-        if highwater is not None and probe >= highwater:
-            good = highwater
-            break
-        if await _parses_at(consumer, tp, probe, wait_ms):
-            good = probe
-            break
-        known_bad, step = probe, step * 2
-    while good - known_bad > 1:
-        middle = (known_bad + good) // 2
-        if await _parses_at(consumer, tp, middle, wait_ms):
-            good = middle
-        else:
-            known_bad = middle
-    return good
+    offset = first + 1
+    while offset < first + 1 + _MOST_PROBES and (highwater is None or offset < highwater):
+        if await _parses_at(consumer, tp, offset, wait_ms):
+            return offset
+        offset += 1
+    return offset
 
 
 def reject_stand_ins(messages: Sequence[Any], poison: list[DeadLetter]) -> list[DeadLetter]:

@@ -31,6 +31,8 @@ TRANSIENT = [
     kafka.KafkaUnavailableError(),
     kafka.RebalanceInProgressError(),
     kafka.StaleMetadata(),
+    kafka.OutOfOrderSequenceNumber(),  # the dead-letter queue renews its producer
+    kafka.ProducerClosed(),  # a send caught on the old one as it closes
     # PostgreSQL out of reach or busy
     DatabaseUnreachable("CannotConnectNowError"),
     asyncpg.exceptions.ConnectionDoesNotExistError(),
