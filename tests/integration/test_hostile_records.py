@@ -367,31 +367,37 @@ async def test_a_record_the_kafka_client_cannot_parse_is_dead_lettered_by_offset
     bootstrap_servers: str, database: str
 ) -> None:
     """A header name that is not UTF-8 made every getmany raise, and the service exit on
-    every restart. The records the client cannot reach get dead letters by offset, and the
-    records around them, and the other partitions, are applied."""
+    every restart. The records the client cannot reach get dead letters by offset; the
+    records around them, a readable batch between two such batches, and the other
+    partitions are applied."""
     settings = await new_settings(bootstrap_servers, database, partitions=2)
-    batch = [structured_record(created(f"in-batch-{i}")) for i in range(3)]
+    first = [structured_record(created(f"first-{i}")) for i in range(3)]
+    second = [structured_record(created(f"second-{i}")) for i in range(2)]
+    topic = settings.kafka_topic
+    # All there before the service starts, so that it meets both batches in one read.
+    await publish_unparseable(bootstrap_servers, topic, 0, first, 1)  # offsets 0-2
+    await publish(bootstrap_servers, topic, [structured_record(created("between"))], 0)
+    await publish_unparseable(bootstrap_servers, topic, 0, second, 0)  # offsets 4-5
+    await publish(bootstrap_servers, topic, [structured_record(created("after"))], 0)
+    await publish(bootstrap_servers, topic, [structured_record(created("other"))], 1)
     async with running_service(settings) as service:
-        await publish_unparseable(bootstrap_servers, settings.kafka_topic, 0, batch, 1)
-        await publish(
-            bootstrap_servers, settings.kafka_topic, [structured_record(created("after"))], 0
-        )
-        await publish(
-            bootstrap_servers, settings.kafka_topic, [structured_record(created("other"))], 1
-        )
-        await eventually(lambda: logged_is(database, 3))
+        await eventually(lambda: logged_is(database, 4))
+        await eventually(lambda: _stored_is(database, settings.kafka_group_id, {0: 7, 1: 1}))
         letters = await dead_letters_by_offset(bootstrap_servers, settings.kafka_dlq_topic)
         assert not service.done()
     users = {r["user_id"] for r in await fetch(database, "SELECT user_id FROM users")}
-    assert users == {"in-batch-0", "after", "other"}
-    # The unparseable record and the one behind it in its record batch.
-    assert set(letters) == {(0, 1), (0, 2)}
+    assert users == {"first-0", "between", "after", "other"}
+    # Each unparseable record and those behind it in its record batch.
+    assert set(letters) == {(0, 1), (0, 2), (0, 4), (0, 5)}
     for letter in letters.values():
         got = headers_of(letter)
         assert got["dlq.reason"] == b"undecodable"
         assert b"cannot parse" in got["dlq.error"]
         assert got["dlq.dropped"] == b"value,key,headers"
-    assert await stored_offsets(database, settings.kafka_group_id) == {0: 4, 1: 1}
+
+
+async def _stored_is(database: str, group: str, expected: dict[int, int]) -> bool:
+    return await stored_offsets(database, group) == expected
 
 
 async def test_records_in_every_kafka_compression_are_read(
