@@ -20,7 +20,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from consumer.decode import decode
 from consumer.devenv import free_port
+from consumer.records import KafkaRecord, Rejection
 from schemas import binary_record, build_event, structured_record
 from tests.integration.support import eventually, fetch, get, headers_of, new_settings, read_all
 from tests.integration.support import start_service_process as start_service
@@ -125,18 +127,32 @@ async def publish_all(bootstrap: str, topic: str, batch: list[Record]) -> list[t
 
 async def ends_of(
     database: str, bootstrap: str, settings: Any
-) -> tuple[set[tuple[int, int]], list[tuple[int, int]], dict[tuple[int, int], str]]:
-    logged = {
-        (r["kafka_partition"], r["kafka_offset"]): r["outcome"]
-        for r in await fetch(
-            database, "SELECT kafka_partition, kafka_offset, outcome FROM user_events"
-        )
-    }
+) -> tuple[
+    dict[tuple[int, int], str], dict[tuple[str, str], tuple[int, int]], list[tuple[int, int]]
+]:
+    """Where records ended: the event log by offset (outcome) and by key, and the offsets
+    the dead letters name."""
+    rows = await fetch(
+        database,
+        "SELECT kafka_partition, kafka_offset, outcome, source, event_id FROM user_events",
+    )
+    logged = {(r["kafka_partition"], r["kafka_offset"]): r["outcome"] for r in rows}
+    keys = {(r["source"], r["event_id"]): (r["kafka_partition"], r["kafka_offset"]) for r in rows}
     dead = [
         (int(headers_of(d)["dlq.original.partition"]), int(headers_of(d)["dlq.original.offset"]))
         for d in await read_all(bootstrap, settings.kafka_dlq_topic)
     ]
-    return set(logged), dead, logged
+    return logged, keys, dead
+
+
+def event_key(record: Record, where: tuple[int, int]) -> tuple[str, str] | None:
+    """The idempotency key of a record that is a valid event, read by the service's own
+    decoder: a second event with a key already logged is a duplicate, which ends neither
+    in the log nor in the dead-letter topic (binary mode turns hostile ids such as 7 or
+    ['a'] into valid strings, which later batches repeat)."""
+    _, key, value, headers = record
+    decoded = decode(KafkaRecord("t", *where, 0, key, value, tuple(headers)), MAX_MESSAGE_BYTES)
+    return None if isinstance(decoded, Rejection) else (decoded.source, decoded.id)
 
 
 async def check_batch(bootstrap: str, database: str, settings: Any, batch: list[Record]) -> None:
@@ -150,18 +166,26 @@ async def check_batch(bootstrap: str, database: str, settings: Any, batch: list[
         )
         key, value, own = structured_record(event)
         sentinels.append((partition, key, value, own))  # type: ignore[arg-type]
-    published = await publish_all(bootstrap, settings.kafka_topic, [*batch, *sentinels])
+    records = [*batch, *sentinels]
+    published = await publish_all(bootstrap, settings.kafka_topic, records)
+    keys_of = {where: event_key(r, where) for r, where in zip(records, published, strict=True)}
     deadline = time.monotonic() + 60
     while True:
-        logged, dead, outcomes = await ends_of(database, bootstrap, settings)
-        if all(where in logged or where in dead for where in published):
+        logged, logged_keys, dead = await ends_of(database, bootstrap, settings)
+        # A duplicate: a valid event whose key is logged from another offset.
+        duplicates = {
+            where
+            for where, key in keys_of.items()
+            if key is not None and logged_keys.get(key, where) != where
+        }
+        if all(w in logged or w in dead or w in duplicates for w in published):
             break
         assert time.monotonic() < deadline, "records neither applied nor dead-lettered in time"
         await asyncio.sleep(0.3)
     assert len(dead) == len(set(dead)), "a record was dead-lettered twice"
-    assert not logged & set(dead), "a record was both applied and dead-lettered"
+    assert not set(logged) & set(dead), "a record was both applied and dead-lettered"
     for where in published[-PARTITIONS:]:
-        assert outcomes.get(where) == "applied", "a valid event after the batch was not applied"
+        assert logged.get(where) == "applied", "a valid event after the batch was not applied"
 
 
 async def ready(port: int) -> bool:
