@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 
 import pytest
@@ -55,4 +56,5 @@ def test_histogram_quantile_interpolates_within_a_bucket_like_promql() -> None:
 def test_the_bench_measures_decoding_alone_in_microseconds_per_record() -> None:
     from consumer.bench import decode_cost
 
-    assert 0 < decode_cost(300, 50, repeats=1) < 10_000
+    cost = decode_cost(300, 50, repeats=1)
+    assert cost > 0 and math.isfinite(cost)  # a measurement, not a speed target
