@@ -7,14 +7,14 @@ import logging
 import signal
 import time
 
-from consumer import metrics
-from consumer.errors import retrying
-from consumer.health import Health, keep_checking
-from consumer.http import HttpServer
-from consumer.migrate import apply_migrations
-from consumer.service import ConsumerService
+from consumer.edges import metrics
+from consumer.edges.errors import retrying
+from consumer.edges.health import Health, keep_checking
+from consumer.edges.http import HttpServer
+from consumer.edges.migrate import apply_migrations
+from consumer.edges.store import Store
+from consumer.pipeline.service import ConsumerService
 from consumer.settings import Settings
-from consumer.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -75,7 +75,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from consumer.dev import run_dev
+    from consumer.devtools.dev import run_dev
 
     settings = load_settings()
     configure_logging(settings.log_level if args.verbose else "WARNING")
@@ -116,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
     dev.set_defaults(handler=_cmd_dev)
 
-    from consumer import bench, dlqtools, rebuild, replay
+    from consumer.devtools import bench
+    from consumer.tools import dlq, rebuild, replay
 
-    for tool in (replay, dlqtools, rebuild, bench):
+    for tool in (replay, dlq, rebuild, bench):
         tool.add_parser(commands)
     return parser
 

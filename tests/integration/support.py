@@ -13,7 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.app import run_service
-from consumer.kafka import ensure_topics
+from consumer.edges.kafka import ensure_topics
 from consumer.settings import Settings
 
 Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from consumer.bench import (
+from consumer.devtools.bench import (
     drain_with_baseline,
     drain_with_service,
     new_database,

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from consumer.migrate import apply_migrations
+from consumer.edges.migrate import apply_migrations
 from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,

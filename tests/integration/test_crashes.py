@@ -8,7 +8,7 @@ import sys
 
 import asyncpg
 
-from consumer import metrics
+from consumer.edges import metrics
 from schemas import structured_record
 from tests.integration.support import (
     assert_history_applied_exactly_once,

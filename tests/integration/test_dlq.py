@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from consumer.dlqtools import Criteria, RedriveRequest, list_dead_letters, redrive
-from consumer.replay import open_tool_store
+from consumer.tools.dlq import Criteria, RedriveRequest, list_dead_letters, redrive
+from consumer.tools.replay import open_tool_store
 from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,

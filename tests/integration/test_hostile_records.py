@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumer.deadletter import DeadLetterQueue
-from consumer.devenv import free_port
-from consumer.records import KafkaRecord, Reason, Rejection
+from consumer.core.records import KafkaRecord, Reason, Rejection
+from consumer.devtools.devenv import free_port
+from consumer.edges.deadletter import DeadLetterQueue
 from schemas import binary_record, build_event, structured_record
 from tests.integration.support import (
     Message,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from consumer.devenv import free_port
+from consumer.devtools.devenv import free_port
 from schemas import build_event, structured_record
 from tests.deploy.tools import promtool
 from tests.integration.support import (

@@ -12,10 +12,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from consumer import metrics
-from consumer.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
-from consumer.kafka import ensure_topics
-from consumer.migrate import apply_migrations
+from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
+from consumer.edges import metrics
+from consumer.edges.kafka import ensure_topics
+from consumer.edges.migrate import apply_migrations
 from schemas import build_event, structured_record
 from tests.integration.support import (
     assert_history_applied_exactly_once,

@@ -6,11 +6,11 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from consumer.decode import decode
-from consumer.rebuild import rebuild
-from consumer.records import KafkaRecord
-from consumer.replay import open_tool_store
-from consumer.service import split_batch
+from consumer.core.decode import decode
+from consumer.core.records import KafkaRecord
+from consumer.pipeline.service import split_batch
+from consumer.tools.rebuild import rebuild
+from consumer.tools.replay import open_tool_store
 from schemas import build_event, structured_record
 from tests.integration.support import fetch, new_settings
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumer.app import open_store
-from consumer.replay import ReplayRequest, replay
+from consumer.edges.store import Store
 from consumer.settings import Settings
-from consumer.store import Store
+from consumer.tools.replay import ReplayRequest, replay
 from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,
@@ -112,7 +112,7 @@ async def test_replay_by_time_uses_the_broker_answer_and_searches_when_it_has_no
     fallback = "searching by fetching records"
     store = await _store(settings)
     try:
-        with caplog.at_level(logging.INFO, logger="consumer.replay"):
+        with caplog.at_level(logging.INFO, logger="consumer.tools.replay"):
             # A time inside the partition: this broker answers it with a timestamp.
             later = await replay(settings, store, ReplayRequest(middle, dry_run=True))
             earlier = await replay(settings, store, ReplayRequest("earliest", middle, dry_run=True))

@@ -19,16 +19,16 @@ import trustme
 from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives import serialization
 
-from consumer.devenv import (
+from consumer.devtools.devenv import (
     EmbeddedBroker,
     EmbeddedPostgres,
     free_port,
     postgres_bin_dir_with_ssl,
 )
-from consumer.errors import is_transient
-from consumer.kafka import start_producer
+from consumer.edges.errors import is_transient
+from consumer.edges.kafka import start_producer
+from consumer.edges.store import Store
 from consumer.settings import Settings
-from consumer.store import Store
 from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,

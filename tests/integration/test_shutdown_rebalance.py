@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from consumer.devenv import free_port
+from consumer.devtools.devenv import free_port
 from schemas import structured_record
 from tests.integration.support import (
     Message,

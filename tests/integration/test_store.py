@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumer.errors import OffsetsMoved, is_transient
-from consumer.migrate import apply_migrations
-from consumer.records import KafkaRecord
-from consumer.service import split_batch
+from consumer.core.records import KafkaRecord
+from consumer.edges.errors import OffsetsMoved, is_transient
+from consumer.edges.migrate import apply_migrations
+from consumer.edges.store import _LOGGED_KEYS, Store
+from consumer.pipeline.service import split_batch
 from consumer.settings import Settings
-from consumer.store import _LOGGED_KEYS, Store
 from schemas import build_event, structured_record
 from tests.integration.support import logged_offsets, stored_offsets
 

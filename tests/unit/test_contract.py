@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from consumer.deadletter import (
+from consumer.core.records import KafkaRecord, Reason, Rejection
+from consumer.edges.deadletter import (
     DROP_ORDER,
     DROPPED,
     VALUE_WAS_NULL,
@@ -18,8 +19,7 @@ from consumer.deadletter import (
     dead_letter_headers,
     dead_letter_message,
 )
-from consumer.records import KafkaRecord, Reason, Rejection
-from consumer.unreadable import UNREADABLE, StandIn, reject_stand_ins
+from consumer.pipeline.unreadable import UNREADABLE, StandIn, reject_stand_ins
 from schemas import build_event
 from schemas.generate import SCHEMA_DIR, render_schemas
 

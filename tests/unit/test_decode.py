@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from consumer import decode as decode_module
-from consumer.decode import decode, decode_all, stored_payload
-from consumer.records import KafkaRecord, Reason, Rejection
+from consumer.core import decode as decode_module
+from consumer.core.decode import decode, decode_all, stored_payload
+from consumer.core.records import KafkaRecord, Reason, Rejection
 from schemas import binary_record, build_event, structured_record
 
 

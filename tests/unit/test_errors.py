@@ -7,8 +7,8 @@ import aiokafka.errors as kafka
 import asyncpg
 import pytest
 
-from consumer.deadletter import REFUSALS, DeadLetterRefused
-from consumer.errors import DatabaseUnreachable, OffsetsMoved, is_transient
+from consumer.edges.deadletter import REFUSALS, DeadLetterRefused
+from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved, is_transient
 
 TRANSIENT = [
     # the broker out of reach, a leader or coordinator moving, timeouts

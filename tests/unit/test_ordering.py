@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from consumer.decode import AnyUserEvent
-from consumer.ordering import UserState, Version, apply_event, plan_batch
-from consumer.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.decode import AnyUserEvent
+from consumer.core.ordering import UserState, Version, apply_event, plan_batch
+from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
 from schemas import UserCreated, UserDeleted, UserUpdated
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

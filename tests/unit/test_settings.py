@@ -12,8 +12,8 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from consumer.cli import load_settings
-from consumer.errors import is_transient
-from consumer.kafka import client_options
+from consumer.edges.errors import is_transient
+from consumer.edges.kafka import client_options
 from consumer.settings import FILE_SECRETS, Settings
 
 SECRET = "S3cret-Passw0rd"

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumer.dlqtools import (
+from consumer.core.records import KafkaRecord
+from consumer.tools.dlq import (
     Criteria,
     DlqSummary,
     Redrive,
@@ -18,16 +19,15 @@ from consumer.dlqtools import (
     mask_text,
     redrive_ranges,
 )
-from consumer.rebuild import Projector, diff_users, log_record
-from consumer.records import KafkaRecord
-from consumer.replay import (
+from consumer.tools.kafkareader import OffsetRange
+from consumer.tools.rebuild import Projector, diff_users, log_record
+from consumer.tools.replay import (
     first_offset_at_or_after,
     parse_from,
     parse_to,
     plan_ranges,
     time_lookup_answer,
 )
-from consumer.topicreader import OffsetRange
 from schemas import build_event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import AwareDatetime, TypeAdapter
 
-from consumer.ordering import UserState, Version
-from consumer.store import _USER_COLUMNS, state_from_row, user_rows, versions_json
+from consumer.core.ordering import UserState, Version
+from consumer.edges.store import _USER_COLUMNS, state_from_row, user_rows, versions_json
 
 T0 = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
 
@@ -73,8 +73,8 @@ def test_rows_written_by_the_standard_library_encoder_read_back() -> None:
 
 
 def test_only_events_not_newer_than_their_users_latest_version_may_be_logged() -> None:
-    from consumer.records import KafkaRecord
-    from consumer.store import possibly_logged
+    from consumer.core.records import KafkaRecord
+    from consumer.edges.store import possibly_logged
     from schemas.models import UserUpdated
 
     def updated(user: str, sequence: int) -> tuple[KafkaRecord, UserUpdated]:

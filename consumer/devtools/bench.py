@@ -28,15 +28,15 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumer.benchdata import bench_messages
-from consumer.deadletter import DeadLetterQueue
-from consumer.decode import decode, decode_all
-from consumer.kafka import client_options, ensure_topics, max_request_bytes, start_producer
-from consumer.migrate import apply_migrations
-from consumer.ordering import Verdict, apply_event
-from consumer.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.decode import decode, decode_all
+from consumer.core.ordering import Verdict, apply_event
+from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.devtools.benchdata import bench_messages
+from consumer.edges.deadletter import DeadLetterQueue
+from consumer.edges.kafka import client_options, ensure_topics, max_request_bytes, start_producer
+from consumer.edges.migrate import apply_migrations
+from consumer.edges.store import event_rows, state_from_row, user_rows
 from consumer.settings import Settings
-from consumer.store import event_rows, state_from_row, user_rows
 
 PARTITIONS = 6
 SERVICE_COMMAND = [sys.executable, "-m", "consumer.cli", "run"]
@@ -74,7 +74,7 @@ class BenchReport:
 @contextlib.contextmanager
 def servers() -> Iterator[tuple[str, str]]:
     """(bootstrap servers, PostgreSQL server URL): configured ones, else embedded ones."""
-    from consumer.devenv import EmbeddedBroker, EmbeddedPostgres
+    from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres
 
     broker = postgres = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -170,7 +170,7 @@ async def drain_with_service(
 ) -> DrainResult:
     """Drain with ``members`` `run` processes in one consumer group (one per core is how
     the service scales out on a bigger machine). RSS is the largest member's, CPU the sum."""
-    from consumer.devenv import free_port
+    from consumer.devtools.devenv import free_port
 
     ports = [free_port() for _ in range(members)]
     processes = [start_service(settings, database, port) for port in ports]
@@ -411,7 +411,7 @@ async def steady_load(
     p50/p99 of event time to commit from the service's own histogram."""
     from datetime import UTC, datetime
 
-    from consumer.devenv import free_port
+    from consumer.devtools.devenv import free_port
     from schemas import build_event, structured_record
 
     await ensure_topics(settings, {settings.kafka_topic: PARTITIONS, settings.kafka_dlq_topic: 1})

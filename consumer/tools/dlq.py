@@ -29,13 +29,12 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from consumer.deadletter import DROPPED, OutgoingHeaders
-from consumer.kafka import start_producer
-from consumer.records import Headers, KafkaRecord
-from consumer.replay import fail, open_tool_store, parse_pairs, parse_time
+from consumer.core.records import Headers, KafkaRecord
+from consumer.edges.deadletter import DROPPED, OutgoingHeaders
+from consumer.edges.kafka import start_producer
+from consumer.edges.store import Store
 from consumer.settings import Settings
-from consumer.store import Store
-from consumer.topicreader import (
+from consumer.tools.kafkareader import (
     OffsetRange,
     ToolError,
     assigned_consumer,
@@ -43,6 +42,7 @@ from consumer.topicreader import (
     partitions_of,
     read_ranges,
 )
+from consumer.tools.replay import fail, open_tool_store, parse_pairs, parse_time
 
 log = logging.getLogger(__name__)
 

@@ -28,14 +28,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import UnsupportedVersionError
 from aiokafka.structs import OffsetAndTimestamp
 
-from consumer.deadletter import DeadLetter, DeadLetterQueue
-from consumer.kafka import max_request_bytes, start_producer
-from consumer.ordering import BatchPlan
-from consumer.records import KafkaRecord, Outcome
-from consumer.service import split_batch
+from consumer.core.ordering import BatchPlan
+from consumer.core.records import KafkaRecord, Outcome
+from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
+from consumer.edges.kafka import max_request_bytes, start_producer
+from consumer.edges.store import Store
+from consumer.pipeline.service import split_batch
 from consumer.settings import Settings
-from consumer.store import Store
-from consumer.topicreader import (
+from consumer.tools.kafkareader import (
     OffsetRange,
     ToolError,
     assigned_consumer,
@@ -519,7 +519,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 async def open_tool_store(settings: Settings) -> Store:
     """The pool for a tool, with the shipped migrations applied (idempotent, locked)."""
-    from consumer.migrate import apply_migrations
+    from consumer.edges.migrate import apply_migrations
 
     store = await Store.open(settings)
     try:

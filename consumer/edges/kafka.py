@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import UnknownError, UnsupportedVersionError
 from aiokafka.helpers import create_ssl_context
 
-from consumer.deadletter import HEADERS_HEADROOM_BYTES
+from consumer.edges.deadletter import HEADERS_HEADROOM_BYTES
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)

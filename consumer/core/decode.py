@@ -17,7 +17,7 @@ import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from consumer.records import KafkaRecord, Reason, Rejection
+from consumer.core.records import KafkaRecord, Reason, Rejection
 from schemas.models import UserCreated, UserDeleted, UserEvent, UserUpdated
 
 AnyUserEvent = UserCreated | UserUpdated | UserDeleted

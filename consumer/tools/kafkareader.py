@@ -16,8 +16,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.kafka import client_options
-from consumer.records import KafkaRecord
+from consumer.core.records import KafkaRecord
+from consumer.edges.kafka import client_options
 from consumer.settings import Settings
 
 

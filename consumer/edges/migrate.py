@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from consumer.store import Connection
+from consumer.edges.store import Connection
 
 log = logging.getLogger(__name__)
 

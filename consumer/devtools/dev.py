@@ -9,11 +9,11 @@ from pathlib import Path
 
 import asyncpg
 
-from consumer import metrics
 from consumer.app import run_service, stop_on_signals
-from consumer.demo import demo_messages
-from consumer.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
-from consumer.kafka import ensure_topics, start_producer
+from consumer.devtools.demo import demo_messages
+from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
+from consumer.edges import metrics
+from consumer.edges.kafka import ensure_topics, start_producer
 from consumer.settings import Settings
 
 

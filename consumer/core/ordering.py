@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from consumer.decode import AnyUserEvent
-from consumer.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.decode import AnyUserEvent
+from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
 from schemas.models import UserCreated, UserDeleted, UserUpdated
 
 Status = Literal["active", "deleted"]

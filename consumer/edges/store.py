@@ -20,10 +20,10 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from consumer.decode import AnyUserEvent, stored_payload
-from consumer.errors import DatabaseUnreachable, OffsetsMoved
-from consumer.ordering import BatchPlan, EventKey, UserState, Verdict, Version, plan_batch
-from consumer.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.decode import AnyUserEvent, stored_payload
+from consumer.core.ordering import BatchPlan, EventKey, UserState, Verdict, Version, plan_batch
+from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)

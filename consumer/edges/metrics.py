@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from consumer.records import Outcome, Reason
+from consumer.core.records import Outcome, Reason
 
 # The operations whose transient failures are retried: the ``operation`` label.
 RETRY_OPERATIONS = (

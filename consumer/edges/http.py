@@ -9,9 +9,9 @@ import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from consumer import metrics
-from consumer.health import Health
-from consumer.store import Store
+from consumer.edges import metrics
+from consumer.edges.health import Health
+from consumer.edges.store import Store
 
 log = logging.getLogger(__name__)
 

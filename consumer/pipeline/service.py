@@ -29,17 +29,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from consumer import metrics
-from consumer.deadletter import DeadLetter, DeadLetterQueue
-from consumer.decode import AnyUserEvent, decode_all
-from consumer.errors import OffsetsMoved, is_transient, retrying
-from consumer.health import Health
-from consumer.kafka import client_options, max_request_bytes, start_producer
-from consumer.ordering import BatchPlan
-from consumer.records import KafkaRecord, Outcome, Rejection
+from consumer.core.decode import AnyUserEvent, decode_all
+from consumer.core.ordering import BatchPlan
+from consumer.core.records import KafkaRecord, Outcome, Rejection
+from consumer.edges import metrics
+from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
+from consumer.edges.errors import OffsetsMoved, is_transient, retrying
+from consumer.edges.health import Health
+from consumer.edges.kafka import client_options, max_request_bytes, start_producer
+from consumer.edges.store import Store, TopicPartitionKey
+from consumer.pipeline.unreadable import UNPARSEABLE, read_around_unparseable, reject_stand_ins
 from consumer.settings import Settings
-from consumer.store import Store, TopicPartitionKey
-from consumer.unreadable import UNPARSEABLE, read_around_unparseable, reject_stand_ins
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ class ConsumerService:
         self, partitions: list[TopicPartition]
     ) -> dict[TopicPartition, list[Any]]:
         """Read each positioned partition of the failed fetch again, one record at a time,
-        with stand-ins for what the client cannot parse (``consumer.unreadable``)."""
+        with stand-ins for what the client cannot parse (``consumer.pipeline.unreadable``)."""
         candidates = [
             tp for tp in partitions or sorted(self.consumer.assignment()) if tp in self._fence
         ]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from consumer import metrics
+from consumer.edges import metrics
 
 log = logging.getLogger(__name__)
 

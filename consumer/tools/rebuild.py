@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.decode import AnyUserEvent, decode
-from consumer.ordering import BatchPlan, EventKey, UserState, plan_batch
-from consumer.records import KafkaRecord, Outcome, Rejection
-from consumer.replay import fail, open_tool_store
-from consumer.store import Store, state_from_row, user_columns
+from consumer.core.decode import AnyUserEvent, decode
+from consumer.core.ordering import BatchPlan, EventKey, UserState, plan_batch
+from consumer.core.records import KafkaRecord, Outcome, Rejection
+from consumer.edges.store import Store, state_from_row, user_columns
+from consumer.tools.replay import fail, open_tool_store
 
 log = logging.getLogger(__name__)
 

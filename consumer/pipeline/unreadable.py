@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 
-from consumer.deadletter import DeadLetter
-from consumer.records import Reason, Rejection
+from consumer.core.records import Reason, Rejection
+from consumer.edges.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
 

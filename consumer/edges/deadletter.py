@@ -30,7 +30,7 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from consumer.records import Headers, KafkaRecord, Rejection
+from consumer.core.records import Headers, KafkaRecord, Rejection
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Operator tools: replay, dead-letter listing and re-driving, rebuild."""
