@@ -9,29 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from consumer.logs import configure_logging
-from consumer.settings import ConfigurationError, Settings
-
-
-def load_settings() -> Settings:
-    """Settings from the environment; a bad value exits 2 with one line naming the variable.
-
-    The line never quotes the value: it may be a secret."""
-    try:
-        return Settings()
-    except ConfigurationError as exc:
-        variable, message = exc.variable, exc.message
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        context = first.get("ctx") or {}
-        variable = "_".join(str(part) for part in first["loc"]).upper() or str(
-            context.get("variable", "configuration")
-        )
-        message = first["msg"]
-    print(f"user-events-consumer: invalid {variable}: {message}", file=sys.stderr)
-    raise SystemExit(2)
+from consumer.settings import load_settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

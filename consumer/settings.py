@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -227,3 +228,22 @@ class Settings(BaseSettings):
                     "cannot load the client certificate with this key: not PEM, not the "
                     "certificate's key, or encrypted without the right KAFKA_SSL_KEY_PASSWORD",
                 ) from None
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value exits 2 with one line naming the variable.
+
+    The line never quotes the value: it may be a secret."""
+    try:
+        return Settings()
+    except ConfigurationError as exc:
+        variable, message = exc.variable, exc.message
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        context = first.get("ctx") or {}
+        variable = "_".join(str(part) for part in first["loc"]).upper() or str(
+            context.get("variable", "configuration")
+        )
+        message = first["msg"]
+    print(f"user-events-consumer: invalid {variable}: {message}", file=sys.stderr)
+    raise SystemExit(2)

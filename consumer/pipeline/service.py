@@ -21,79 +21,35 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from consumer.core.decode import AnyUserEvent, decode_all
 from consumer.core.ordering import BatchPlan
-from consumer.core.records import KafkaRecord, Outcome, Rejection
+from consumer.core.records import Outcome, Rejection
 from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.errors import OffsetsMoved, is_transient, retrying
 from consumer.edges.health import Health
 from consumer.edges.kafka import client_options, max_request_bytes, start_producer
-from consumer.edges.store import Store, TopicPartitionKey
-from consumer.pipeline.unreadable import UNPARSEABLE, read_around_unparseable, reject_stand_ins
+from consumer.edges.store import Store
+from consumer.pipeline.batches import (
+    CommittedBatch,
+    OffsetsMove,
+    PreparedBatch,
+    decode_batch,
+    write_batch,
+)
+from consumer.pipeline.partitions import take_unseen
+from consumer.pipeline.unreadable import UNPARSEABLE, read_around_unparseable
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def split_batch(
-    records: Sequence[KafkaRecord], max_bytes: int
-) -> tuple[list[tuple[KafkaRecord, AnyUserEvent]], list[DeadLetter], dict[TopicPartitionKey, int]]:
-    """Decode a fetched batch: valid events, poison records, and the next offset per partition."""
-    accepted: list[tuple[KafkaRecord, AnyUserEvent]] = []
-    poison: list[DeadLetter] = []
-    next_offsets: dict[TopicPartitionKey, int] = {}
-    for record, verdict in decode_all(records, max_bytes):
-        if isinstance(verdict, Rejection):
-            poison.append((record, verdict))
-        else:
-            accepted.append((record, verdict))
-        next_offsets[(record.topic, record.partition)] = record.offset + 1
-    return accepted, poison, next_offsets
-
-
-def take_unseen(
-    fetched: Mapping[TopicPartition, Sequence[Any]], fence: MutableMapping[TopicPartition, int]
-) -> tuple[list[Any], dict[TopicPartition, int]]:
-    """The fetched messages at or past each partition's fence, which then moves past them,
-    and, per partition taken from, where its fence stood: where the batch starts.
-
-    ``fence`` holds, for each positioned partition this member owns, the next offset it
-    has not taken yet; partitions missing from it are skipped. A fetch can complete
-    before a seek and be handed over after it: offsets below the fence are then records
-    already applied, or already in a batch in hand, and are dropped here.
-    """
-    taken: list[Any] = []
-    starts: dict[TopicPartition, int] = {}
-    for tp, messages in fetched.items():
-        expected = fence.get(tp)
-        if expected is None or not messages:
-            continue
-        unseen = (
-            messages
-            if messages[0].offset >= expected
-            else [m for m in messages if m.offset >= expected]
-        )
-        if unseen:
-            taken.extend(unseen)
-            starts[tp] = expected
-            fence[tp] = unseen[-1].offset + 1
-    return taken, starts
-
-
-# Decoding yields to the write in flight after each chunk. The write is the pipeline's
-# critical path and resumes a dozen times per batch (once per statement), each time
-# after the chunk in hand: about 1 ms at 100 records, 6 ms at 500 (measured: 500 cost
-# a 200k drain 10-15% of its rate).
-_DECODE_CHUNK = 100
 # A Kafka commit only feeds tools and the lag; it is not waited on for longer.
 _KAFKA_COMMIT_SECONDS = 5.0
 # While Kafka's committed offsets lag the stored ones (a failed commit, or a partition
@@ -103,38 +59,6 @@ _REBALANCE_BEAT_SECONDS = 1.0
 # After a fetch the client could not parse, at most this many records of a partition are
 # read one at a time (tens of ms); the next fetch reads on, as usual or this way again.
 _READ_AROUND_RECORDS = 500
-
-
-@dataclass
-class CommittedBatch:
-    """A batch whose transaction committed: what its Kafka commit and metrics need."""
-
-    batch: PreparedBatch
-    plan: BatchPlan
-    dead: list[DeadLetter]
-    # When the transaction committed, by both clocks: the metrics are recorded later.
-    committed_at: float = field(default_factory=time.monotonic)
-    committed_at_wall: float = field(default_factory=time.time)
-
-
-@dataclass
-class PreparedBatch:
-    """A fetched batch, decoded, waiting for its turn to be written."""
-
-    generation: int
-    started: float
-    records: list[KafkaRecord] = field(default_factory=list)
-    accepted: list[tuple[KafkaRecord, AnyUserEvent]] = field(default_factory=list)
-    poison: list[DeadLetter] = field(default_factory=list)
-    next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
-    # Per partition: the offset stored in PostgreSQL once the batch before it commits.
-    start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
-    # Per partition: its epoch when the batch was taken (see ``ConsumerService._epochs``).
-    epochs: dict[TopicPartition, int] = field(default_factory=dict)
-
-    @property
-    def partitions(self) -> frozenset[TopicPartition]:
-        return frozenset(TopicPartition(topic, partition) for topic, partition in self.next_offsets)
 
 
 class ConsumerService:
@@ -414,18 +338,7 @@ class ConsumerService:
         batch = PreparedBatch(generation, started)
         batch.start_offsets = {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
         batch.epochs = {tp: self._epochs.get(tp, 0) for tp in starts}
-        for start in range(0, len(messages), _DECODE_CHUNK):
-            chunk = messages[start : start + _DECODE_CHUNK]
-            records = [KafkaRecord.from_consumer_record(m) for m in chunk]
-            accepted, poison, next_offsets = split_batch(records, self.settings.max_message_bytes)
-            if poison:
-                poison = reject_stand_ins(chunk, poison)
-            batch.records.extend(records)
-            batch.accepted.extend(accepted)
-            batch.poison.extend(poison)
-            batch.next_offsets.update(next_offsets)
-            await asyncio.sleep(0)
-        return batch
+        return await decode_batch(messages, self.settings.max_message_bytes, batch)
 
     async def _write_batch(self, batch: PreparedBatch) -> None:
         """Write one batch, retrying transient failures. What follows its commit (the
@@ -506,18 +419,8 @@ class ConsumerService:
                 await asyncio.wait_for(self._stopping.wait(), KAFKA_COMMIT_RETRY_SECONDS)
 
     async def _write(self, batch: PreparedBatch) -> tuple[BatchPlan, list[DeadLetter]]:
-        async with self.store.batch() as writer:
-            plan = await writer.apply(batch.accepted)
-            await writer.save_offsets(
-                self.settings.kafka_group_id, batch.next_offsets, batch.start_offsets
-            )
-            dead = sorted(
-                [*batch.poison, *plan.rejected], key=lambda d: (d[0].partition, d[0].offset)
-            )
-            # Acknowledged before the transaction commits the offsets past them: a dead
-            # letter that cannot be written rolls the batch back, to be retried.
-            await self.dead_letters.send_all(dead)
-        return plan, dead
+        move = OffsetsMove(self.settings.kafka_group_id, batch.start_offsets, batch.next_offsets)
+        return await write_batch(self.store, batch.accepted, batch.poison, self.dead_letters, move)
 
     def _on_retry(self, operation: str, exc: BaseException) -> None:
         metrics.count_retry(operation, exc)

@@ -33,7 +33,7 @@ from consumer.core.records import Headers, KafkaRecord
 from consumer.edges.deadletter import DROPPED, OutgoingHeaders
 from consumer.edges.kafka import start_producer
 from consumer.edges.store import Store
-from consumer.settings import Settings
+from consumer.settings import Settings, load_settings
 from consumer.tools.kafkareader import (
     OffsetRange,
     ToolError,
@@ -580,7 +580,6 @@ def _offset_set(text: str | None) -> frozenset[tuple[int, int]]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from consumer.cli import load_settings
     from consumer.logs import configure_logging
 
     if args.last < 0:
@@ -596,7 +595,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_redrive(args: argparse.Namespace) -> int:
-    from consumer.cli import load_settings
     from consumer.logs import configure_logging
 
     try:

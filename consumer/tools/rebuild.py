@@ -24,6 +24,7 @@ from consumer.core.decode import AnyUserEvent, decode
 from consumer.core.ordering import BatchPlan, EventKey, UserState, plan_batch
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.edges.store import Store, state_from_row, user_columns
+from consumer.settings import load_settings
 from consumer.tools.replay import fail, open_tool_store
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
-    from consumer.cli import load_settings
     from consumer.logs import configure_logging
 
     settings = load_settings()

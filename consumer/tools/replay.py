@@ -33,8 +33,8 @@ from consumer.core.records import KafkaRecord, Outcome
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.kafka import max_request_bytes, start_producer
 from consumer.edges.store import Store
-from consumer.pipeline.service import split_batch
-from consumer.settings import Settings
+from consumer.pipeline.batches import split_batch, write_batch
+from consumer.settings import Settings, load_settings
 from consumer.tools.kafkareader import (
     OffsetRange,
     ToolError,
@@ -316,10 +316,6 @@ class ReplayRequest:
     dry_run: bool = False
 
 
-class _DryRun(Exception):
-    """Raised inside a batch transaction to roll it back."""
-
-
 async def offset_for_time(
     consumer: AIOKafkaConsumer, tp: TopicPartition, moment: datetime, highwater: int
 ) -> int:
@@ -442,19 +438,7 @@ async def _apply_batch(
 ) -> tuple[BatchPlan, list[DeadLetter]]:
     """One batch through the live write path; rolled back when ``dead_letters`` is None."""
     accepted, poison, _ = split_batch(records, settings.max_message_bytes)
-    result: tuple[BatchPlan, list[DeadLetter]] | None = None
-    try:
-        async with store.batch() as writer:
-            plan = await writer.apply(accepted)
-            dead = sorted([*poison, *plan.rejected], key=lambda d: (d[0].partition, d[0].offset))
-            result = (plan, dead)
-            if dead_letters is None:
-                raise _DryRun
-            await dead_letters.send_all(dead)
-    except _DryRun:
-        pass
-    assert result is not None
-    return result
+    return await write_batch(store, accepted, poison, dead_letters)
 
 
 # --- the command ------------------------------------------------------------------
@@ -491,7 +475,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from consumer.cli import load_settings
     from consumer.logs import configure_logging
 
     try:

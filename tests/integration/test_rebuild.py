@@ -8,7 +8,7 @@ from typing import Any
 
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord
-from consumer.pipeline.service import split_batch
+from consumer.pipeline.batches import split_batch
 from consumer.tools.rebuild import rebuild
 from consumer.tools.replay import open_tool_store
 from schemas import build_event, structured_record

@@ -12,7 +12,7 @@ from consumer.core.records import KafkaRecord
 from consumer.edges.errors import OffsetsMoved, is_transient
 from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import _LOGGED_KEYS, Store
-from consumer.pipeline.service import split_batch
+from consumer.pipeline.batches import split_batch
 from consumer.settings import Settings
 from schemas import build_event, structured_record
 from tests.integration.support import logged_offsets, stored_offsets

@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 from aiokafka import TopicPartition
 
-from consumer.pipeline.service import take_unseen
+from consumer.pipeline.partitions import take_unseen
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
 

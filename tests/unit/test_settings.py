@@ -11,10 +11,9 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from consumer.cli import load_settings
 from consumer.edges.errors import is_transient
 from consumer.edges.kafka import client_options
-from consumer.settings import FILE_SECRETS, Settings
+from consumer.settings import FILE_SECRETS, Settings, load_settings
 
 SECRET = "S3cret-Passw0rd"
 DB_URL = f"postgresql://app:{SECRET}@db.internal:5432/users"
