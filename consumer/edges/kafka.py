@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import UnknownError, UnsupportedVersionError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, UnknownError, UnsupportedVersionError
 from aiokafka.helpers import create_ssl_context
 
+from consumer.edges import metrics
 from consumer.edges.deadletter import HEADERS_HEADROOM_BYTES
 from consumer.settings import Settings
 
@@ -94,9 +97,6 @@ async def start_producer(settings: Settings, **options: Any) -> AIOKafkaProducer
 
 async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     """Create the topics (name -> partitions) that do not exist yet."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
@@ -107,3 +107,15 @@ async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+def pause(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
+    """Fetch nothing more of ``partitions`` until resumed; the paused gauge follows."""
+    consumer.pause(*partitions)
+    metrics.PARTITIONS_PAUSED.set(len(consumer.paused()))
+
+
+def resume(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
+    """Fetch ``partitions`` again; the paused gauge follows."""
+    consumer.resume(*partitions)
+    metrics.PARTITIONS_PAUSED.set(len(consumer.paused()))

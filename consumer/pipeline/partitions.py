@@ -162,11 +162,12 @@ class Partitions:
     def positioned_among(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
         return [tp for tp in partitions if tp in self._fence]
 
-    def take(self, fetched: Mapping[TopicPartition, Sequence[Any]]) -> Taken:
-        """Take what is past each fence (``take_unseen``), moving the fences past it."""
+    def take(self, fetched: Mapping[TopicPartition, Sequence[Any]], generation: int) -> Taken:
+        """Take what is past each fence (``take_unseen``), moving the fences past it, for a
+        batch of ``generation``: the one current when the fetch began."""
         messages, starts = take_unseen(fetched, self._fence)
         epochs = {tp: self._epochs.get(tp, 0) for tp in starts}
-        return Taken(messages, starts, epochs, self.generation)
+        return Taken(messages, starts, epochs, generation)
 
     def is_current(self, generation: int, epochs: Mapping[TopicPartition, int]) -> bool:
         """No rebalance, and no batch of these partitions dropped, since the batch with

@@ -1,0 +1,185 @@
+"""What follows a batch's commit, off the write path: metrics, logs, Kafka's offsets, lag.
+
+PostgreSQL holds the offsets that count; the Kafka commit that follows feeds tools and
+lag monitoring only. Kafka's commits go one at a time, each with the latest offset of
+every partition committed since the one before, so they only move forward, and a slow
+or absent group coordinator holds up nothing but them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from consumer.core.ordering import BatchPlan
+from consumer.core.records import Outcome, Rejection
+from consumer.edges import metrics
+from consumer.edges.deadletter import DeadLetter
+from consumer.pipeline.batches import CommittedBatch
+from consumer.pipeline.partitions import Partitions
+
+log = logging.getLogger(__name__)
+
+# A Kafka commit only feeds tools and the lag; it is not waited on for longer.
+_KAFKA_COMMIT_SECONDS = 5.0
+# While Kafka's committed offsets lag the stored ones (a failed commit, or a partition
+# just positioned), a commit is tried again this often, with no new batch needed.
+KAFKA_COMMIT_RETRY_SECONDS = 2.0
+
+
+class AfterCommit:
+    """Counts committed batches and brings Kafka's committed offsets up to them."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, partitions: Partitions, stopping: asyncio.Event
+    ) -> None:
+        self._consumer = consumer
+        self._partitions = partitions
+        self._stopping = stopping
+        # One task per batch's metrics, done at once, so that none holds up a write.
+        self._counting: set[asyncio.Task[None]] = set()
+        # Offsets for Kafka, merged per partition until the one committer sends them.
+        self._pending: dict[TopicPartition, int] = {}
+        self._committer: asyncio.Task[None] | None = None
+
+    def batch_committed(self, committed: CommittedBatch) -> None:
+        """Count ``committed`` and queue its offsets for Kafka; waits for neither."""
+        offsets = {
+            TopicPartition(t, p): offset for (t, p), offset in committed.batch.next_offsets.items()
+        }
+        self._partitions.committed(offsets)
+        self._counting.add(asyncio.create_task(self._count(committed)))
+        self.follow(offsets)
+
+    def follow(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Have Kafka's committed offsets follow ``offsets``, stored in PostgreSQL."""
+        self._pending.update(offsets)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+
+    def reap(self) -> None:
+        """Forget the finished tasks; raise what one of them raised."""
+        for counted in [task for task in self._counting if task.done()]:
+            self._counting.discard(counted)
+            counted.result()
+        if self._committer is not None and self._committer.done():
+            self._committer.result()
+
+    async def finish(self) -> None:
+        """Once stopping: the counts done, and one last Kafka commit of what is queued."""
+        await asyncio.gather(*self._counting)
+        # The committer makes its last attempt once stopping, so that the offsets of the
+        # batches just finished reach Kafka without a second wait on it.
+        if self._committer is not None:
+            await self._committer
+        elif self._pending:
+            await self._commit_pending()
+
+    def cancel(self) -> None:
+        for task in self._counting:
+            task.cancel()
+        if self._committer is not None:
+            self._committer.cancel()
+
+    def update_lag(self) -> None:
+        """The lag in records of each owned partition: its high watermark, less what is stored."""
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            stored = self._partitions.stored(tp)
+            if highwater is not None and stored is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(0, highwater - stored)
+                )
+
+    @staticmethod
+    def forget_lag(partitions: Sequence[TopicPartition] | set[TopicPartition]) -> None:
+        """Partitions this member no longer owns export no lag: their new owner does."""
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+
+    async def _commit_pending(self) -> None:
+        """Commit what is queued, until nothing is: a failed commit is tried again every
+        ``KAFKA_COMMIT_RETRY_SECONDS``, and once more when the service stops."""
+        while self._pending:
+            offsets, self._pending = self._pending, {}
+            if await self._commit(offsets):
+                continue
+            for tp, offset in offsets.items():
+                self._pending.setdefault(tp, offset)  # unless a newer one came
+            if self._stopping.is_set():
+                return
+            metrics.count_retry("kafka_commit")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), KAFKA_COMMIT_RETRY_SECONDS)
+
+    async def _commit(self, next_offsets: Mapping[TopicPartition, int]) -> bool:
+        """Commit ``next_offsets`` to Kafka (those still owned); False if that failed."""
+        owned = self._consumer.assignment()
+        offsets = {tp: offset for tp, offset in next_offsets.items() if tp in owned}
+        if not offsets:
+            return True  # none is ours any more: their new owner commits them
+        try:
+            await asyncio.wait_for(self._consumer.commit(offsets), _KAFKA_COMMIT_SECONDS)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("Kafka offset commit failed", extra={"error": type(exc).__name__})
+            return False
+        return True
+
+    async def _count(self, committed: CommittedBatch) -> None:
+        record_metrics(committed)
+
+
+def record_metrics(committed: CommittedBatch) -> None:
+    """The metrics and log lines of one committed batch."""
+    records, plan, dead = committed.batch.records, committed.plan, committed.dead
+    topic = records[0].topic
+    outcomes = Counter(v.result for v in plan.verdicts if not isinstance(v.result, Rejection))
+    for outcome, count in outcomes.items():
+        metrics.MESSAGES.labels(topic, str(outcome)).inc(count)
+    if dead:
+        metrics.MESSAGES.labels(topic, str(Outcome.DEAD_LETTERED)).inc(len(dead))
+        for reason, count in Counter(r.reason for _, r in dead).items():
+            metrics.DEAD_LETTERS.labels(str(reason)).inc(count)
+        log_dead_letters(dead, plan)
+    now = datetime.fromtimestamp(committed.committed_at_wall, UTC)
+    for verdict in plan.logged:
+        metrics.EVENT_AGE.observe(max(0.0, (now - verdict.event.time).total_seconds()))
+    metrics.BATCH_DURATION.observe(committed.committed_at - committed.batch.started)
+    metrics.LAST_COMMIT.set(committed.committed_at_wall)
+    log.debug(
+        "batch committed",
+        extra={
+            "records": len(records),
+            "dead_lettered": len(dead),
+            **{str(k): n for k, n in outcomes.items()},
+        },
+    )
+
+
+def log_dead_letters(dead: Sequence[DeadLetter], plan: BatchPlan) -> None:
+    """One line per committed dead letter: where it was, why, and its event id when it
+    decoded; never its content."""
+    event_ids = {
+        (v.record.partition, v.record.offset): v.event.id
+        for v in plan.verdicts
+        if isinstance(v.result, Rejection)
+    }
+    for record, rejection in dead:
+        event_id = event_ids.get((record.partition, record.offset))
+        log.warning(
+            "record dead-lettered",
+            extra={
+                **record.where(),
+                **({"event_id": event_id} if event_id is not None else {}),
+                "reason": str(rejection.reason),
+                "error": rejection.error,
+            },
+        )
