@@ -30,6 +30,7 @@ from consumer.devtools.drains import (
     drain_with_service,
     states_agree,
 )
+from consumer.devtools.extra import needs_devtools
 from consumer.devtools.steady import steady_load
 
 
@@ -167,7 +168,7 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--rate", type=int, default=5000, help="steady-load events per second")
     bench.add_argument("--seconds", type=float, default=30.0, help="steady-load duration")
     bench.add_argument("--json", default="bench-results.json", help="where to write the results")
-    bench.set_defaults(handler=_cmd_bench)
+    bench.set_defaults(handler=needs_devtools(_cmd_bench))
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
