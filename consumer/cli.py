@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from consumer.devtools import bench
+from consumer.devtools.dev import run_dev
+from consumer.devtools.extra import needs_devtools
 from consumer.logs import configure_logging
 from consumer.settings import load_settings
 
@@ -54,8 +57,6 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from consumer.devtools.dev import run_dev
-
     settings = load_settings()
     configure_logging(settings.log_level if args.verbose else "WARNING")
     return asyncio.run(run_dev(Path(args.data_dir), args.rate))
@@ -93,9 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", default=".dev", help="where PostgreSQL keeps its data")
     dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")
     dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
-    dev.set_defaults(handler=_cmd_dev)
+    dev.set_defaults(handler=needs_devtools(_cmd_dev))
 
-    from consumer.devtools import bench
     from consumer.tools import dlq, rebuild, replay
 
     for tool in (replay, dlq, rebuild, bench):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 from pathlib import Path
 
 import asyncpg
@@ -18,8 +19,6 @@ from consumer.settings import Settings
 
 
 def _port_or_free(preferred: int) -> int:
-    import socket
-
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))

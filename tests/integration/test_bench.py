@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from consumer.devtools.bench import (
-    drain_with_baseline,
-    drain_with_service,
-    new_database,
-    phase_settings,
-    preload,
-    states_agree,
-    steady_load,
-)
+from consumer.devtools.benchservers import new_database, phase_settings, preload
+from consumer.devtools.drains import drain_with_baseline, drain_with_service, states_agree
+from consumer.devtools.steady import steady_load
 from tests.integration.support import fetch
 
 

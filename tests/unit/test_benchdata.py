@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 
-from consumer.devtools.bench import histogram_quantile
+from consumer.devtools.bench import decode_cost
 from consumer.devtools.benchdata import bench_messages
+from consumer.devtools.histograms import histogram_quantile
 
 
 def test_the_mix_has_the_issues_proportions_and_is_reproducible() -> None:
@@ -54,7 +55,5 @@ def test_histogram_quantile_interpolates_within_a_bucket_like_promql() -> None:
 
 
 def test_the_bench_measures_decoding_alone_in_microseconds_per_record() -> None:
-    from consumer.devtools.bench import decode_cost
-
     cost = decode_cost(300, 50, repeats=1)
     assert cost > 0 and math.isfinite(cost)  # a measurement, not a speed target

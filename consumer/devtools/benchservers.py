@@ -1,0 +1,107 @@
+"""Where a bench phase runs: the servers, a fresh database, its own topics, the data set.
+
+The broker and PostgreSQL named by KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, else embedded
+ones started here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from consumer.devtools.benchdata import bench_messages
+from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres
+from consumer.edges.kafka import client_options, ensure_topics
+from consumer.edges.migrate import apply_migrations
+from consumer.settings import Settings
+
+PARTITIONS = 6
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[str, str]]:
+    """(bootstrap servers, PostgreSQL server URL): configured ones, else embedded ones."""
+    broker = postgres = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    server_url = os.environ.get("DATABASE_URL")
+    with tempfile.TemporaryDirectory(prefix="ue-bench-") as tmp:
+        try:
+            if not bootstrap:
+                broker = EmbeddedBroker().start()
+                bootstrap = broker.bootstrap_servers
+            if not server_url:
+                postgres = EmbeddedPostgres(Path(tmp) / "pg").start()
+                server_url = postgres.url
+            yield bootstrap, server_url
+        finally:
+            if broker:
+                broker.stop()
+            if postgres:
+                postgres.stop(mode="immediate")
+
+
+def phase_settings(bootstrap: str, name: str) -> Settings:
+    """Settings for one phase: its own topic, dead-letter topic and group."""
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_topic=name,
+        kafka_dlq_topic=f"{name}.dlq",
+        kafka_group_id=name,
+    )
+
+
+async def new_database(server_url: str, name: str) -> str:
+    """A new, migrated database ``name`` on the server (dropped first if it exists)."""
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = server_url.rpartition("/")[0] + f"/{name}"
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+async def preload(settings: Settings, total: int, users: int) -> dict[int, int]:
+    """Publish the data set; returns the high watermark of each partition."""
+    await ensure_topics(settings, {settings.kafka_topic: PARTITIONS, settings.kafka_dlq_topic: 1})
+    producer = AIOKafkaProducer(
+        **client_options(settings),
+        acks=1,
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    ends: dict[int, int] = {}
+    try:
+        pending = []
+        for key, value, headers in bench_messages(total, users):
+            pending.append(
+                await producer.send(settings.kafka_topic, value, key=key, headers=headers)
+            )
+            if len(pending) >= 5000:
+                note_ends(ends, await asyncio.gather(*pending))
+                pending = []
+        note_ends(ends, await asyncio.gather(*pending))
+    finally:
+        await producer.stop()
+    return ends
+
+
+def note_ends(ends: dict[int, int], metadata: Sequence[Any]) -> None:
+    """Raise ``ends`` (partition -> high watermark) to cover the records just sent."""
+    for meta in metadata:
+        ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)

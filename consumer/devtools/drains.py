@@ -1,0 +1,203 @@
+"""The two drains the bench compares on the same pre-loaded topic: the service (`run`
+processes in one consumer group) and the seed's one-transaction-per-message baseline;
+and the check that both end in the same state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from consumer.core.decode import decode
+from consumer.core.ordering import Verdict, apply_event
+from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.devtools.benchservers import PARTITIONS
+from consumer.devtools.devenv import free_port
+from consumer.devtools.histograms import histogram_quantile, merged_histogram
+from consumer.devtools.serviceprocess import (
+    process_usage,
+    scrape,
+    start_service,
+    wait_for_offsets,
+    wait_until_ready,
+)
+from consumer.edges.deadletter import DeadLetterQueue
+from consumer.edges.kafka import client_options, max_request_bytes, start_producer
+from consumer.edges.store import event_rows, state_from_row, user_rows
+from consumer.settings import Settings
+
+
+@dataclass
+class DrainResult:
+    """What one drain measured."""
+
+    name: str
+    events: int
+    seconds: float
+    events_per_second: float
+    batch_p50_seconds: float | None = None
+    batch_p99_seconds: float | None = None
+    peak_rss_mb: float | None = None
+    cpu_seconds: float | None = None
+
+
+async def drain_with_service(
+    settings: Settings, database: str, ends: dict[int, int], total: int, members: int = 1
+) -> DrainResult:
+    """Drain with ``members`` `run` processes in one consumer group (one per core is how
+    the service scales out on a bigger machine). RSS is the largest member's, CPU the sum."""
+    ports = [free_port() for _ in range(members)]
+    processes = [start_service(settings, database, port) for port in ports]
+
+    def all_alive() -> bool:
+        return all(process.poll() is None for process in processes)
+
+    try:
+        # The clock starts when every member is ready (in its group, the database up),
+        # so imports and the group join are not counted, and every event is.
+        for port in ports:
+            await wait_until_ready(port, all_alive)
+        started = time.monotonic()
+        conn = await asyncpg.connect(database)
+        try:
+            await wait_for_offsets(conn, settings.kafka_group_id, ends, all_alive)
+            seconds = time.monotonic() - started
+        finally:
+            await conn.close()
+        metrics_text = [await scrape(port) for port in ports]
+        usage = [process_usage(process.pid) for process in processes]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+    batches = merged_histogram(metrics_text, "user_events_batch_duration_seconds")
+    p50, p99 = (
+        histogram_quantile(batches, "user_events_batch_duration_seconds", q) for q in (0.5, 0.99)
+    )
+    name = "service" if members == 1 else f"service x{members}"
+    return DrainResult(
+        name,
+        total,
+        seconds,
+        total / seconds,
+        p50,
+        p99,
+        max(rss for rss, _ in usage),
+        sum(cpu for _, cpu in usage),
+    )
+
+
+# --- the baseline: the seed's pattern, one transaction per message ---------------------------
+
+
+async def drain_with_baseline(
+    settings: Settings, database: str, ends: dict[int, int], total: int
+) -> DrainResult:
+    """Per message: decode, then one transaction that reads the user, inserts the event
+    row and upserts the user. Same decisions as the service, so the same final state."""
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    producer = await start_producer(settings)
+    dead_letters = DeadLetterQueue(
+        producer, settings.kafka_dlq_topic, "baseline", max_request_bytes(settings)
+    )
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    tps = [TopicPartition(settings.kafka_topic, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, 0)
+    started = time.monotonic()
+    try:
+        positions = {p: 0 for p in range(PARTITIONS)}
+        while any(positions[p] < end for p, end in ends.items()):
+            for tp, messages in (await consumer.getmany(timeout_ms=200, max_records=500)).items():
+                for message in messages:
+                    record = KafkaRecord.from_consumer_record(message)
+                    verdict = decode(record, settings.max_message_bytes)
+                    if isinstance(verdict, Rejection):
+                        await dead_letters.send_all([(record, verdict)])
+                    else:
+                        rejection = await _baseline_write(pool, record, verdict)
+                        if rejection is not None:
+                            await dead_letters.send_all([(record, rejection)])
+                    positions[tp.partition] = message.offset + 1
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+    seconds = time.monotonic() - started
+    return DrainResult("baseline", total, seconds, total / seconds)
+
+
+_BASELINE_UPSERT_USER = """
+INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+ON CONFLICT (user_id) DO UPDATE SET
+    email = EXCLUDED.email, name = EXCLUDED.name, status = EXCLUDED.status,
+    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+    versions = EXCLUDED.versions
+"""
+
+
+async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -> Rejection | None:
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(
+            "SELECT 1 FROM user_events WHERE source = $1 AND event_id = $2", event.source, event.id
+        ):
+            return None  # a duplicate
+        row = await conn.fetchrow(
+            "SELECT user_id, email, name, status, created_at, updated_at, versions FROM users "
+            "WHERE user_id = $1 FOR UPDATE",
+            event.subject,
+        )
+        state = state_from_row(row) if row else None
+        after, result = apply_event(state, event)
+        if isinstance(result, Rejection):
+            return result
+        if (
+            result is Outcome.APPLIED
+            and after is not None
+            and after.status == "active"
+            and after.email
+        ):
+            holder = await conn.fetchval(
+                "SELECT user_id FROM users WHERE status = 'active' AND lower(email) = $1",
+                after.email.lower(),
+            )
+            if holder not in (None, after.user_id):
+                return Rejection(Reason.CONFLICT, "email belongs to another active user")
+        event_row = event_rows([Verdict(record, event, result)])[0]
+        inserted = await conn.fetchval(
+            "INSERT INTO user_events (source, event_id, user_id, type, time, sequence, "
+            "kafka_topic, kafka_partition, kafka_offset, payload, outcome) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11) "
+            "ON CONFLICT (source, event_id) DO NOTHING RETURNING 1",
+            *event_row,
+        )
+        if inserted and result is Outcome.APPLIED and after is not None:
+            user = user_rows([after])[0]
+            await conn.execute(_BASELINE_UPSERT_USER, *user)
+    return None
+
+
+async def states_agree(a: str, b: str) -> bool:
+    """Both databases hold the same users and the same event log."""
+    queries = (
+        "SELECT user_id, email, name, status, versions::text FROM users ORDER BY user_id",
+        "SELECT source, event_id, outcome FROM user_events ORDER BY source, event_id",
+    )
+    for query in queries:
+        rows = []
+        for url in (a, b):
+            conn = await asyncpg.connect(url)
+            try:
+                rows.append([tuple(r) for r in await conn.fetch(query)])
+            finally:
+                await conn.close()
+        if rows[0] != rows[1]:
+            return False
+    return True
