@@ -234,6 +234,16 @@ def plan_batch(
     return plan
 
 
+def claimed_emails(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
+    """The lower-cased emails a batch may claim: whose holders ``plan_batch`` needs."""
+    emails = {
+        event.data.email.lower()
+        for _, event in accepted
+        if event.type != "user.deleted" and event.data is not None and event.data.email
+    }
+    return sorted(emails)
+
+
 def _move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> None:
     if before is not None and before.email and owners.get(before.email.lower()) == before.user_id:
         del owners[before.email.lower()]

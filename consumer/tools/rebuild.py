@@ -23,7 +23,8 @@ from typing import Any
 from consumer.core.decode import AnyUserEvent, decode
 from consumer.core.ordering import BatchPlan, EventKey, UserState, plan_batch
 from consumer.core.records import KafkaRecord, Outcome, Rejection
-from consumer.edges.store import Store, state_from_row, user_columns
+from consumer.core.rows import USER_COLUMNS, log_record, state_from_row, user_rows
+from consumer.edges.store import Store
 from consumer.settings import load_settings
 from consumer.tools.replay import fail, open_tool_store
 
@@ -43,11 +44,6 @@ _NO_LIMIT = 2**62
 
 
 # --- pure ---------------------------------------------------------------------
-
-
-def log_record(topic: str, partition: int, offset: int, payload: str) -> KafkaRecord:
-    """An event-log row as the record it came from (the payload is the structured event)."""
-    return KafkaRecord(topic, partition, offset, 0, None, payload.encode(), ())
 
 
 @dataclass(slots=True)
@@ -159,11 +155,6 @@ SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload
 FROM user_events ORDER BY recorded_at, kafka_topic, kafka_partition, kafka_offset
 """
 _USERS = "SELECT user_id, email, name, status, created_at, updated_at, versions FROM users"
-_INSERT = """
-INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::text[]::jsonb[])
-"""
 
 
 async def rebuild(
@@ -197,7 +188,9 @@ async def rebuild(
             if not dry_run:
                 await conn.execute("DELETE FROM users")
                 if projector.users:
-                    await conn.execute(_INSERT, *user_columns(projector.users.values()))
+                    await conn.copy_records_to_table(
+                        "users", records=user_rows(projector.users.values()), columns=USER_COLUMNS
+                    )
         except BaseException:
             await transaction.rollback()
             raise

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumer.core.records import KafkaRecord
+from consumer.core.rows import log_record
 from consumer.tools.dlq import (
     Criteria,
     DlqSummary,
@@ -20,7 +21,7 @@ from consumer.tools.dlq import (
     redrive_ranges,
 )
 from consumer.tools.kafkareader import OffsetRange
-from consumer.tools.rebuild import Projector, diff_users, log_record
+from consumer.tools.rebuild import Projector, diff_users
 from consumer.tools.replay import (
     first_offset_at_or_after,
     parse_from,
