@@ -21,7 +21,14 @@ from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged, rejected_unchecked
-from consumer.core.ordering import BatchPlan, EventKey, Verdict, claimed_emails, plan_batch
+from consumer.core.ordering import (
+    EMAIL_CONFLICT,
+    BatchPlan,
+    EventKey,
+    Verdict,
+    claimed_emails,
+    plan_batch,
+)
 from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
     EVENT_COLUMNS,
@@ -278,7 +285,7 @@ class BatchWriter:
             except asyncpg.UniqueViolationError:
                 # The email was taken by a writer this batch could not see: a business
                 # outcome for this record, not a failure of the batch.
-                merged.verdicts.append(Verdict(record, event, _CONFLICT))
+                merged.verdicts.append(Verdict(record, event, EMAIL_CONFLICT))
                 continue
             except (asyncpg.DataError, OverflowError) as exc:
                 # OverflowError: asyncpg's COPY encoders raise it, not a DataError, for a
@@ -295,8 +302,6 @@ class BatchWriter:
             merged.users.update(single.users)
         return merged
 
-
-_CONFLICT = Rejection(Reason.CONFLICT, "email belongs to another active user")
 
 __all__ = [
     "BatchWriter",

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.core.decode import AnyUserEvent, decode
-from consumer.core.ordering import BatchPlan, EventKey, UserState, plan_batch
+from consumer.core.ordering import (
+    BatchPlan,
+    EventKey,
+    UserState,
+    claimed_emails,
+    move_email,
+    plan_batch,
+)
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import USER_COLUMNS, log_record, state_from_row, user_rows
 from consumer.edges.store import Store
@@ -66,27 +73,17 @@ class Projector:
             else:
                 accepted.append((record, event))
         subjects = {event.subject for _, event in accepted}
-        emails = {
-            e.data.email.lower()
-            for _, e in accepted
-            if e.type != "user.deleted" and e.data is not None and e.data.email
-        }
         plan = self.rule(
             accepted,
             {u: self.users[u] for u in subjects if u in self.users},
             (),  # the log's keys are unique: nothing in it is a duplicate of another row
-            {m: self.owners[m] for m in emails if m in self.owners},
+            {m: self.owners[m] for m in claimed_emails(accepted) if m in self.owners},
         )
         for verdict in plan.verdicts:
             result = verdict.result
             self.outcomes[str(result.reason if isinstance(result, Rejection) else result)] += 1
         for user_id, after in plan.users.items():
-            before = self.users.get(user_id)
-            old = before.email.lower() if before is not None and before.email else None
-            if old is not None and self.owners.get(old) == user_id:
-                del self.owners[old]
-            if after.status == "active" and after.email:
-                self.owners[after.email.lower()] = user_id
+            move_email(self.owners, self.users.get(user_id), after)
             self.users[user_id] = after
 
 
