@@ -1,5 +1,8 @@
 """PostgreSQL through an asyncpg pool: batch writes in one transaction, and offsets.
 
+The operator tools' statements are in ``store_redrive`` and ``store_rebuild``, reached
+through ``Store.redrive_log`` and ``Store.rewriting_users``.
+
 A batch is written with set-based statements (``unnest`` arrays): lock its users, read
 their state, decide in Python (``plan_batch``), then insert the event-log rows, upsert
 the user rows and store the next offsets, all in one transaction. A database-level
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -38,6 +41,8 @@ from consumer.core.rows import (
     user_rows,
 )
 from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved
+from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
+from consumer.edges.store_redrive import RedriveLog
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,6 +159,14 @@ class Store:
         """One transaction: commits when the block ends normally, rolls back otherwise."""
         async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
             yield BatchWriter(conn)
+
+    def redrive_log(self, dlq_topic: str) -> RedriveLog:
+        """What ``dlq redrive`` keeps about ``dlq_topic``."""
+        return RedriveLog(self.pool, dlq_topic)
+
+    def rewriting_users(self, *, commit: bool) -> AbstractAsyncContextManager[UsersRewrite]:
+        """``rebuild``'s transaction (see ``consumer.edges.store_rebuild``)."""
+        return rewriting_users(self.pool, commit=commit)
 
     async def load_offsets(
         self, group_id: str, partitions: Sequence[TopicPartitionKey]

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from consumer.core.records import Headers, KafkaRecord
 from consumer.edges.deadletter import DROPPED, OutgoingHeaders
 from consumer.edges.kafka import start_producer
 from consumer.edges.store import Store
+from consumer.edges.store_redrive import HandledLetter, RedriveLog
 from consumer.settings import Settings, load_settings
 from consumer.tools.kafkareader import (
     OffsetRange,
@@ -362,27 +363,6 @@ class RedriveReport:
 
 # --- I/O at the edges -------------------------------------------------------------
 
-_POSITIONS = "SELECT partition, next_offset FROM dlq_redrive_positions WHERE dlq_topic = $1"
-_HANDLED = """
-SELECT d.partition, d.dlq_offset FROM dlq_redrives AS d
-LEFT JOIN dlq_redrive_positions AS p USING (dlq_topic, partition)
-WHERE d.dlq_topic = $1 AND d.dlq_offset >= coalesce(p.next_offset, 0)
-"""
-_RECORD = """
-INSERT INTO dlq_redrives (dlq_topic, partition, dlq_offset, outcome, reason, target_topic,
-                          redrive_count, detail)
-SELECT $1, * FROM unnest($2::integer[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                         $7::integer[], $8::text[])
-ON CONFLICT DO NOTHING
-"""
-_SAVE_POSITIONS = """
-INSERT INTO dlq_redrive_positions (dlq_topic, partition, next_offset)
-SELECT $1, * FROM unnest($2::integer[], $3::bigint[])
-ON CONFLICT (dlq_topic, partition) DO UPDATE
-SET next_offset = GREATEST(dlq_redrive_positions.next_offset, EXCLUDED.next_offset),
-    updated_at = now()
-"""
-
 
 async def list_dead_letters(settings: Settings, last: int = 5) -> DlqSummary:
     """Read the whole dead-letter topic up to now and summarise it."""
@@ -413,27 +393,20 @@ async def redrive(settings: Settings, store: Store, request: RedriveRequest) -> 
     """Re-publish the matching dead letters to their original topics; keep the position."""
     topic = settings.kafka_dlq_topic
     report = RedriveReport(topic, request.dry_run, request.max_redrives)
-    async with store.pool.acquire() as lock_conn:
-        lock_key = "user-events-consumer dlq redrive " + topic
-        got = await lock_conn.fetchval(
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lock_key
-        )
-        if not got:
+    redrives = store.redrive_log(topic)
+    async with redrives.exclusive() as alone:
+        if not alone:
             raise ToolError(f"another redrive of {topic!r} is running")
-        try:
-            await _redrive_locked(settings, store, request, report)
-        finally:
-            await lock_conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock_key)
+        await _redrive_locked(settings, redrives, request, report)
     return report
 
 
 async def _redrive_locked(
-    settings: Settings, store: Store, request: RedriveRequest, report: RedriveReport
+    settings: Settings, redrives: RedriveLog, request: RedriveRequest, report: RedriveReport
 ) -> None:
     topic = settings.kafka_dlq_topic
-    async with store.pool.acquire() as conn:
-        positions = {r["partition"]: r["next_offset"] for r in await conn.fetch(_POSITIONS, topic)}
-        handled = {(r["partition"], r["dlq_offset"]) for r in await conn.fetch(_HANDLED, topic)}
+    positions = await redrives.positions()
+    handled = await redrives.handled()
     consumer = assigned_consumer(settings)
     await consumer.start()
     producer = None
@@ -457,7 +430,7 @@ async def _redrive_locked(
         if not request.dry_run:
             producer = await start_producer(settings, linger_ms=5)
         async for batch in read_ranges(consumer, ranges, settings.kafka_max_poll_records):
-            rows: list[tuple[Any, ...]] = []
+            rows: list[HandledLetter] = []
             deliveries = []
             flags: dict[int, list[tuple[int, bool]]] = {}
             for letter in batch:
@@ -476,13 +449,17 @@ async def _redrive_locked(
                             {"partition": where[0], "offset": where[1], "detail": decision.detail}
                         )
                         rows.append(
-                            (*where, "refused", reason, None, decision.count, decision.detail)
+                            HandledLetter(
+                                *where, "refused", reason, None, decision.count, decision.detail
+                            )
                         )
                     else:
                         report.redriven[reason] += 1
                         report.redriven_to[decision.topic] += 1
                         rows.append(
-                            (*where, "redriven", reason, decision.topic, decision.count, None)
+                            HandledLetter(
+                                *where, "redriven", reason, decision.topic, decision.count, None
+                            )
                         )
                         if producer is not None:
                             deliveries.append(
@@ -500,27 +477,15 @@ async def _redrive_locked(
             for partition, seen in flags.items():
                 if moving[partition]:
                     current[partition], moving[partition] = advance(current[partition], seen)
-            await _record(store, topic, rows, {p: current[p] for p in flags if moving[p]})
+            await redrives.record(rows, {p: current[p] for p in flags if moving[p]})
         if not request.dry_run:
             # Gaps at the end of a range (compaction, markers) are handled too.
-            ends = {p: r.end for p, r in planned.items() if moving[p]}
-            await _record(store, topic, [], ends)
+            await redrives.record([], {p: r.end for p, r in planned.items() if moving[p]})
     finally:
         await consumer.stop()
         if producer is not None:
             await producer.stop()
     log.info("redrive finished", extra=report.to_json() | {"refused": len(report.refused)})
-
-
-async def _record(
-    store: Store, topic: str, rows: Sequence[tuple[Any, ...]], positions: Mapping[int, int]
-) -> None:
-    async with store.pool.acquire() as conn, conn.transaction():
-        if rows:
-            columns = list(zip(*rows, strict=True))
-            await conn.execute(_RECORD, topic, *(list(c) for c in columns))
-        if positions:
-            await conn.execute(_SAVE_POSITIONS, topic, list(positions), list(positions.values()))
 
 
 # --- the commands -----------------------------------------------------------------

@@ -30,7 +30,6 @@ from consumer.core.ordering import (
     plan_batch,
 )
 from consumer.core.records import KafkaRecord, Outcome, Rejection
-from consumer.core.rows import USER_COLUMNS, log_record, state_from_row, user_rows
 from consumer.edges.store import Store
 from consumer.settings import load_settings
 from consumer.tools.replay import fail, open_tool_store
@@ -147,54 +146,18 @@ class RebuildReport:
 
 # --- I/O ----------------------------------------------------------------------
 
-_EVENTS = """
-SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload
-FROM user_events ORDER BY recorded_at, kafka_topic, kafka_partition, kafka_offset
-"""
-_USERS = "SELECT user_id, email, name, status, created_at, updated_at, versions FROM users"
-
 
 async def rebuild(
     store: Store, *, dry_run: bool = False, rule: Rule = plan_batch, chunk_size: int = 5000
 ) -> RebuildReport:
     """Recompute ``users`` from the log in one transaction (rolled back on a dry run)."""
     projector = Projector(rule)
-    async with store.pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            # The log first, then users: the order the live path writes them in.
-            await conn.execute("LOCK TABLE user_events IN SHARE MODE")
-            await conn.execute("LOCK TABLE users IN EXCLUSIVE MODE")
-            before = {row["user_id"]: state_from_row(row) for row in await conn.fetch(_USERS)}
-            chunk: list[KafkaRecord] = []
-            async for row in conn.cursor(_EVENTS, prefetch=chunk_size):
-                chunk.append(
-                    log_record(
-                        row["kafka_topic"],
-                        row["kafka_partition"],
-                        row["kafka_offset"],
-                        row["payload"],
-                    )
-                )
-                if len(chunk) >= chunk_size:
-                    projector.feed(chunk)
-                    chunk = []
-            if chunk:
-                projector.feed(chunk)
-            if not dry_run:
-                await conn.execute("DELETE FROM users")
-                if projector.users:
-                    await conn.copy_records_to_table(
-                        "users", records=user_rows(projector.users.values()), columns=USER_COLUMNS
-                    )
-        except BaseException:
-            await transaction.rollback()
-            raise
-        if dry_run:
-            await transaction.rollback()
-        else:
-            await transaction.commit()
+    async with store.rewriting_users(commit=not dry_run) as table:
+        before = await table.users()
+        async for chunk in table.logged_events(chunk_size):
+            projector.feed(chunk)
+        if not dry_run:
+            await table.replace_users(projector.users.values())
     report = RebuildReport(
         dry_run,
         projector.read,
