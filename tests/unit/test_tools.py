@@ -9,20 +9,19 @@ import pytest
 
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import log_record
-from consumer.tools.dlq import (
+from consumer.tools.dlq.listing import DlqSummary
+from consumer.tools.dlq.masking import mask_bytes, mask_text
+from consumer.tools.dlq.redrive_rules import (
     Criteria,
-    DlqSummary,
     Redrive,
     Refusal,
     advance,
     decide_redrive,
-    mask_bytes,
-    mask_text,
     redrive_ranges,
 )
 from consumer.tools.kafkareader import OffsetRange
 from consumer.tools.rebuild import Projector, diff_users
-from consumer.tools.replay import (
+from consumer.tools.replay.ranges import (
     first_offset_at_or_after,
     parse_from,
     parse_to,
