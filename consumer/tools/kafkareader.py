@@ -9,6 +9,7 @@ carry the right value everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -49,6 +50,10 @@ async def assigned_consumer(settings: Settings, **options: Any) -> AsyncIterator
     )
     try:
         await consumer.start()
+        # aiokafka's group-less coordinator starts a task in start(), and its stop()
+        # raises CancelledError if that task has not run yet: a tool that fails at once
+        # (a partition that does not exist) would end on it instead of its own error.
+        await asyncio.sleep(0)
         yield consumer
     finally:
         await consumer.stop()
