@@ -31,7 +31,7 @@ from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.edges.store import Store
 from consumer.settings import Settings
 from consumer.tools.common import tool_store
-from consumer.tools.runner import run_tool
+from consumer.tools.runner import add_tool
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,11 @@ async def rebuild(
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
+    parser = add_tool(
+        commands,
         "rebuild",
+        _dry_run,
+        _rebuild,
         help="recompute users from the event log",
         description="Recompute the users table from user_events in one transaction, without "
         "Kafka, so that a changed projection rule applies to history. Live writers wait "
@@ -189,11 +192,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dry-run", action="store_true", help="report what would change, write nothing"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=_cmd_rebuild)
-
-
-def _cmd_rebuild(args: argparse.Namespace) -> int:
-    return run_tool(args, _dry_run, _rebuild)
 
 
 def _dry_run(args: argparse.Namespace) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping
@@ -52,6 +53,22 @@ class Report(Protocol):
     def to_json(self) -> Mapping[str, Any]: ...
 
     def render(self) -> str: ...
+
+
+def add_tool(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    request_of: Callable[[argparse.Namespace], Request],
+    work: Callable[[Settings, Request], Coroutine[Any, Any, Report]],
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """Register a tool command that runs through ``run_tool``; the tool adds its
+    arguments (``--json`` among them) to the parser returned."""
+    parser = commands.add_parser(name, help=help, description=description)
+    parser.set_defaults(handler=functools.partial(run_tool, request_of=request_of, work=work))
+    return parser
 
 
 def run_tool(

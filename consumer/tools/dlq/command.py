@@ -9,7 +9,7 @@ from consumer.tools.common import BadArgument, parse_pairs, parse_time, tool_sto
 from consumer.tools.dlq.listing import DlqSummary, list_dead_letters
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
 from consumer.tools.dlq.redrive_rules import DEFAULT_MAX_REDRIVES, Criteria, RedriveReport
-from consumer.tools.runner import run_tool
+from consumer.tools.runner import add_tool
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,18 +19,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Tools for the dead-letter topic (KAFKA_DLQ_TOPIC).",
     )
     sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    listing = sub.add_parser(
+    listing = add_tool(
+        sub,
         "list",
+        _last,
+        _list,
         help="summarise the dead-letter topic",
         description="Counts by reason and by original topic, the oldest and newest dead "
         "letters, and the last few with their headers; personal data is masked.",
     )
     listing.add_argument("--last", type=int, default=5, help="how many recent records to show")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(handler=_cmd_list)
 
-    again = sub.add_parser(
+    again = add_tool(
+        sub,
         "redrive",
+        _redrive_request,
+        _redrive,
         help="re-publish dead letters to their original topic",
         description="Re-publish matching dead letters (key, value and original headers, "
         "plus dlq.redrive.count) to the topic named by dlq.original.topic. The position is "
@@ -53,11 +58,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     again.add_argument("--dry-run", action="store_true", help="publish and record nothing")
     again.add_argument("--json", action="store_true", help="print JSON")
-    again.set_defaults(handler=_cmd_redrive)
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    return run_tool(args, _last, _list)
 
 
 def _last(args: argparse.Namespace) -> int:
@@ -69,10 +69,6 @@ def _last(args: argparse.Namespace) -> int:
 
 async def _list(settings: Settings, last: int) -> DlqSummary:
     return await list_dead_letters(settings, last)
-
-
-def _cmd_redrive(args: argparse.Namespace) -> int:
-    return run_tool(args, _redrive_request, _redrive)
 
 
 def _redrive_request(args: argparse.Namespace) -> RedriveRequest:

@@ -9,12 +9,15 @@ from consumer.tools.common import tool_store
 from consumer.tools.replay.apply import ReplayRequest, replay
 from consumer.tools.replay.ranges import parse_from, parse_to
 from consumer.tools.replay.summary import ReplaySummary
-from consumer.tools.runner import run_tool
+from consumer.tools.runner import add_tool
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
+    parser = add_tool(
+        commands,
         "replay",
+        _request,
+        _replay,
         help="re-apply a range of the topic, beside the live consumer",
         description="Read a range of the topic by partition assignment (no consumer group, "
         "no offsets written) and apply it through the same idempotent, ordered path as `run`. "
@@ -39,11 +42,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="decide everything in transactions that are rolled back; send no dead letters",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(handler=_cmd_replay)
-
-
-def _cmd_replay(args: argparse.Namespace) -> int:
-    return run_tool(args, _request, _replay)
 
 
 def _request(args: argparse.Namespace) -> ReplayRequest:
