@@ -220,11 +220,10 @@ def plan_batch(
             # Most events keep the user's email and status (a rename): whoever held the
             # email still does, so there is nothing to check or move.
             if before is None or after.email != before.email or after.status != before.status:
-                holder = owners.get(after.email.lower()) if after.email else None
-                if after.status == "active" and holder not in (None, after.user_id):
-                    result = Rejection(Reason.CONFLICT, "email belongs to another active user")
+                if takes_anothers_email(owners, after):
+                    result = EMAIL_CONFLICT
                 else:
-                    _move_email(owners, before, after)
+                    move_email(owners, before, after)
             if result is Outcome.APPLIED:
                 current[after.user_id] = after
                 users[after.user_id] = after
@@ -234,7 +233,30 @@ def plan_batch(
     return plan
 
 
-def _move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> None:
+def claimed_emails(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
+    """The lower-cased emails a batch may claim: whose holders ``plan_batch`` needs."""
+    emails = {
+        event.data.email.lower()
+        for _, event in accepted
+        if event.type != "user.deleted" and event.data is not None and event.data.email
+    }
+    return sorted(emails)
+
+
+# Email ownership: an active user's email is its own. ``owners`` maps a lower-cased email
+# to the active user holding it; the database enforces the same with a unique index.
+
+EMAIL_CONFLICT = Rejection(Reason.CONFLICT, "email belongs to another active user")
+
+
+def takes_anothers_email(owners: Mapping[str, str], user: UserState) -> bool:
+    """Whether ``user``, active, would hold an email another active user holds."""
+    holder = owners.get(user.email.lower()) if user.email else None
+    return user.status == "active" and holder not in (None, user.user_id)
+
+
+def move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> None:
+    """Update ``owners`` for a user that changed from ``before`` to ``after``."""
     if before is not None and before.email and owners.get(before.email.lower()) == before.user_id:
         del owners[before.email.lower()]
     if after.status == "active" and after.email:

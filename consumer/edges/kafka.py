@@ -81,17 +81,23 @@ async def start_producer(settings: Settings, **options: Any) -> AIOKafkaProducer
         **options,
     }
     if settings.kafka_enable_idempotence != "false":
-        producer = AIOKafkaProducer(enable_idempotence=True, **common)
         try:
-            await producer.start()
-            return producer
+            return await _started(AIOKafkaProducer(enable_idempotence=True, **common))
         except (UnknownError, UnsupportedVersionError):
-            await producer.stop()
             if settings.kafka_enable_idempotence == "true":
                 raise
             log.warning("the broker refused InitProducerId: producing without idempotence")
-    producer = AIOKafkaProducer(**common)
-    await producer.start()
+    return await _started(AIOKafkaProducer(**common))
+
+
+async def _started(producer: AIOKafkaProducer) -> AIOKafkaProducer:
+    """``producer``, started; stopped again if it cannot start (the broker unreachable,
+    the start refused), so that no half-open client is left behind."""
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
     return producer
 
 

@@ -1,5 +1,8 @@
 """PostgreSQL through an asyncpg pool: batch writes in one transaction, and offsets.
 
+The operator tools' statements are in ``store_redrive`` and ``store_rebuild``, reached
+through ``Store.redrive_log`` and ``Store.rewriting_users``.
+
 A batch is written with set-based statements (``unnest`` arrays): lock its users, read
 their state, decide in Python (``plan_batch``), then insert the event-log rows, upsert
 the user rows and store the next offsets, all in one transaction. A database-level
@@ -13,17 +16,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
-from consumer.core.decode import AnyUserEvent, stored_payload
-from consumer.core.ordering import BatchPlan, EventKey, UserState, Verdict, Version, plan_batch
+from consumer.core.decode import AnyUserEvent
+from consumer.core.dedupe import possibly_logged, rejected_unchecked
+from consumer.core.ordering import (
+    EMAIL_CONFLICT,
+    BatchPlan,
+    EventKey,
+    Verdict,
+    claimed_emails,
+    plan_batch,
+)
 from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.rows import (
+    EVENT_COLUMNS,
+    USER_COLUMNS,
+    event_rows,
+    state_from_row,
+    user_rows,
+)
 from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved
+from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
+from consumer.edges.store_redrive import RedriveLog
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,20 +77,6 @@ _EMAIL_OWNERS = """
 SELECT lower(email) AS email, user_id FROM users
 WHERE status = 'active' AND lower(email) = ANY($1::text[])
 """
-_EVENT_COLUMNS = (
-    "source",
-    "event_id",
-    "user_id",
-    "type",
-    "time",
-    "sequence",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "payload",
-    "outcome",
-)
-_USER_COLUMNS = ("user_id", "email", "name", "status", "created_at", "updated_at", "versions")
 # Rows reach users through a per-connection staging table filled by COPY (the fast path
 # into PostgreSQL), then one set-based upsert that empties it as it goes.
 _CREATE_STAGING = """
@@ -118,150 +123,6 @@ WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], 
 """
 
 
-def state_from_row(row: Mapping[str, Any] | asyncpg.Record) -> UserState:
-    """A ``users`` row -> the state ordering decisions compare against."""
-    versions = row["versions"]
-    if isinstance(versions, str):
-        versions = orjson.loads(versions)
-    status, email, name = versions["status"], versions["email"], versions["name"]
-    # The registers often hold one version: parse it once.
-    status_version = Version.from_json(status)
-    email_version = status_version if email == status else Version.from_json(email)
-    name_version = (
-        status_version
-        if name == status
-        else email_version
-        if name == email
-        else Version.from_json(name)
-    )
-    return UserState(
-        row["user_id"],
-        row["status"],
-        row["email"],
-        row["name"],
-        row["created_at"],
-        row["updated_at"],
-        status_version,
-        email_version,
-        name_version,
-    )
-
-
-def versions_json(user: UserState) -> str:
-    """The ``versions`` column: each register's version as [sequence, time, source, id].
-
-    orjson writes an aware datetime as ``isoformat`` does for offsets in whole minutes,
-    the only ones RFC 3339 (and so the contract) allows; it is several times faster than
-    the standard library here, where it runs once per user row.
-    """
-    return orjson.dumps(
-        {
-            "status": tuple(user.status_version),
-            "email": tuple(user.email_version),
-            "name": tuple(user.name_version),
-        }
-    ).decode()
-
-
-def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
-    """Rows for ``users`` (in ``_USER_COLUMNS`` order)."""
-    return [
-        (
-            user.user_id,
-            user.email,
-            user.name,
-            user.status,
-            user.created_at,
-            user.updated_at,
-            versions_json(user),
-        )
-        for user in users
-    ]
-
-
-def user_columns(users: Iterable[UserState]) -> list[list[Any]]:
-    """Column arrays of ``user_rows``, for ``unnest``-based statements."""
-    rows = user_rows(users)
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 7
-
-
-def event_rows(verdicts: Iterable[Verdict]) -> list[tuple[Any, ...]]:
-    """Rows for ``user_events`` (in ``_EVENT_COLUMNS`` order)."""
-    return [
-        (
-            v.event.source,
-            v.event.id,
-            v.event.subject,
-            v.event.type,
-            v.event.time,
-            v.event.sequence,
-            v.record.topic,
-            v.record.partition,
-            v.record.offset,
-            stored_payload(v.event),
-            str(v.result),
-        )
-        for v in verdicts
-    ]
-
-
-def possibly_logged(
-    accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]], states: Mapping[str, UserState]
-) -> list[tuple[KafkaRecord, AnyUserEvent]]:
-    """The events that may already be in the event log: those not newer than their
-    user's latest version. Most of a live batch is newer, and is not looked up.
-
-    An event is logged only when it applied (its version then went into a register) or
-    was stale (not newer than a register it would write), and registers only move
-    forward: so every logged event of a user is at most the user's latest version, and
-    a user without a row has none. What this misses (a key reused for another subject;
-    versions that are not totally ordered, where publishers mix events with and without
-    ``sequence``; a state left by an older rule) is caught later: an event planned as
-    applied or stale hits the log's primary key, and the batch is redone record by
-    record, looking up every key; an event planned as a rejection is looked up then.
-    """
-    latest: dict[str, Version] = {}
-    maybe: list[tuple[KafkaRecord, AnyUserEvent]] = []
-    for entry in accepted:
-        event = entry[1]
-        state = states.get(event.subject)
-        if state is None:
-            continue
-        if (newest := latest.get(event.subject)) is None:
-            newest = latest[event.subject] = state.latest_version
-        sequence = event.sequence
-        if sequence is not None and newest.sequence is not None and sequence != newest.sequence:
-            # ``is_newer_than``'s first rule, without building the event's Version.
-            if sequence < newest.sequence:
-                maybe.append(entry)
-        elif not Version.of(event).is_newer_than(newest):
-            maybe.append(entry)
-    return maybe
-
-
-def _rejected_unchecked(
-    plan: BatchPlan, looked_up: Iterable[tuple[KafkaRecord, AnyUserEvent]]
-) -> list[EventKey]:
-    """Keys of the events ``plan`` rejects that were not looked up in the event log."""
-    checked = {(event.source, event.id) for _, event in looked_up}
-    return [
-        key
-        for verdict in plan.verdicts
-        if isinstance(verdict.result, Rejection)
-        and (key := (verdict.event.source, verdict.event.id)) not in checked
-    ]
-
-
-def emails_in(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
-    """Lower-cased emails a batch may claim, to read who holds them now."""
-    emails = {
-        event.data.email.lower()
-        for _, event in accepted
-        if event.type != "user.deleted" and event.data is not None and event.data.email
-    }
-    return sorted(emails)
-
-
 class Store:
     """The service's database: a pool, batch transactions and stored offsets."""
 
@@ -298,6 +159,14 @@ class Store:
         """One transaction: commits when the block ends normally, rolls back otherwise."""
         async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
             yield BatchWriter(conn)
+
+    def redrive_log(self, dlq_topic: str) -> RedriveLog:
+        """What ``dlq redrive`` keeps about ``dlq_topic``."""
+        return RedriveLog(self.pool, dlq_topic)
+
+    def rewriting_users(self, *, commit: bool) -> AbstractAsyncContextManager[UsersRewrite]:
+        """``rebuild``'s transaction (see ``consumer.edges.store_rebuild``)."""
+        return rewriting_users(self.pool, commit=commit)
 
     async def load_offsets(
         self, group_id: str, partitions: Sequence[TopicPartitionKey]
@@ -388,13 +257,10 @@ class BatchWriter:
         states = {row["user_id"]: state_from_row(row) for row in users}
         maybe_logged = accepted if every_key else possibly_logged(accepted, states)
         logged_keys = await self._logged([(e.source, e.id) for _, e in maybe_logged])
-        owners = await conn.fetch(_EMAIL_OWNERS, emails_in(accepted))
+        owners = await conn.fetch(_EMAIL_OWNERS, claimed_emails(accepted))
         email_owners = {row["email"]: row["user_id"] for row in owners}
         plan = plan_batch(accepted, states, logged_keys, email_owners)
-        # A duplicate the versions did not name (see ``possibly_logged``) is caught by the
-        # log's primary key when it plans as applied or stale; one that plans as a
-        # rejection is not, so the keys of rejected events are looked up too (few).
-        unchecked = [] if every_key else _rejected_unchecked(plan, maybe_logged)
+        unchecked = [] if every_key else rejected_unchecked(plan, maybe_logged)
         if more := await self._logged(unchecked):
             plan = plan_batch(accepted, states, logged_keys + more, email_owners)
         if logged_verdicts := plan.logged:
@@ -402,12 +268,12 @@ class BatchWriter:
             # not look up and is logged after all hits the primary key, and the batch
             # is redone record by record (see ``possibly_logged``).
             await conn.copy_records_to_table(
-                "user_events", records=event_rows(logged_verdicts), columns=_EVENT_COLUMNS
+                "user_events", records=event_rows(logged_verdicts), columns=EVENT_COLUMNS
             )
         if plan.users:
             await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(
-                "users_staging", records=user_rows(plan.users.values()), columns=_USER_COLUMNS
+                "users_staging", records=user_rows(plan.users.values()), columns=USER_COLUMNS
             )
             await conn.execute(_UPSERT_STAGED_USERS)
         return plan
@@ -432,7 +298,7 @@ class BatchWriter:
             except asyncpg.UniqueViolationError:
                 # The email was taken by a writer this batch could not see: a business
                 # outcome for this record, not a failure of the batch.
-                merged.verdicts.append(Verdict(record, event, _CONFLICT))
+                merged.verdicts.append(Verdict(record, event, EMAIL_CONFLICT))
                 continue
             except (asyncpg.DataError, OverflowError) as exc:
                 # OverflowError: asyncpg's COPY encoders raise it, not a DataError, for a
@@ -450,6 +316,14 @@ class BatchWriter:
         return merged
 
 
-_CONFLICT = Rejection(Reason.CONFLICT, "email belongs to another active user")
-
-__all__ = ["BatchWriter", "EventKey", "Outcome", "Store", "TopicPartitionKey"]
+__all__ = [
+    "BatchWriter",
+    "EventKey",
+    "Outcome",
+    "Store",
+    "TopicPartitionKey",
+    # consumer/devtools/bench.py still imports these three from here (consumer.core.rows).
+    "event_rows",
+    "state_from_row",
+    "user_rows",
+]

@@ -9,8 +9,10 @@ carry the right value everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumer.core.records import KafkaRecord
 from consumer.edges.kafka import client_options
 from consumer.settings import Settings
-
-
-class ToolError(Exception):
-    """A problem the operator can fix (a bad argument, a missing topic): one line, exit 2."""
+from consumer.tools.common import ToolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +36,10 @@ class OffsetRange:
         return max(0, self.end - self.start)
 
 
-def assigned_consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
-    """A consumer for manual assignment: no group, no commits."""
-    return AIOKafkaConsumer(
+@asynccontextmanager
+async def assigned_consumer(settings: Settings, **options: Any) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer for manual assignment (no group, no commits), stopped after."""
+    consumer = AIOKafkaConsumer(
         **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
@@ -48,6 +48,15 @@ def assigned_consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
         fetch_max_bytes=settings.kafka_fetch_max_bytes,
         **options,
     )
+    try:
+        await consumer.start()
+        # aiokafka's group-less coordinator starts a task in start(), and its stop()
+        # raises CancelledError if that task has not run yet: a tool that fails at once
+        # (a partition that does not exist) would end on it instead of its own error.
+        await asyncio.sleep(0)
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

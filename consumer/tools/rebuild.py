@@ -12,8 +12,6 @@ the new ones, never a mix. The live consumer waits for the lock, then goes on.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,11 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.core.decode import AnyUserEvent, decode
-from consumer.core.ordering import BatchPlan, EventKey, UserState, plan_batch
+from consumer.core.ordering import (
+    BatchPlan,
+    EventKey,
+    UserState,
+    claimed_emails,
+    move_email,
+    plan_batch,
+)
 from consumer.core.records import KafkaRecord, Outcome, Rejection
-from consumer.edges.store import Store, state_from_row, user_columns
-from consumer.settings import load_settings
-from consumer.tools.replay import fail, open_tool_store
+from consumer.edges.store import Store
+from consumer.settings import Settings
+from consumer.tools.common import tool_store
+from consumer.tools.runner import add_tool
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +49,6 @@ _NO_LIMIT = 2**62
 
 
 # --- pure ---------------------------------------------------------------------
-
-
-def log_record(topic: str, partition: int, offset: int, payload: str) -> KafkaRecord:
-    """An event-log row as the record it came from (the payload is the structured event)."""
-    return KafkaRecord(topic, partition, offset, 0, None, payload.encode(), ())
 
 
 @dataclass(slots=True)
@@ -70,27 +71,17 @@ class Projector:
             else:
                 accepted.append((record, event))
         subjects = {event.subject for _, event in accepted}
-        emails = {
-            e.data.email.lower()
-            for _, e in accepted
-            if e.type != "user.deleted" and e.data is not None and e.data.email
-        }
         plan = self.rule(
             accepted,
             {u: self.users[u] for u in subjects if u in self.users},
             (),  # the log's keys are unique: nothing in it is a duplicate of another row
-            {m: self.owners[m] for m in emails if m in self.owners},
+            {m: self.owners[m] for m in claimed_emails(accepted) if m in self.owners},
         )
         for verdict in plan.verdicts:
             result = verdict.result
             self.outcomes[str(result.reason if isinstance(result, Rejection) else result)] += 1
         for user_id, after in plan.users.items():
-            before = self.users.get(user_id)
-            old = before.email.lower() if before is not None and before.email else None
-            if old is not None and self.owners.get(old) == user_id:
-                del self.owners[old]
-            if after.status == "active" and after.email:
-                self.owners[after.email.lower()] = user_id
+            move_email(self.owners, self.users.get(user_id), after)
             self.users[user_id] = after
 
 
@@ -129,6 +120,11 @@ class RebuildReport:
     diff: dict[str, list[str]]
     outcomes: dict[str, int]
 
+    @property
+    def complete(self) -> bool:
+        """Always: what the fold rejects (a conflict) is an outcome it counts."""
+        return True
+
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
@@ -154,57 +150,18 @@ class RebuildReport:
 
 # --- I/O ----------------------------------------------------------------------
 
-_EVENTS = """
-SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload
-FROM user_events ORDER BY recorded_at, kafka_topic, kafka_partition, kafka_offset
-"""
-_USERS = "SELECT user_id, email, name, status, created_at, updated_at, versions FROM users"
-_INSERT = """
-INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::text[]::jsonb[])
-"""
-
 
 async def rebuild(
     store: Store, *, dry_run: bool = False, rule: Rule = plan_batch, chunk_size: int = 5000
 ) -> RebuildReport:
     """Recompute ``users`` from the log in one transaction (rolled back on a dry run)."""
     projector = Projector(rule)
-    async with store.pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            # The log first, then users: the order the live path writes them in.
-            await conn.execute("LOCK TABLE user_events IN SHARE MODE")
-            await conn.execute("LOCK TABLE users IN EXCLUSIVE MODE")
-            before = {row["user_id"]: state_from_row(row) for row in await conn.fetch(_USERS)}
-            chunk: list[KafkaRecord] = []
-            async for row in conn.cursor(_EVENTS, prefetch=chunk_size):
-                chunk.append(
-                    log_record(
-                        row["kafka_topic"],
-                        row["kafka_partition"],
-                        row["kafka_offset"],
-                        row["payload"],
-                    )
-                )
-                if len(chunk) >= chunk_size:
-                    projector.feed(chunk)
-                    chunk = []
-            if chunk:
-                projector.feed(chunk)
-            if not dry_run:
-                await conn.execute("DELETE FROM users")
-                if projector.users:
-                    await conn.execute(_INSERT, *user_columns(projector.users.values()))
-        except BaseException:
-            await transaction.rollback()
-            raise
-        if dry_run:
-            await transaction.rollback()
-        else:
-            await transaction.commit()
+    async with store.rewriting_users(commit=not dry_run) as table:
+        before = await table.users()
+        async for chunk in table.logged_events(chunk_size):
+            projector.feed(chunk)
+        if not dry_run:
+            await table.replace_users(projector.users.values())
     report = RebuildReport(
         dry_run,
         projector.read,
@@ -221,8 +178,11 @@ async def rebuild(
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
+    parser = add_tool(
+        commands,
         "rebuild",
+        _dry_run,
+        _rebuild,
         help="recompute users from the event log",
         description="Recompute the users table from user_events in one transaction, without "
         "Kafka, so that a changed projection rule applies to history. Live writers wait "
@@ -232,28 +192,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dry-run", action="store_true", help="report what would change, write nothing"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=_cmd_rebuild)
 
 
-def _cmd_rebuild(args: argparse.Namespace) -> int:
-    from consumer.logs import configure_logging
+def _dry_run(args: argparse.Namespace) -> bool:
+    return bool(args.dry_run)
 
-    settings = load_settings()
-    configure_logging(settings.log_level)
 
-    async def main() -> RebuildReport:
-        store = await open_tool_store(settings)
-        try:
-            return await rebuild(store, dry_run=args.dry_run)
-        finally:
-            await store.close()
-
-    try:
-        report = asyncio.run(main())
-    except OSError as exc:
-        return fail(f"cannot reach PostgreSQL: {type(exc).__name__}")
-    print(json.dumps(report.to_json(), indent=2) if args.json else report.render())
-    return 0
+async def _rebuild(settings: Settings, dry_run: bool) -> RebuildReport:
+    async with tool_store(settings) as store:
+        return await rebuild(store, dry_run=dry_run)
 
 
 __all__ = ["Outcome", "Projector", "RebuildReport", "add_parser", "rebuild"]

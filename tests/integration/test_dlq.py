@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from consumer.tools.dlq import Criteria, RedriveRequest, list_dead_letters, redrive
-from consumer.tools.replay import open_tool_store
+from consumer.tools.common import open_tool_store
+from consumer.tools.dlq.listing import list_dead_letters
+from consumer.tools.dlq.redrive import RedriveRequest, redrive
+from consumer.tools.dlq.redrive_rules import Criteria
 from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,

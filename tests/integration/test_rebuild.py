@@ -9,8 +9,8 @@ from typing import Any
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord
 from consumer.pipeline.batches import split_batch
+from consumer.tools.common import open_tool_store
 from consumer.tools.rebuild import rebuild
-from consumer.tools.replay import open_tool_store
 from schemas import build_event, structured_record
 from tests.integration.support import fetch, new_settings
 

@@ -11,7 +11,7 @@ import pytest
 from consumer.app import open_store
 from consumer.edges.store import Store
 from consumer.settings import Settings
-from consumer.tools.replay import ReplayRequest, replay
+from consumer.tools.replay.apply import ReplayRequest, replay
 from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,

@@ -1,33 +1,39 @@
-"""Pure decisions of replay, dlq and rebuild: no broker, no database."""
+"""Pure decisions of replay, dlq, rebuild and the tools' runner: no broker, no database."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from consumer.core.records import KafkaRecord
-from consumer.tools.dlq import (
+from consumer.core.rows import log_record
+from consumer.edges.errors import DatabaseUnreachable
+from consumer.settings import Settings
+from consumer.tools.common import ToolError
+from consumer.tools.dlq.listing import DlqSummary
+from consumer.tools.dlq.masking import mask_bytes, mask_text
+from consumer.tools.dlq.redrive_rules import (
     Criteria,
-    DlqSummary,
     Redrive,
     Refusal,
     advance,
     decide_redrive,
-    mask_bytes,
-    mask_text,
     redrive_ranges,
 )
 from consumer.tools.kafkareader import OffsetRange
-from consumer.tools.rebuild import Projector, diff_users, log_record
-from consumer.tools.replay import (
+from consumer.tools.rebuild import Projector, diff_users
+from consumer.tools.replay.ranges import (
     first_offset_at_or_after,
     parse_from,
     parse_to,
     plan_ranges,
     time_lookup_answer,
 )
+from consumer.tools.runner import Exit, explain
 from schemas import build_event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -160,3 +166,20 @@ def test_the_rebuild_fold_matches_and_reports_a_diff() -> None:
     assert "u2" not in projector.users  # its email is held by an active user: a conflict
     assert projector.outcomes == {"applied": 2, "stale": 1, "conflict": 1}
     assert diff_users({}, projector.users) == {"added": ["u1"], "removed": [], "changed": []}
+
+
+def test_the_runner_names_a_failure_by_its_type_never_by_its_message() -> None:
+    settings = Settings(kafka_bootstrap_servers="kafka:9092")
+    secret = "postgresql://app:hunter2@db/app"
+    cases = [
+        (ToolError("topic 't' does not exist"), "topic 't' does not exist", Exit.CANNOT_RUN),
+        (ConnectionRefusedError(secret), "cannot reach PostgreSQL: ConnectionRefusedError", 2),
+        (DatabaseUnreachable("InvalidPasswordError"), "PostgreSQL: InvalidPasswordError", 2),
+        (KafkaConnectionError(secret), "cannot reach Kafka at kafka:9092", Exit.CANNOT_RUN),
+        (TopicAuthorizationFailedError(secret), "Kafka at kafka:9092 answered", 1),
+        (asyncpg.InsufficientPrivilegeError(secret), "PostgreSQL answered", Exit.INCOMPLETE),
+        (KeyError(secret), "failed: KeyError", Exit.INCOMPLETE),
+    ]
+    for exc, said, code in cases:
+        line, exit_code = explain(exc, settings)
+        assert said in line and exit_code == code and "hunter2" not in line, (exc, line)

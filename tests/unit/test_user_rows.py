@@ -9,7 +9,7 @@ import pytest
 from pydantic import AwareDatetime, TypeAdapter
 
 from consumer.core.ordering import UserState, Version
-from consumer.edges.store import _USER_COLUMNS, state_from_row, user_rows, versions_json
+from consumer.core.rows import USER_COLUMNS, state_from_row, user_rows, versions_json
 
 T0 = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
 
@@ -20,7 +20,7 @@ def state(status: Version, email: Version, name: Version) -> UserState:
 
 def read_back(user: UserState) -> UserState:
     (row,) = user_rows([user])
-    return state_from_row(dict(zip(_USER_COLUMNS, row, strict=True)))
+    return state_from_row(dict(zip(USER_COLUMNS, row, strict=True)))
 
 
 def test_a_state_reads_back_equal_with_shared_and_distinct_versions() -> None:
@@ -70,31 +70,3 @@ def test_rows_written_by_the_standard_library_encoder_read_back() -> None:
     back = state_from_row(row)
     assert back.status_version == Version(3, when, "/old", "x")
     assert back.name_version is back.status_version
-
-
-def test_only_events_not_newer_than_their_users_latest_version_may_be_logged() -> None:
-    from consumer.core.records import KafkaRecord
-    from consumer.edges.store import possibly_logged
-    from schemas.models import UserUpdated
-
-    def updated(user: str, sequence: int) -> tuple[KafkaRecord, UserUpdated]:
-        event = UserUpdated.model_validate(
-            {
-                "specversion": "1.0",
-                "id": f"{user}-{sequence}",
-                "source": "/profile",
-                "subject": user,
-                "time": T0,
-                "type": "user.updated",
-                "sequence": sequence,
-                "data": {"name": "B"},
-            }
-        )
-        return KafkaRecord("t", 0, sequence, 0, None, None, ()), event
-
-    at_three = Version(3, T0, "/profile", "u1-3")
-    states = {"u1": state(Version(1, T0, "/signup", "e1"), at_three, at_three)}
-    batch = [updated("u1", 2), updated("u1", 3), updated("u1", 4), updated("u2", 1)]
-    # Older and equal (a duplicate) may be logged; newer may not, nor any of a user
-    # without a row.
-    assert [event.id for _, event in possibly_logged(batch, states)] == ["u1-2", "u1-3"]

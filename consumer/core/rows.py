@@ -1,0 +1,123 @@
+"""Rows of the two tables and the states and records they hold, both ways. Pure.
+
+``users`` keeps each register's version in one JSON column (``versions``); the event log
+keeps the structured event as its payload, which is a record again for ``rebuild``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import orjson
+
+from consumer.core.decode import stored_payload
+from consumer.core.ordering import UserState, Verdict, Version
+from consumer.core.records import KafkaRecord
+
+USER_COLUMNS = ("user_id", "email", "name", "status", "created_at", "updated_at", "versions")
+EVENT_COLUMNS = (
+    "source",
+    "event_id",
+    "user_id",
+    "type",
+    "time",
+    "sequence",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "payload",
+    "outcome",
+)
+
+
+class Row(Protocol):
+    """A row read by name: a database record or a plain mapping."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def state_from_row(row: Row) -> UserState:
+    """A ``users`` row -> the state ordering decisions compare against."""
+    versions = row["versions"]
+    if isinstance(versions, str):
+        versions = orjson.loads(versions)
+    status, email, name = versions["status"], versions["email"], versions["name"]
+    # The registers often hold one version: parse it once.
+    status_version = Version.from_json(status)
+    email_version = status_version if email == status else Version.from_json(email)
+    name_version = (
+        status_version
+        if name == status
+        else email_version
+        if name == email
+        else Version.from_json(name)
+    )
+    return UserState(
+        row["user_id"],
+        row["status"],
+        row["email"],
+        row["name"],
+        row["created_at"],
+        row["updated_at"],
+        status_version,
+        email_version,
+        name_version,
+    )
+
+
+def versions_json(user: UserState) -> str:
+    """The ``versions`` column: each register's version as [sequence, time, source, id].
+
+    orjson writes an aware datetime as ``isoformat`` does for offsets in whole minutes,
+    the only ones RFC 3339 (and so the contract) allows; it is several times faster than
+    the standard library here, where it runs once per user row.
+    """
+    return orjson.dumps(
+        {
+            "status": tuple(user.status_version),
+            "email": tuple(user.email_version),
+            "name": tuple(user.name_version),
+        }
+    ).decode()
+
+
+def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
+    """Rows for ``users`` (in ``USER_COLUMNS`` order)."""
+    return [
+        (
+            user.user_id,
+            user.email,
+            user.name,
+            user.status,
+            user.created_at,
+            user.updated_at,
+            versions_json(user),
+        )
+        for user in users
+    ]
+
+
+def event_rows(verdicts: Iterable[Verdict]) -> list[tuple[Any, ...]]:
+    """Rows for ``user_events`` (in ``EVENT_COLUMNS`` order)."""
+    return [
+        (
+            v.event.source,
+            v.event.id,
+            v.event.subject,
+            v.event.type,
+            v.event.time,
+            v.event.sequence,
+            v.record.topic,
+            v.record.partition,
+            v.record.offset,
+            stored_payload(v.event),
+            str(v.result),
+        )
+        for v in verdicts
+    ]
+
+
+def log_record(topic: str, partition: int, offset: int, payload: str) -> KafkaRecord:
+    """An event-log row as the record it came from (the payload is the structured event)."""
+    return KafkaRecord(topic, partition, offset, 0, None, payload.encode(), ())

@@ -1,0 +1,75 @@
+"""The transaction ``rebuild`` rewrites ``users`` in: the event log read back in the order
+it was written, the table replaced, and nothing else writing either meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from consumer.core.ordering import UserState
+from consumer.core.records import KafkaRecord
+from consumer.core.rows import USER_COLUMNS, log_record, state_from_row, user_rows
+
+_USERS = f"SELECT {', '.join(USER_COLUMNS)} FROM users"
+_EVENTS = """
+SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload
+FROM user_events ORDER BY recorded_at, kafka_topic, kafka_partition, kafka_offset
+"""
+
+
+class UsersRewrite:
+    """Reads and writes inside the rebuild's transaction."""
+
+    def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+        self._conn = conn
+
+    async def users(self) -> dict[str, UserState]:
+        """Every user as the table holds it now."""
+        return {row["user_id"]: state_from_row(row) for row in await self._conn.fetch(_USERS)}
+
+    async def logged_events(self, chunk_size: int) -> AsyncIterator[list[KafkaRecord]]:
+        """The event log in the order it was written, as records, ``chunk_size`` at a time."""
+        chunk: list[KafkaRecord] = []
+        async for row in self._conn.cursor(_EVENTS, prefetch=chunk_size):
+            chunk.append(
+                log_record(
+                    row["kafka_topic"], row["kafka_partition"], row["kafka_offset"], row["payload"]
+                )
+            )
+            if len(chunk) >= chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    async def replace_users(self, users: Iterable[UserState]) -> None:
+        """Make ``users`` the whole table."""
+        await self._conn.execute("DELETE FROM users")
+        rows = user_rows(users)
+        if rows:
+            await self._conn.copy_records_to_table("users", records=rows, columns=USER_COLUMNS)
+
+
+@asynccontextmanager
+async def rewriting_users(pool: asyncpg.Pool, *, commit: bool) -> AsyncIterator[UsersRewrite]:
+    """One transaction that holds the log against appends (SHARE) and ``users`` against
+    writers (EXCLUSIVE: readers go on, and see the old rows or the new ones, never a mix).
+    It commits when the block ends normally and ``commit`` is set, else rolls back."""
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            # The log first, then users: the order the live path writes them in.
+            await conn.execute("LOCK TABLE user_events IN SHARE MODE")
+            await conn.execute("LOCK TABLE users IN EXCLUSIVE MODE")
+            yield UsersRewrite(conn)
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if commit:
+            await transaction.commit()
+        else:
+            await transaction.rollback()

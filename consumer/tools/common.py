@@ -1,0 +1,105 @@
+"""What every operator tool shares: its error, argument parsing, and its clients.
+
+A tool opens PostgreSQL and Kafka once and fails fast: no retries, unlike ``run``. The
+runner (``consumer.tools.runner``) turns what fails into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from aiokafka import AIOKafkaProducer
+
+from consumer.edges.kafka import start_producer
+from consumer.edges.migrate import apply_migrations
+from consumer.edges.store import Store
+from consumer.settings import Settings
+
+PAIRS = re.compile(r"^\s*\d+\s*:\s*\d+\s*(,\s*\d+\s*:\s*\d+\s*)*$")
+
+
+class ToolError(Exception):
+    """A problem the operator can fix (a missing topic, another redrive running): one
+    line, exit 2."""
+
+
+class BadArgument(ToolError, ValueError):
+    """An argument that does not parse or is out of range."""
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Say why a tool stopped, in one line on stderr; returns its exit code (by default 2:
+    it could not run)."""
+    print(f"user-events-consumer: {message}", file=sys.stderr)
+    return code
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time with an offset (``Z`` or ``+hh:mm``)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadArgument(f"{text!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise BadArgument(f"{text!r} has no UTC offset (add Z or +hh:mm)")
+    return moment
+
+
+def parse_pairs(text: str) -> dict[int, int]:
+    """``"0:10,2:5"`` -> {0: 10, 2: 5}."""
+    if not PAIRS.match(text):
+        raise BadArgument(f"{text!r} is not a list of partition:offset pairs")
+    pairs: dict[int, int] = {}
+    for item in text.split(","):
+        partition, offset = (int(part) for part in item.split(":"))
+        if partition in pairs:
+            raise BadArgument(f"partition {partition} is given twice")
+        pairs[partition] = offset
+    return pairs
+
+
+async def open_tool_store(settings: Settings) -> Store:
+    """The pool for a tool, with the shipped migrations applied (idempotent, locked)."""
+    try:
+        store = await Store.open(settings)
+    except ValueError as exc:  # asyncpg's reading of the URL; its message may quote it
+        raise ToolError(
+            f"invalid DATABASE_URL: not a PostgreSQL URL ({type(exc).__name__})"
+        ) from None
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+@asynccontextmanager
+async def tool_store(settings: Settings) -> AsyncIterator[Store]:
+    """``open_tool_store`` for the block, closed after."""
+    store = await open_tool_store(settings)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def tool_producer(
+    settings: Settings, *, enabled: bool = True
+) -> AsyncIterator[AIOKafkaProducer | None]:
+    """A started producer for the block, stopped after; None when not ``enabled`` (a dry
+    run publishes nothing)."""
+    if not enabled:
+        yield None
+        return
+    producer = await start_producer(settings, linger_ms=5)
+    try:
+        yield producer
+    finally:
+        await producer.stop()
