@@ -9,16 +9,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from consumer.app import open_store, run_service
 from consumer.devtools import bench
 from consumer.devtools.dev import run_dev
 from consumer.devtools.extra import needs_devtools
 from consumer.logs import configure_logging
 from consumer.settings import load_settings
+from consumer.tools import dlq, rebuild, replay
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from consumer.app import run_service
-
     settings = load_settings()
     configure_logging(settings.log_level)
     tune_garbage_collector()
@@ -43,8 +43,6 @@ def tune_garbage_collector() -> None:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from consumer.app import open_store
-
     settings = load_settings()
     configure_logging(settings.log_level)
 
@@ -95,8 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")
     dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
     dev.set_defaults(handler=needs_devtools(_cmd_dev))
-
-    from consumer.tools import dlq, rebuild, replay
 
     for tool in (replay, dlq, rebuild, bench):
         tool.add_parser(commands)

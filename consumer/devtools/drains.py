@@ -12,8 +12,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.core.decode import decode
-from consumer.core.ordering import Verdict, apply_event
-from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.ordering import EMAIL_CONFLICT, Verdict, apply_event
+from consumer.core.records import KafkaRecord, Outcome, Rejection
+from consumer.core.rows import event_rows, state_from_row, user_rows
 from consumer.devtools.benchservers import PARTITIONS
 from consumer.devtools.devenv import free_port
 from consumer.devtools.histograms import histogram_quantile, merged_histogram
@@ -26,7 +27,6 @@ from consumer.devtools.serviceprocess import (
 )
 from consumer.edges.deadletter import DeadLetterQueue
 from consumer.edges.kafka import client_options, max_request_bytes, start_producer
-from consumer.edges.store import event_rows, state_from_row, user_rows
 from consumer.settings import Settings
 
 
@@ -169,7 +169,7 @@ async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -
                 after.email.lower(),
             )
             if holder not in (None, after.user_id):
-                return Rejection(Reason.CONFLICT, "email belongs to another active user")
+                return EMAIL_CONFLICT
         event_row = event_rows([Verdict(record, event, result)])[0]
         inserted = await conn.fetchval(
             "INSERT INTO user_events (source, event_id, user_id, type, time, sequence, "

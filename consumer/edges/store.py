@@ -322,8 +322,4 @@ __all__ = [
     "Outcome",
     "Store",
     "TopicPartitionKey",
-    # consumer/devtools/bench.py still imports these three from here (consumer.core.rows).
-    "event_rows",
-    "state_from_row",
-    "user_rows",
 ]
