@@ -125,10 +125,17 @@ class Partitions:
         return sorted(self._unpositioned)
 
     def positioned(
-        self, targets: Mapping[TopicPartition, int], owned: Iterable[TopicPartition]
+        self,
+        targets: Mapping[TopicPartition, int],
+        owned: Iterable[TopicPartition],
+        generation: int,
     ) -> dict[TopicPartition, int]:
-        """``targets`` were read from the stored offsets; returns where to seek the owned
-        ones, which are then positioned there (and to be resumed)."""
+        """``targets`` were read from the stored offsets, starting in ``generation``;
+        returns where to seek the owned ones, which are then positioned there (and to be
+        resumed). Nothing, if a rebalance began since: the next assignment positions its
+        partitions, from offsets read after the writes in hand committed."""
+        if generation != self.generation or self.rebalancing:
+            return {}
         owned = set(owned)
         seeks = {tp: offset for tp, offset in targets.items() if tp in owned}
         for tp, offset in seeks.items():

@@ -81,12 +81,12 @@ class Positioner:
         if not wanted:
             return
         targets = await self._read_targets(wanted)
-        if generation != self._partitions.generation or self._partitions.rebalancing:
-            return  # revoked meanwhile: the next assignment positions its partitions
         # No await from here on. Records of a partition without a fence are dropped when
         # taken, so each partition gets its fence in the same step as its seek: the seek
         # goes back before whatever was dropped, and nothing after it is dropped.
-        seeks = self._partitions.positioned(targets, self._consumer.assignment())
+        seeks = self._partitions.positioned(targets, self._consumer.assignment(), generation)
+        if not seeks:
+            return  # revoked meanwhile, or no longer owned
         for tp, offset in seeks.items():
             self._consumer.seek(tp, offset)
         resume(self._consumer, seeks)
