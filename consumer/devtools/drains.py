@@ -12,7 +12,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.core.decode import decode
-from consumer.core.ordering import EMAIL_CONFLICT, Verdict, apply_event
+from consumer.core.ordering import EMAIL_CONFLICT, Verdict, apply_event, takes_anothers_email
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import event_rows, state_from_row, user_rows
 from consumer.devtools.benchservers import PARTITIONS
@@ -168,7 +168,8 @@ async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -
                 "SELECT user_id FROM users WHERE status = 'active' AND lower(email) = $1",
                 after.email.lower(),
             )
-            if holder not in (None, after.user_id):
+            owners = {after.email.lower(): holder} if holder is not None else {}
+            if takes_anothers_email(owners, after):
                 return EMAIL_CONFLICT
         event_row = event_rows([Verdict(record, event, result)])[0]
         inserted = await conn.fetchval(

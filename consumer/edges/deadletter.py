@@ -41,6 +41,16 @@ OutgoingHeaders = list[tuple[str, bytes | None]]
 # ``dlq.dropped`` header names what it lost ("value", "value,key", "value,key,headers").
 DROP_ORDER = ("value", "key", "headers")
 DROPPED = "dlq.dropped"
+# The provenance headers every dead letter carries (the contract's ``dlq.*`` headers).
+REASON = "dlq.reason"
+ERROR = "dlq.error"
+ORIGINAL_TOPIC = "dlq.original.topic"
+ORIGINAL_PARTITION = "dlq.original.partition"
+ORIGINAL_OFFSET = "dlq.original.offset"
+ORIGINAL_TIMESTAMP = "dlq.original.timestamp"
+CONSUMER_GROUP = "dlq.consumer.group"
+FAILED_AT = "dlq.failed.at"
+VALUE = "dlq.value"
 # The ``dlq.value`` header: a record with neither key nor value is sent with an empty
 # value, since Kafka producers refuse a record with neither.
 VALUE_WAS_NULL = "null: the record had neither key nor value; sent with an empty value"
@@ -82,14 +92,14 @@ def provenance_headers(
 ) -> OutgoingHeaders:
     """The ``dlq.*`` headers: why the record is poison and where it came from."""
     provenance = {
-        "dlq.reason": str(rejection.reason),
-        "dlq.error": rejection.error,
-        "dlq.original.topic": record.topic,
-        "dlq.original.partition": str(record.partition),
-        "dlq.original.offset": str(record.offset),
-        "dlq.original.timestamp": str(record.timestamp_ms),
-        "dlq.consumer.group": group_id,
-        "dlq.failed.at": failed_at.isoformat(timespec="milliseconds"),
+        REASON: str(rejection.reason),
+        ERROR: rejection.error,
+        ORIGINAL_TOPIC: record.topic,
+        ORIGINAL_PARTITION: str(record.partition),
+        ORIGINAL_OFFSET: str(record.offset),
+        ORIGINAL_TIMESTAMP: str(record.timestamp_ms),
+        CONSUMER_GROUP: group_id,
+        FAILED_AT: failed_at.isoformat(timespec="milliseconds"),
     }
     return [(name, value.encode()) for name, value in provenance.items()]
 
@@ -135,7 +145,7 @@ def dead_letter_message(
     if key is None and value is None:
         value = b""
         if not dropped:
-            headers.append(("dlq.value", VALUE_WAS_NULL.encode()))
+            headers.append((VALUE, VALUE_WAS_NULL.encode()))
     return DeadLetterMessage(key, value, headers, tuple(dropped))
 
 

@@ -69,10 +69,10 @@ SELECT e.source, e.event_id
 FROM user_events AS e
 JOIN unnest($1::text[], $2::text[]) AS k(source, event_id) USING (source, event_id)
 """
-_USERS = """
-SELECT user_id, email, name, status, created_at, updated_at, versions
-FROM users WHERE user_id = ANY($1::text[])
-"""
+# Every statement that names the users columns takes them from USER_COLUMNS, the order
+# of ``user_rows``: a column added there reaches each of them.
+_COLUMN_LIST = ", ".join(USER_COLUMNS)
+_USERS = f"SELECT {_COLUMN_LIST} FROM users WHERE user_id = ANY($1::text[])"
 _EMAIL_OWNERS = """
 SELECT lower(email) AS email, user_id FROM users
 WHERE status = 'active' AND lower(email) = ANY($1::text[])
@@ -83,14 +83,12 @@ _CREATE_STAGING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS users_staging
     (LIKE users INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
 """
-_UPSERT_STAGED_USERS = """
+_UPSERT_STAGED_USERS = f"""
 WITH staged AS (DELETE FROM users_staging RETURNING *)
-INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
-SELECT user_id, email, name, status, created_at, updated_at, versions FROM staged
+INSERT INTO users ({_COLUMN_LIST})
+SELECT {_COLUMN_LIST} FROM staged
 ON CONFLICT (user_id) DO UPDATE SET
-    email = EXCLUDED.email, name = EXCLUDED.name, status = EXCLUDED.status,
-    created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
-    versions = EXCLUDED.versions
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in USER_COLUMNS if c != "user_id")}
 """
 # Offsets move only from where the batch started (a compare-and-set), in the batch's
 # own transaction: of two members writing the same records (one of them evicted from

@@ -7,6 +7,7 @@ runner (``consumer.tools.runner``) turns what fails into one line and an exit co
 from __future__ import annotations
 
 import re
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,8 @@ async def open_tool_store(settings: Settings) -> Store:
     """The pool for a tool, with the shipped migrations applied (idempotent, locked)."""
     try:
         store = await Store.open(settings)
+    except ssl.SSLError:
+        raise  # a ValueError too, but a certificate's, not the URL's
     except ValueError as exc:  # asyncpg's reading of the URL; its message may quote it
         raise ToolError(
             f"invalid DATABASE_URL: not a PostgreSQL URL ({type(exc).__name__})"

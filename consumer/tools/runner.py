@@ -18,6 +18,7 @@ import asyncio
 import functools
 import json
 import logging
+import ssl
 from collections.abc import Callable, Coroutine, Mapping
 from enum import IntEnum
 from typing import Any, Protocol, TypeVar
@@ -105,6 +106,9 @@ def explain(exc: Exception, settings: Settings) -> tuple[str, Exit]:
     kafka = f"Kafka at {settings.kafka_bootstrap_servers}"
     if isinstance(exc, ToolError):
         return str(exc), Exit.CANNOT_RUN
+    if isinstance(exc, ssl.SSLError):
+        # Not transient (waiting does not fix a certificate), but a setting to correct.
+        return f"TLS failed ({name}): check the TLS settings (docs/security.md)", Exit.CANNOT_RUN
     if isinstance(exc, KafkaError):
         if is_transient(exc):
             return f"cannot reach {kafka} ({name})", Exit.CANNOT_RUN

@@ -205,6 +205,28 @@ async def test_verify_full_refuses_a_certificate_it_cannot_verify_and_that_is_fa
     assert not is_transient(refused.value)  # `run` exits 1 instead of retrying forever
 
 
+def test_a_tool_that_cannot_verify_postgresqls_certificate_says_so_and_exits_2(
+    tls_postgres: EmbeddedPostgres, pki: Pki
+) -> None:
+    """A certificate a tool cannot verify is a setting to correct, not a failure on the
+    way: one line naming TLS, exit 2, no traceback."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": tls_url(tls_postgres, "localhost", "verify-full", pki.other_ca),
+        "DB_CONNECT_TIMEOUT_SECONDS": "5",
+    }
+    ended = subprocess.run(
+        [sys.executable, "-m", "consumer.cli", "rebuild", "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ended.returncode == 2, ended.stderr
+    assert ended.stderr.startswith("user-events-consumer: TLS failed (SSLCertVerificationError)")
+    assert len(ended.stderr.strip().splitlines()) == 1, ended.stderr
+
+
 async def test_verify_ca_checks_the_ca_but_not_the_host_name(
     tls_postgres: EmbeddedPostgres, pki: Pki
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from consumer.core.records import Headers, KafkaRecord
+from consumer.edges.deadletter import FAILED_AT, REASON
 
 REDRIVE_COUNT = "dlq.redrive.count"
 DLQ_PREFIX = "dlq."
@@ -21,12 +22,12 @@ def header(headers: Headers, name: str) -> str | None:
 
 def reason_of(letter: KafkaRecord) -> str:
     """Why the record was dead-lettered (``dlq.reason``), ``(none)`` when not said."""
-    return header(letter.headers, "dlq.reason") or "(none)"
+    return header(letter.headers, REASON) or "(none)"
 
 
 def failed_at(letter: KafkaRecord) -> datetime:
     """When the record failed: ``dlq.failed.at``, else the dead letter's own timestamp."""
-    text = header(letter.headers, "dlq.failed.at")
+    text = header(letter.headers, FAILED_AT)
     if text:
         try:
             moment = datetime.fromisoformat(text)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumer.core.records import KafkaRecord
+from consumer.edges.deadletter import ORIGINAL_TOPIC
 from consumer.settings import Settings
 from consumer.tools.dlq.letters import failed_at, header, reason_of
 from consumer.tools.dlq.masking import mask_bytes, masked_headers
@@ -39,7 +40,7 @@ class DlqSummary:
     def add(self, letter: KafkaRecord) -> None:
         self.total += 1
         self.by_reason[reason_of(letter)] += 1
-        self.by_original_topic[header(letter.headers, "dlq.original.topic") or "(none)"] += 1
+        self.by_original_topic[header(letter.headers, ORIGINAL_TOPIC) or "(none)"] += 1
         at = (failed_at(letter), letter.partition, letter.offset)
         self.oldest = at if self.oldest is None or at < self.oldest else self.oldest
         self.newest = at if self.newest is None or at > self.newest else self.newest

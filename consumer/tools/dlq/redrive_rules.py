@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from consumer.core.records import Headers, KafkaRecord
-from consumer.edges.deadletter import DROPPED, OutgoingHeaders
+from consumer.edges.deadletter import DROPPED, ORIGINAL_TOPIC, REASON, VALUE, OutgoingHeaders
 from consumer.tools.dlq.letters import DLQ_PREFIX, REDRIVE_COUNT, failed_at, header, redrive_count
 from consumer.tools.kafkareader import OffsetRange
 
@@ -29,7 +29,7 @@ class Criteria:
     def matches(self, letter: KafkaRecord) -> bool:
         if self.offsets and (letter.partition, letter.offset) not in self.offsets:
             return False
-        if self.reasons and header(letter.headers, "dlq.reason") not in self.reasons:
+        if self.reasons and header(letter.headers, REASON) not in self.reasons:
             return False
         at = failed_at(letter)
         if self.since is not None and at < self.since:
@@ -63,7 +63,7 @@ def redrive_headers(headers: Headers, count: int) -> OutgoingHeaders:
 def decide_redrive(letter: KafkaRecord, max_redrives: int) -> Redrive | Refusal:
     """Re-publish to the original topic, unless it was redriven ``max_redrives`` times."""
     previous = redrive_count(letter.headers)
-    target = header(letter.headers, "dlq.original.topic")
+    target = header(letter.headers, ORIGINAL_TOPIC)
     if not target:
         return Refusal("no dlq.original.topic header", previous)
     if previous >= max_redrives:
@@ -71,7 +71,7 @@ def decide_redrive(letter: KafkaRecord, max_redrives: int) -> Redrive | Refusal:
     if header(letter.headers, DROPPED):
         # Part of the record was dropped to get the dead letter written.
         return Refusal(f"the dead letter does not hold the whole record (see {DROPPED})", previous)
-    if header(letter.headers, "dlq.value"):
+    if header(letter.headers, VALUE):
         # Its value is not the record's own (an empty stand-in for null).
         return Refusal("the dead letter does not hold the record's value (see dlq.value)", previous)
     count = previous + 1
