@@ -161,9 +161,33 @@ class Settings(BaseSettings):
         "commit, before its Kafka commit, to prove that a crash there loses and repeats nothing.",
     )
 
+    # The dead-letter storm guard, off unless configured: a partition whose records are
+    # dead-lettered this many in a row, or at this ratio over the last DLQ_WINDOW records,
+    # is held at the record that crossed the limit (see docs/operations.md).
+    dlq_max_consecutive: int = Field(
+        0,
+        ge=0,
+        description="Dead letters in a row on one partition that trip the guard (0: off).",
+    )
+    dlq_max_ratio: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of dead letters over the last DLQ_WINDOW records of one partition "
+        "that trips the guard (0: off).",
+    )
+    dlq_window: int = Field(
+        1000, ge=1, description="Records of one partition that DLQ_MAX_RATIO looks back over."
+    )
+
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto",
+        description="console: one readable line per event; json: one JSON object per line; "
+        "auto: console when stderr is a terminal, else json.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

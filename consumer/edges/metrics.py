@@ -71,6 +71,18 @@ CONSUMER_LAG = Gauge(
     "Records between the committed position and the high watermark.",
     ["topic", "partition"],
 )
+CONSUMER_LAG_SECONDS = Gauge(
+    "user_events_consumer_lag_seconds",
+    "Age of the oldest record not yet applied (now less its Kafka timestamp); 0 when "
+    "caught up.",
+    ["topic", "partition"],
+)
+DLQ_GUARD_TRIPPED = Gauge(
+    "user_events_dlq_guard_tripped",
+    "1 while the dead-letter storm guard holds the partition, else 0.",
+    ["topic", "partition"],
+)
+BUILD_INFO = Gauge("user_events_build_info", "Always 1, labelled with the version.", ["version"])
 RETRIES = Counter(
     "user_events_retries",
     "Retries of transient failures, by operation.",
