@@ -59,6 +59,7 @@ async def run_service(
         health.db_up(True)
         http.store = store
         service = await ConsumerService.start(settings, store, health)
+        http.status = service.status
         log.info(
             "consuming",
             extra={

@@ -38,6 +38,14 @@ class Health:
         self._kafka_up = value
         metrics.KAFKA_UP.set(int(value))
 
+    @property
+    def is_db_up(self) -> bool:
+        return self._db_up
+
+    @property
+    def is_kafka_up(self) -> bool:
+        return self._kafka_up
+
     def is_alive(self) -> bool:
         return time.monotonic() - self._last_beat < self.wedged_after_seconds
 

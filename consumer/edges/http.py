@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -26,6 +28,8 @@ class HttpServer:
         self.host = host
         self.port = port
         self.store: Store | None = None
+        # The running member's status (``GET /status``), once the loop has started.
+        self.status: Callable[[], dict[str, Any]] | None = None
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -74,6 +78,11 @@ class HttpServer:
                 return 200, "application/json", b'{"status":"ready"}\n'
             body = json.dumps({"status": "not ready", "reason": reason}).encode() + b"\n"
             return 503, "application/json", body
+        if path == "/status":
+            await self._check_database()
+            up = "up" if self.health.is_db_up else "down"
+            status = self.status() if self.status else {"status": "starting", "postgresql": up}
+            return 200, "application/json", json.dumps(status, indent=2).encode() + b"\n"
         return 404, "text/plain", b"not found\n"
 
     async def _check_database(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ class AfterCommit:
         # Offsets for Kafka, merged per partition until the one committer sends them.
         self._pending: dict[TopicPartition, int] = {}
         self._committer: asyncio.Task[None] | None = None
+        # Unix time of the last batch committed in PostgreSQL by this member.
+        self.last_commit: float | None = None
 
     def batch_committed(self, committed: CommittedBatch) -> None:
         """Count ``committed`` and queue its offsets for Kafka; waits for neither."""
@@ -55,6 +58,7 @@ class AfterCommit:
             TopicPartition(t, p): offset for (t, p), offset in committed.batch.next_offsets.items()
         }
         self._partitions.committed(offsets)
+        self.last_commit = committed.committed_at_wall
         self._counting.add(asyncio.create_task(self._count(committed)))
         self.follow(offsets)
 
@@ -89,21 +93,38 @@ class AfterCommit:
             self._committer.cancel()
 
     def update_lag(self) -> None:
-        """The lag in records of each owned partition: its high watermark, less what is stored."""
+        """The lag of each owned partition: in records, its high watermark less what is
+        stored; in seconds, the age of its oldest record not yet applied (0 if none)."""
+        now = time.time()
         for tp in self._consumer.assignment():
-            highwater = self._consumer.highwater(tp)
-            stored = self._partitions.stored(tp)
-            if highwater is not None and stored is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - stored)
-                )
+            lag = self.lag_of(tp, now)
+            if lag is not None:
+                labels = (tp.topic, str(tp.partition))
+                metrics.CONSUMER_LAG.labels(*labels).set(lag[0])
+                metrics.CONSUMER_LAG_SECONDS.labels(*labels).set(lag[1])
+
+    def lag_of(self, tp: TopicPartition, now: float) -> tuple[int, float] | None:
+        """``tp``'s lag in records and in seconds; None while either end is unknown."""
+        highwater = self._consumer.highwater(tp)
+        stored = self._partitions.stored(tp)
+        if highwater is None or stored is None:
+            return None
+        records = max(0, highwater - stored)
+        oldest = self._partitions.oldest_unapplied(tp)
+        seconds = max(0.0, now - oldest) if records and oldest is not None else 0.0
+        return records, round(seconds, 3)
 
     @staticmethod
-    def forget_lag(partitions: Sequence[TopicPartition] | set[TopicPartition]) -> None:
-        """Partitions this member no longer owns export no lag: their new owner does."""
+    def forget_series(partitions: Sequence[TopicPartition] | set[TopicPartition]) -> None:
+        """Partitions this member no longer owns export nothing: their new owner does."""
         for tp in partitions:
-            with contextlib.suppress(KeyError):
-                metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+            for gauge in (
+                metrics.CONSUMER_LAG,
+                metrics.CONSUMER_LAG_SECONDS,
+                metrics.DLQ_GUARD_TRIPPED,
+            ):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(tp.topic, str(tp.partition))
 
     async def _commit_pending(self) -> None:
         """Commit what is queued, until nothing is: a failed commit is tried again every

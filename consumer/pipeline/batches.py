@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,18 +111,34 @@ class _RolledBack(Exception):
     """Ends a dry run's transaction: everything it decided is undone."""
 
 
+class GuardCrossed(Exception):
+    """The batch's dead letters would cross the storm guard's limits: rolled back. Per
+    partition, the offset of the first record that would."""
+
+    def __init__(self, at: Mapping[TopicPartitionKey, int]) -> None:
+        super().__init__(f"dead-letter limit crossed on {len(at)} partition(s)")
+        self.at = dict(at)
+
+
+# Given a batch's dead letters, where the storm guard would hold each partition.
+GuardCheck = Callable[[Sequence[DeadLetter]], Mapping[TopicPartitionKey, int]]
+
+
 async def write_batch(
     store: Store,
     accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]],
     poison: Sequence[DeadLetter],
     dead_letters: DeadLetterQueue | None,
     offsets: OffsetsMove | None = None,
+    guard: GuardCheck | None = None,
 ) -> tuple[BatchPlan, list[DeadLetter]]:
     """Write one batch in one transaction; returns its plan and its dead letters in order.
 
     The dead letters are acknowledged before the transaction commits the offsets past
     them: a dead letter that cannot be written rolls the batch back, to be retried.
-    Without ``dead_letters`` (a dry run) everything is decided, then rolled back.
+    Without ``dead_letters`` (a dry run) everything is decided, then rolled back. If
+    ``guard`` says the dead letters cross the storm guard's limits, nothing is sent and
+    ``GuardCrossed`` rolls the batch back.
     """
     result: tuple[BatchPlan, list[DeadLetter]] | None = None
     try:
@@ -131,6 +147,8 @@ async def write_batch(
             if offsets is not None:
                 await writer.save_offsets(offsets.group_id, offsets.end, offsets.start)
             dead = sorted([*poison, *plan.rejected], key=lambda d: (d[0].partition, d[0].offset))
+            if guard is not None and dead and (crossed := guard(dead)):
+                raise GuardCrossed(crossed)
             result = (plan, dead)
             if dead_letters is None:
                 raise _RolledBack
@@ -139,3 +157,36 @@ async def write_batch(
         pass
     assert result is not None
     return result
+
+
+def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartitionKey, int]) -> PreparedBatch:
+    """``batch`` without the records of each partition in ``at`` from its offset on: the
+    batch then ends, and stores its offsets, right before them."""
+
+    def kept(record: KafkaRecord) -> bool:
+        cut = at.get((record.topic, record.partition))
+        return cut is None or record.offset < cut
+
+    return PreparedBatch(
+        batch.generation,
+        batch.started,
+        records=[r for r in batch.records if kept(r)],
+        accepted=[entry for entry in batch.accepted if kept(entry[0])],
+        poison=[entry for entry in batch.poison if kept(entry[0])],
+        next_offsets={**batch.next_offsets, **at},
+        start_offsets=batch.start_offsets,
+        epochs=batch.epochs,
+    )
+
+
+def outcomes_by_partition(
+    records: Sequence[KafkaRecord], dead: Sequence[DeadLetter]
+) -> dict[TopicPartitionKey, list[tuple[int, bool]]]:
+    """Per partition, in offset order, each record's offset and whether it is dead-lettered."""
+    dead_at = {(record.topic, record.partition, record.offset) for record, _ in dead}
+    outcomes: dict[TopicPartitionKey, list[tuple[int, bool]]] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        dead_here = (record.topic, record.partition, record.offset) in dead_at
+        outcomes.setdefault(key, []).append((record.offset, dead_here))
+    return outcomes

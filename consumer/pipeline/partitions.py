@@ -21,6 +21,8 @@ outlived either is not written (``is_current``).
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +90,13 @@ class Partitions:
     # Per positioned partition: the offset stored in PostgreSQL, as far as this member
     # knows (for the lag).
     _stored: dict[TopicPartition, int] = field(default_factory=dict)
+    # Per partition the storm guard holds: the offset of the record it is held at.
+    _held: dict[TopicPartition, int] = field(default_factory=dict)
+    # Per partition, for the lag in seconds: the start offset and the Kafka timestamp (ms)
+    # of the first record of each batch taken and not yet committed, oldest first; and
+    # when the partition was last positioned or committed (Unix time).
+    _in_hand: dict[TopicPartition, deque[tuple[int, int]]] = field(default_factory=dict)
+    _progress: dict[TopicPartition, float] = field(default_factory=dict)
 
     # --- the group --------------------------------------------------------------------
 
@@ -102,6 +111,9 @@ class Partitions:
             self._fence.pop(tp, None)
             self._stored.pop(tp, None)
             self._unpositioned.discard(tp)
+            self._held.pop(tp, None)
+            self._in_hand.pop(tp, None)
+            self._progress.pop(tp, None)
 
     def assigned(self, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
         """The rebalance ended with ``partitions`` assigned; returns those to pause: all of
@@ -138,9 +150,11 @@ class Partitions:
             return {}
         owned = set(owned)
         seeks = {tp: offset for tp, offset in targets.items() if tp in owned}
+        now = time.time()
         for tp, offset in seeks.items():
             self._fence[tp] = offset
             self._stored[tp] = offset
+            self._progress[tp] = now
         self._unpositioned.difference_update(targets)
         self._unpositioned &= owned
         return seeks
@@ -153,12 +167,29 @@ class Partitions:
         positioned again: the owned ones are positioned once more, and a batch of them
         already taken is dropped too. Returns those to pause until then."""
         partitions = set(partitions)
-        held = partitions & set(owned)
-        self._unpositioned |= held
+        again = (partitions & set(owned)) - self._held.keys()  # held ones stay held
+        self._unpositioned |= again
         for tp in partitions:
             self._fence.pop(tp, None)
             self._epochs[tp] = self._epochs.get(tp, 0) + 1
-        return held
+            if tp not in self._held:
+                self._in_hand.pop(tp, None)
+        return again
+
+    def hold(self, tp: TopicPartition, offset: int, timestamp_ms: int) -> None:
+        """The storm guard holds ``tp`` at ``offset`` (a record with ``timestamp_ms``): it
+        is neither taken from, nor positioned, nor resumed until it is revoked (a restart
+        counts afresh); a batch of it taken since is dropped."""
+        self._held[tp] = offset
+        self._fence.pop(tp, None)
+        self._unpositioned.discard(tp)
+        self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        self._in_hand[tp] = deque([(offset, timestamp_ms)])
+
+    @property
+    def held(self) -> dict[TopicPartition, int]:
+        """The partitions the storm guard holds, each with the offset it is held at."""
+        return dict(self._held)
 
     # --- taking and writing -----------------------------------------------------------
 
@@ -174,6 +205,9 @@ class Partitions:
         batch of ``generation``: the one current when the fetch began."""
         messages, starts = take_unseen(fetched, self._fence)
         epochs = {tp: self._epochs.get(tp, 0) for tp in starts}
+        for tp, start in starts.items():
+            first = next(m for m in fetched[tp] if m.offset >= start)
+            self._in_hand.setdefault(tp, deque()).append((start, first.timestamp))
         return Taken(messages, starts, epochs, generation)
 
     def is_current(self, generation: int, epochs: Mapping[TopicPartition, int]) -> bool:
@@ -193,13 +227,28 @@ class Partitions:
         """The batch of ``partitions`` is done retrying; returns which of ``paused`` to
         resume: all but those another batch still retries or that wait to be positioned."""
         self._retrying.discard(partitions)
-        return set(paused) - self._unpositioned.union(*self._retrying)
+        return set(paused) - self._unpositioned.union(*self._retrying, self._held)
 
     def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
         """A batch stored ``offsets`` in PostgreSQL."""
+        now = time.time()
         for tp, offset in offsets.items():
             if tp in self._stored:
                 self._stored[tp] = offset
+                self._progress[tp] = now
+            in_hand = self._in_hand.get(tp)
+            while in_hand and in_hand[0][0] < offset and tp not in self._held:
+                in_hand.popleft()
+
+    def oldest_unapplied(self, tp: TopicPartition) -> float | None:
+        """When the oldest record of ``tp`` not yet applied was produced (Unix time): the
+        first record of the oldest batch in hand, or the one the partition is held at.
+        Until its next records are taken, an estimate: when the partition last moved
+        (positioned or committed). None if it is not positioned."""
+        in_hand = self._in_hand.get(tp)
+        if in_hand and in_hand[0][1] >= 0:
+            return in_hand[0][1] / 1000
+        return self._progress.get(tp)
 
     def stored(self, tp: TopicPartition) -> int | None:
         """The offset of ``tp`` stored in PostgreSQL as far as known (None if unknown)."""

@@ -14,6 +14,7 @@ from consumer.pipeline.aftercommit import AfterCommit
 from consumer.pipeline.lanes import WriteLanes
 from consumer.pipeline.partitions import Partitions
 from consumer.pipeline.positioning import Positioner
+from consumer.pipeline.stormguard import BatchGuard
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,14 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         partitions: Partitions,
         lanes: WriteLanes,
         positioner: Positioner,
+        guard: BatchGuard,
         health: Health,
     ) -> None:
         self._consumer = consumer
         self._partitions = partitions
         self._lanes = lanes
         self._positioner = positioner
+        self._guard = guard
         self._health = health
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -41,7 +44,9 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # The batches being written finish and commit; none starts after this point.
         await self._lanes.wait_for(None)
         self._partitions.revoked(revoked)
-        AfterCommit.forget_lag(revoked)
+        AfterCommit.forget_series(revoked)
+        for tp in revoked:
+            self._guard.forget((tp.topic, tp.partition))  # its next owner counts afresh
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # First: aiokafka logs and swallows a listener's exception, and a flag left set
@@ -53,5 +58,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         # Nothing is fetched for them until positioned (which resumes them).
         pause(self._consumer, to_pause)
+        for tp in assigned:
+            metrics.DLQ_GUARD_TRIPPED.labels(tp.topic, str(tp.partition)).set(0)
         self._health.joined(True)
         self._positioner.soon()

@@ -24,21 +24,25 @@ import logging
 import os
 import signal
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer.core.ordering import BatchPlan
 from consumer.edges import metrics
-from consumer.edges.deadletter import DeadLetterQueue
+from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.errors import OffsetsMoved, is_transient, retrying
 from consumer.edges.health import Health
 from consumer.edges.kafka import client_options, max_request_bytes, pause, resume, start_producer
-from consumer.edges.store import Store
+from consumer.edges.store import Store, TopicPartitionKey
 from consumer.pipeline.aftercommit import AfterCommit
 from consumer.pipeline.batches import (
     CommittedBatch,
+    GuardCrossed,
     OffsetsMove,
     PreparedBatch,
+    cut_batch,
     decode_batch,
     write_batch,
 )
@@ -47,6 +51,8 @@ from consumer.pipeline.lanes import WriteLanes
 from consumer.pipeline.partitions import Partitions
 from consumer.pipeline.positioning import Positioner
 from consumer.pipeline.rebalance import Rebalance
+from consumer.pipeline.status import member_status
+from consumer.pipeline.stormguard import BatchGuard
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,7 @@ class ConsumerService:
         self._stopping = asyncio.Event()
         self._batches_committed = 0
         self.partitions = Partitions()
+        self._guard = BatchGuard(settings)
         self._lanes = WriteLanes(settings.db_concurrent_batches)
         self._after_commit = AfterCommit(consumer, self.partitions, self._stopping)
         self._positioner = Positioner(
@@ -117,10 +124,26 @@ class ConsumerService:
         )
         service = cls(settings, store, consumer, dead_letters, health)
         listener = Rebalance(
-            consumer, service.partitions, service._lanes, service._positioner, health
+            consumer,
+            service.partitions,
+            service._lanes,
+            service._positioner,
+            service._guard,
+            health,
         )
         consumer.subscribe([settings.kafka_topic], listener=listener)
         return service
+
+    def status(self) -> dict[str, Any]:
+        """This member's partitions and where each stands (``GET /status``)."""
+        return member_status(
+            self.settings,
+            self.consumer,
+            self.partitions,
+            self._after_commit,
+            self._guard.limits,
+            self.health,
+        )
 
     def stop(self) -> None:
         """Ask the loop to finish the batches in hand and return."""
@@ -209,16 +232,17 @@ class ConsumerService:
             self._drop(batch)
             return
         metrics.BATCH_SIZE.observe(len(batch.records))
-        # The partitions, not the batch: tenacity's retry state is a reference cycle, and
-        # would keep the whole batch alive until the next full collection.
-        on_retry = functools.partial(self._on_write_retry, batch.partitions)
-        move = OffsetsMove(self.settings.kafka_group_id, batch.start_offsets, batch.next_offsets)
+        fetched, held_at = batch, {}
         try:
-            async for attempt in retrying(self.settings, "write_batch", self._stopping, on_retry):
-                with attempt:
-                    plan, dead = await write_batch(
-                        self.store, batch.accepted, batch.poison, self.dead_letters, move
-                    )
+            while True:
+                try:
+                    plan, dead = await self._write_with_retries(batch)
+                    break
+                except GuardCrossed as crossed:
+                    # Written again without what the guard holds back, from the record
+                    # that crossed the limit on.
+                    held_at.update(crossed.at)
+                    batch = cut_batch(batch, crossed.at)
         except OffsetsMoved as moved:
             # Rolled back: its records were written by whoever moved the offsets (a
             # member that took over these partitions while this batch was in hand,
@@ -235,11 +259,42 @@ class ConsumerService:
             raise
         self.health.db_up(True)
         self.health.kafka_up(True)  # it fetched this batch and took its dead letters
+        self._guard.count(batch.records, dead)
+        for key, offset in held_at.items():
+            self._hold(key, offset, fetched)
         self._end_retries(batch)
         self._batches_committed += 1
         if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
             os.kill(os.getpid(), signal.SIGKILL)
         self._after_commit.batch_committed(CommittedBatch(batch, plan, dead))
+
+    async def _write_with_retries(self, batch: PreparedBatch) -> tuple[BatchPlan, list[DeadLetter]]:
+        """``write_batch``, retrying transient failures; the guard checks each attempt."""
+        # The partitions, not the batch: tenacity's retry state is a reference cycle, and
+        # would keep the whole batch alive until the next full collection.
+        on_retry = functools.partial(self._on_write_retry, batch.partitions)
+        move = OffsetsMove(self.settings.kafka_group_id, batch.start_offsets, batch.next_offsets)
+        check = self._guard.check_for(batch.records)
+        async for attempt in retrying(self.settings, "write_batch", self._stopping, on_retry):
+            with attempt:
+                return await write_batch(
+                    self.store, batch.accepted, batch.poison, self.dead_letters, move, check
+                )
+        raise AssertionError("unreachable: tenacity reraises the last failure")
+
+    def _hold(self, key: TopicPartitionKey, offset: int, batch: PreparedBatch) -> None:
+        """Hold a partition at the record the storm guard stopped at: paused, and
+        reported, until a restart (or a rebalance) counts afresh."""
+        tp = TopicPartition(*key)
+        at = next(r for r in batch.records if r.partition == tp.partition and r.offset == offset)
+        self.partitions.hold(tp, offset, at.timestamp_ms)
+        pause(self.consumer, {tp})
+        metrics.DLQ_GUARD_TRIPPED.labels(tp.topic, str(tp.partition)).set(1)
+        log.error(
+            "dead-letter storm guard tripped: partition held at the record that crossed "
+            "the limit; fix the publisher, then restart or raise the limit to release it",
+            extra={**at.where(), **self._guard.limits_described()},
+        )
 
     def _drop(self, batch: PreparedBatch) -> None:
         """Drop a batch: its owned partitions are paused and positioned again."""

@@ -14,6 +14,7 @@ P0, P1, P2 = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t",
 
 class Message(NamedTuple):
     offset: int
+    timestamp: int = 1_700_000_000_000
 
 
 def at(*offsets: int) -> list[Message]:
@@ -313,3 +314,36 @@ def test_every_batch_written_starts_where_the_stored_offsets_stand(
         elif action == "apply" and read is not None:
             state.positioned(read[1], owned, generation=read[0])
             read = None
+
+
+def test_a_held_partition_is_neither_taken_positioned_nor_resumed() -> None:
+    state = positioned({P0: 0, P1: 0})
+    waiting = state.take({P0: at(0, 1, 2)}, state.generation)
+    state.hold(P0, 1, timestamp_ms=1_700_000_000_000)
+    assert state.held == {P0: 1}
+    assert state.fence(P0) is None
+    assert state.take({P0: at(1, 2)}, state.generation).messages == []
+    # A batch of it taken before is dropped, without queueing it for positioning.
+    assert not state.is_current(waiting.generation, waiting.epochs)
+    assert state.dropped(waiting.starts, owned={P0, P1}) == set()
+    assert state.unpositioned == frozenset()
+    state.retrying(frozenset({P1}))
+    assert state.retry_ended(frozenset({P1}), paused={P0, P1}) == {P1}
+    # Its lag in seconds counts from the record it is held at.
+    assert state.oldest_unapplied(P0) == 1_700_000_000.0
+    # A revocation ends the hold: whoever owns it next counts afresh.
+    state.revoking()
+    state.revoked({P0, P1})
+    assert state.held == {}
+
+
+def test_the_oldest_unapplied_record_is_the_first_of_the_oldest_batch_in_hand() -> None:
+    state = positioned({P0: 0})
+    assert state.oldest_unapplied(P0) is not None  # when it was positioned, till taken
+    state.take({P0: [Message(0, 1_000), Message(1, 2_000)]}, state.generation)
+    state.take({P0: [Message(2, 3_000)]}, state.generation)
+    assert state.oldest_unapplied(P0) == 1.0
+    state.committed({P0: 2})
+    assert state.oldest_unapplied(P0) == 3.0
+    state.committed({P0: 3})
+    assert state.oldest_unapplied(P0) is not None  # when it last moved

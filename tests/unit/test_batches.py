@@ -1,0 +1,43 @@
+"""Cutting a batch where the storm guard holds a partition, and the outcomes it counts."""
+
+from consumer.core.records import KafkaRecord, Reason, Rejection
+from consumer.pipeline.batches import PreparedBatch, cut_batch, outcomes_by_partition
+
+
+def record(partition: int, offset: int) -> KafkaRecord:
+    return KafkaRecord("t", partition, offset, 0, None, b"{}", ())
+
+
+POISON = Rejection(Reason.UNDECODABLE, "value is not JSON")
+
+
+def test_cut_batch_drops_a_partition_from_the_held_record_on_and_ends_it_there() -> None:
+    records = [record(0, o) for o in range(5)] + [record(1, o) for o in range(3)]
+    batch = PreparedBatch(
+        1,
+        0.0,
+        records=records,
+        accepted=[(records[0], None), (records[4], None), (records[5], None)],  # type: ignore[list-item]
+        poison=[(records[2], POISON), (records[3], POISON)],
+        next_offsets={("t", 0): 5, ("t", 1): 3},
+        start_offsets={("t", 0): 0, ("t", 1): 0},
+    )
+    cut = cut_batch(batch, {("t", 0): 3})
+    assert [(r.partition, r.offset) for r in cut.records] == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (1, 0),
+        (1, 1),
+        (1, 2),
+    ]
+    assert [r.offset for r, _ in cut.poison] == [2]
+    assert [(r.partition, r.offset) for r, _ in cut.accepted] == [(0, 0), (1, 0)]
+    assert cut.next_offsets == {("t", 0): 3, ("t", 1): 3}
+    assert cut.start_offsets == batch.start_offsets and cut.partitions == batch.partitions
+
+
+def test_outcomes_by_partition_marks_the_dead_letters_in_offset_order() -> None:
+    records = [record(0, 0), record(0, 1), record(1, 7)]
+    outcomes = outcomes_by_partition(records, [(records[1], POISON)])
+    assert outcomes == {("t", 0): [(0, False), (1, True)], ("t", 1): [(7, False)]}
