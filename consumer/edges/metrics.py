@@ -74,8 +74,7 @@ CONSUMER_LAG = Gauge(
 )
 CONSUMER_LAG_SECONDS = Gauge(
     "user_events_consumer_lag_seconds",
-    "Age of the oldest record not yet applied (now less its Kafka timestamp); 0 when "
-    "caught up.",
+    "Age of the oldest record not yet applied (now less its Kafka timestamp); 0 when caught up.",
     ["topic", "partition"],
 )
 DLQ_GUARD_TRIPPED = Gauge(
