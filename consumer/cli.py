@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from consumer import __version__
 from consumer.app import open_store, run_service
 from consumer.devtools import bench
 from consumer.devtools.dev import run_dev
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consume CloudEvents user events from Kafka into PostgreSQL, exactly once.",
         epilog="Configuration comes from the environment; see the README.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
