@@ -49,6 +49,7 @@ async def run_service(
         stop_on_signals(stopping)
 
     metrics.export_known_series(settings.kafka_topic)
+    metrics.export_build_info()
     health = Health(wedged_after_seconds=settings.health_wedged_after_seconds)
     http = HttpServer(health, settings.http_host, settings.http_port)
     await http.start()

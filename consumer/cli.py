@@ -9,18 +9,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from consumer import __version__
 from consumer.app import open_store, run_service
 from consumer.devtools import bench
 from consumer.devtools.dev import run_dev
 from consumer.devtools.extra import needs_devtools
-from consumer.logs import configure_logging
+from consumer.logs import LogFormat, configure_logging
 from consumer.settings import load_settings
 from consumer.tools import dlq, rebuild, replay
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     tune_garbage_collector()
     return asyncio.run(run_service(settings, migrate=not args.no_migrate))
 
@@ -44,7 +45,7 @@ def tune_garbage_collector() -> None:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     async def migrate() -> None:
         store = await open_store(settings, asyncio.Event(), migrate=True)
@@ -56,7 +57,9 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     settings = load_settings()
-    configure_logging(settings.log_level if args.verbose else "WARNING")
+    # Someone watches dev: readable lines, even through a pipe, unless JSON is asked for.
+    log_format: LogFormat = "json" if settings.log_format == "json" else "console"
+    configure_logging(settings.log_level if args.verbose else "WARNING", log_format)
     return asyncio.run(run_dev(Path(args.data_dir), args.rate))
 
 
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consume CloudEvents user events from Kafka into PostgreSQL, exactly once.",
         epilog="Configuration comes from the environment; see the README.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--data-dir", default=".dev", help="where PostgreSQL keeps its data")
     dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")
-    dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
+    dev.add_argument("--verbose", action="store_true", help="show all logs, not only warnings")
     dev.set_defaults(handler=needs_devtools(_cmd_dev))
 
     for tool in (replay, dlq, rebuild, bench):

@@ -75,6 +75,9 @@ async def run_dev(data_dir: Path, rate: float) -> int:
             database_url=postgres.url,
             http_port=_port_or_free(8080),
             http_host="127.0.0.1",
+            # The embedded broker has no InitProducerId: asking would log an error and a
+            # warning at each start, for every producer.
+            kafka_enable_idempotence="false",
         )
         await ensure_topics(settings, {settings.kafka_topic: 6, settings.kafka_dlq_topic: 1})
         print(

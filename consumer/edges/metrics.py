@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from consumer import __version__
 from consumer.core.records import Outcome, Reason
 
 # The operations whose transient failures are retried: the ``operation`` label.
@@ -111,6 +112,11 @@ def export_known_series(topic: str) -> None:
         RETRIES.labels(operation)
     for state in ("in_use", "idle"):
         DB_POOL_CONNECTIONS.labels(state)
+
+
+def export_build_info() -> None:
+    """``user_events_build_info{version}`` at 1: which version each replica runs."""
+    BUILD_INFO.labels(__version__).set(1)
 
 
 def count_retry(operation: str, exc: BaseException | None = None) -> None:

@@ -84,7 +84,7 @@ def run_tool(
     except BadArgument as exc:
         return fail(str(exc))
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
         # A tool says why it failed in one line; aiokafka would log each failed
         # connection attempt on top of it.

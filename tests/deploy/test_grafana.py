@@ -3,7 +3,15 @@ and the provisioning points at it."""
 
 from __future__ import annotations
 
-from tests.deploy.promql import dashboard, dashboard_expressions, grafana_to_promql, metric_names
+import re
+
+from tests.deploy.promql import (
+    alert_rules,
+    dashboard,
+    dashboard_expressions,
+    grafana_to_promql,
+    metric_names,
+)
 from tests.deploy.tools import GRAFANA, load_yaml
 
 
@@ -48,12 +56,25 @@ def test_the_issue_s_panels_exist() -> None:
     assert "by (reason)" in panels["Dead letters by reason"]["targets"][0]["expr"]
     uses("Lag by partition", "user_events_consumer_lag")
     assert "partition" in panels["Lag by partition"]["targets"][0]["expr"]
+    uses("Lag in seconds by partition", "user_events_consumer_lag_seconds")
+    assert "partition" in panels["Lag in seconds by partition"]["targets"][0]["expr"]
+    uses("Held by the dead-letter guard", "user_events_dlq_guard_tripped")
+    assert "partition" in panels["Held by the dead-letter guard"]["targets"][0]["expr"]
     uses("Event age percentiles", "user_events_event_age_seconds_bucket")
     assert len(panels["Event age percentiles"]["targets"]) == 3
     uses("Batch size", "user_events_batch_size_bucket")
     uses("Batch duration", "user_events_batch_duration_seconds_bucket")
     uses("Database pool connections", "user_events_db_pool_connections")
     uses("Retries by operation", "user_events_retries_total")
+
+
+def test_the_time_lag_panel_draws_the_alert_s_threshold() -> None:
+    panel = panels_by_title()["Lag in seconds by partition"]
+    assert panel["fieldConfig"]["defaults"]["unit"] == "s"
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    [rule] = [r for r in alert_rules() if r["alert"] == "UserEventsConsumerTimeLag"]
+    threshold = re.search(r"\) > (\d+)\s*$", rule["expr"])
+    assert threshold and steps[-1] == {"color": "red", "value": int(threshold.group(1))}
 
 
 def test_provisioning() -> None:

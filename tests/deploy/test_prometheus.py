@@ -14,6 +14,8 @@ REQUIRED = {
     "user_events_db_up": "database down",
     "up": "target down",
     "user_events_event_age_seconds_bucket": "event age p99",
+    "user_events_consumer_lag_seconds": "time lag",
+    "user_events_dlq_guard_tripped": "storm guard tripped",
 }
 
 
@@ -41,6 +43,8 @@ def test_the_issue_s_alerts_exist() -> None:
     assert "histogram_quantile(0.99" in exprs and "> 5" in exprs
     assert "time() - user_events_last_commit_timestamp_seconds > 300" in exprs
     assert 'up{job="user-events-consumer"} == 0' in exprs
+    assert 'user_events_consumer_lag_seconds{job="user-events-consumer"}) > 300' in exprs
+    assert 'user_events_dlq_guard_tripped{job="user-events-consumer"} == 1' in exprs
 
 
 def test_every_alert_has_a_firing_unit_test_and_a_runbook() -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from consumer import __version__
 from consumer.devtools.devenv import free_port
 from schemas import build_event, structured_record
 from tests.deploy.tools import promtool
@@ -181,6 +182,9 @@ async def test_a_live_process_serves_endpoints_counts_what_it_wrote_and_logs_saf
         assert None not in pool.values() and sum(pool.values()) >= 1  # type: ignore[arg-type]
         assert (sample(samples, "process_cpu_seconds_total") or 0) > 0
         assert sample_sum(samples, "python_info") == 1
+        # The version it runs, set once at start: one series, at 1.
+        assert sample(samples, "user_events_build_info", version=__version__) == 1
+        assert sample_sum(samples, "user_events_build_info") == 1
         assert "# TYPE user_events_retries_total counter" in body
 
         # promtool lints the live exposition without a complaint.

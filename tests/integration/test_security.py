@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -256,8 +257,9 @@ def scrape(port: int, path: str) -> str:
         return body.decode()
 
 
+@pytest.mark.parametrize("log_format", ["json", "console"])
 async def test_no_secret_and_no_email_in_logs_metrics_or_dead_letter_headers(
-    bootstrap_servers: str, database: str, tmp_path: Path
+    bootstrap_servers: str, database: str, tmp_path: Path, log_format: str
 ) -> None:
     settings = await new_settings(bootstrap_servers, database, partitions=1)
     url, password = with_password(database)
@@ -281,7 +283,7 @@ async def test_no_secret_and_no_email_in_logs_metrics_or_dead_letter_headers(
     await publish(bootstrap_servers, settings.kafka_topic, messages)
 
     http_port = free_port()
-    env = service_env(settings, LOG_LEVEL="DEBUG", HTTP_HOST="127.0.0.1")
+    env = service_env(settings, LOG_LEVEL="DEBUG", HTTP_HOST="127.0.0.1", LOG_FORMAT=log_format)
     env["HTTP_PORT"] = str(http_port)
     del env["DATABASE_URL"]
     env["DATABASE_URL_FILE"] = str(tmp_path / "database_url")
@@ -305,9 +307,16 @@ async def test_no_secret_and_no_email_in_logs_metrics_or_dead_letter_headers(
         stdout, stderr = await asyncio.to_thread(process.communicate, timeout=30)
     logs = stderr.decode() + stdout.decode()
     assert process.returncode == 0, logs[-3000:]
-    assert '"level": "DEBUG"' in logs or '"level": "INFO"' in logs  # it did log
-    for line in logs.splitlines():
-        json.loads(line)  # JSON, one object a line: nothing printed around the logger
+    lines = logs.splitlines()
+    if log_format == "json":
+        assert '"level": "DEBUG"' in logs or '"level": "INFO"' in logs  # it did log
+        for line in lines:
+            json.loads(line)  # JSON, one object a line: nothing printed around the logger
+    else:
+        # A line per record (time, level, message, context), and the frames of a traceback.
+        console_line = re.compile(r"\d\d:\d\d:\d\d [A-Z]+ +\S|  ")
+        assert lines and all(console_line.match(line) for line in lines)
+        assert any("record dead-lettered" in line and "reason=conflict" in line for line in lines)
     exposed["logs"] = logs
     for record in dead:
         for name, value in headers_of(record).items():
