@@ -199,7 +199,7 @@ def _dry_run(args: argparse.Namespace) -> bool:
 
 
 async def _rebuild(settings: Settings, dry_run: bool) -> RebuildReport:
-    async with tool_store(settings) as store:
+    async with tool_store(settings, migrate=not dry_run) as store:
         return await rebuild(store, dry_run=dry_run)
 
 

@@ -49,5 +49,5 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
 
 
 async def _replay(settings: Settings, request: ReplayRequest) -> ReplaySummary:
-    async with tool_store(settings) as store:
+    async with tool_store(settings, migrate=not request.dry_run) as store:
         return await replay(settings, store, request, interactive=None)
