@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from consumer.tools.display import render_table
 from consumer.tools.status.report import (
     GroupView,
     Owner,
@@ -16,7 +17,6 @@ from consumer.tools.status.report import (
     lag_seconds,
     read_from,
 )
-from consumer.tools.table import render_table
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from consumer.tools.table import render_table
+from consumer.tools.display import render_table, utc_text
 
 ReadFrom = Literal["postgresql", "kafka", "beginning"]
 
@@ -147,7 +147,7 @@ class StatusReport:
         return {
             "topic": self.topic,
             "group": self.group_id,
-            "checked_at": _iso(self.checked_at),
+            "checked_at": utc_text(self.checked_at),
             "group_state": self.group.state,
             "group_members": None
             if self.group.members is None
@@ -169,9 +169,9 @@ class StatusReport:
             "lag_records": p.lag_records,
             "lag_seconds": p.lag_seconds,
             "oldest_unapplied_offset": p.oldest_unapplied[0] if p.oldest_unapplied else None,
-            "oldest_unapplied_at": _iso(p.oldest_unapplied[1]) if p.oldest_unapplied else None,
+            "oldest_unapplied_at": utc_text(p.oldest_unapplied[1]) if p.oldest_unapplied else None,
             "owner": None if owner is None else _owner_json(owner),
-            "last_commit": _iso(p.last_commit) if p.last_commit else None,
+            "last_commit": utc_text(p.last_commit) if p.last_commit else None,
         }
 
     def render(self) -> str:
@@ -179,7 +179,7 @@ class StatusReport:
         members = "" if self.group.members is None else f", {_plural(len(self.group.members))}"
         lines = [
             f"topic {self.topic}, group {self.group_id} ({state}{members}), "
-            f"at {_iso(self.checked_at)}",
+            f"at {utc_text(self.checked_at)}",
             render_table(
                 ["partition", "stored", "kafka", "high", "lag", "lag s", "last commit", "owner"],
                 [
@@ -190,7 +190,7 @@ class StatusReport:
                         str(p.high_watermark),
                         str(p.lag_records),
                         _seconds(p.lag_seconds),
-                        _iso(p.last_commit) if p.last_commit else "-",
+                        utc_text(p.last_commit) if p.last_commit else "-",
                         self.group.owner_text(p.partition),
                     ]
                     for p in self.partitions
@@ -219,10 +219,6 @@ class StatusReport:
 
 def _owner_json(owner: Owner) -> dict[str, str]:
     return {"member_id": owner.member_id, "client_id": owner.client_id, "host": owner.host}
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _or_dash(value: int | None) -> str:

@@ -1,8 +1,9 @@
-"""Plain-text tables for a person at a terminal. Pure."""
+"""What the tools show a person: tables and times. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -23,3 +24,8 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _is_number(cell: str) -> bool:
     return cell in ("-", "?") or cell.replace(".", "", 1).lstrip("-").isdigit()
+
+
+def utc_text(moment: datetime, timespec: str = "seconds") -> str:
+    """``moment`` in RFC 3339, in UTC with a ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
