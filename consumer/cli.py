@@ -15,7 +15,7 @@ from consumer.devtools.dev import run_dev
 from consumer.devtools.extra import needs_devtools
 from consumer.logs import configure_logging
 from consumer.settings import load_settings
-from consumer.tools import dlq, rebuild, replay, status
+from consumer.tools import dlq, event, rebuild, replay, status
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--verbose", action="store_true", help="show the consumer's JSON logs")
     dev.set_defaults(handler=needs_devtools(_cmd_dev))
 
-    for tool in (replay, dlq, rebuild, status, bench):
+    for tool in (replay, dlq, rebuild, status, event, bench):
         tool.add_parser(commands)
     return parser
 

@@ -12,6 +12,11 @@ _GROUP_OFFSETS = """
 SELECT partition, next_offset, updated_at FROM consumer_offsets
 WHERE group_id = $1 AND topic = $2
 """
+_LOGGED_EVENT = """
+SELECT source, event_id, user_id, type, time, sequence, kafka_topic, kafka_partition,
+       kafka_offset, outcome, recorded_at
+FROM user_events WHERE source = $1 AND event_id = $2
+"""
 
 
 class StoredOffset(NamedTuple):
@@ -20,6 +25,22 @@ class StoredOffset(NamedTuple):
     partition: int
     next_offset: int
     updated_at: datetime
+
+
+class LoggedEvent(NamedTuple):
+    """A ``user_events`` row without its payload (which holds personal data)."""
+
+    source: str
+    event_id: str
+    user_id: str
+    type: str
+    time: datetime
+    sequence: int | None
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+    outcome: str
+    recorded_at: datetime
 
 
 class Lookups:
@@ -33,3 +54,9 @@ class Lookups:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(_GROUP_OFFSETS, group_id, topic)
         return {row["partition"]: StoredOffset(*row) for row in rows}
+
+    async def logged_event(self, source: str, event_id: str) -> LoggedEvent | None:
+        """The event log's row for (source, id), if it holds one."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(_LOGGED_EVENT, source, event_id)
+        return None if row is None else LoggedEvent(*row)

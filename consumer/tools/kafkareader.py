@@ -124,6 +124,14 @@ async def read_ranges(
             yield batch
 
 
+async def to_now(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, OffsetRange]:
+    """Every partition of ``topic`` from its first offset to its high watermark now."""
+    tps = await partitions_of(consumer, topic)
+    highs = await high_watermarks(consumer, tps)
+    begins = await consumer.beginning_offsets(tps)
+    return {tp: OffsetRange(begins[tp], highs[tp]) for tp in tps}
+
+
 async def first_records(
     consumer: AIOKafkaConsumer, ranges: Mapping[TopicPartition, OffsetRange]
 ) -> dict[TopicPartition, KafkaRecord | None]:
