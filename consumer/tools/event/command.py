@@ -20,11 +20,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="what became of one event: applied, stale, duplicate, dead-lettered, or neither",
         description="Look an event up by its CloudEvents source and id, or by its position "
         "in the topic: its row in the event log (outcome, user, type, Kafka position, when "
-        "recorded) and its dead letters (reason, error, original position). Exit 0 when "
-        "found, 1 when not. Joins no group and changes nothing, not even the schema.",
+        "recorded) and its dead letters (reason, error, original position). Joins no "
+        "group and changes nothing, not even the schema.",
     )
-    parser.add_argument("--source", metavar="SOURCE", help="the event's CloudEvents source")
-    parser.add_argument("--id", dest="event_id", metavar="ID", help="the event's CloudEvents id")
+    parser.epilog = (
+        "Exit codes: 0 found (applied, stale, duplicate or dead-lettered); 1 not found, or "
+        "at a position the consumer has not reached; 2 could not run (a bad question, no "
+        "record at the position, PostgreSQL or Kafka unreachable, a schema behind). See "
+        "docs/replay.md."
+    )
+    parser.add_argument(
+        "--source", metavar="SOURCE", help="the event's CloudEvents source, such as /signup"
+    )
+    parser.add_argument(
+        "--id", dest="event_id", metavar="ID", help="the event's CloudEvents id (with --source)"
+    )
     parser.add_argument(
         "--at",
         metavar="PARTITION:OFFSET",

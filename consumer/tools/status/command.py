@@ -25,6 +25,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "that owns it (when the group is stable and the broker says), and the time of the "
         "last commit. Joins no group and changes nothing, not even the schema.",
     )
+    parser.epilog = (
+        "Exit codes: 0 shown; 1 a partition lags more than --max-lag-seconds; 2 could not "
+        "run (a bad argument, PostgreSQL or Kafka unreachable, a missing topic, a schema "
+        "behind). See docs/replay.md."
+    )
     parser.add_argument(
         "--max-lag-seconds",
         type=float,
