@@ -70,11 +70,17 @@ def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
             has_specversion = True
     if size > max_bytes:
         return Rejection(Reason.TOO_LARGE, f"record is {size} bytes, over the {max_bytes} limit")
-    if has_specversion and not (
-        content_type is not None and content_type[:23].lower() == _STRUCTURED_CONTENT_TYPE
-    ):
+    if is_binary_mode(content_type, has_specversion):
         return _decode_binary(record)
     return _decode_structured(value)
+
+
+def is_binary_mode(content_type: bytes | None, has_specversion: bool) -> bool:
+    """The binding's rule, given the ``content-type`` header and whether there is a
+    ``ce_specversion`` one: binary unless the content type says structured."""
+    return has_specversion and not (
+        content_type is not None and content_type[:23].lower() == _STRUCTURED_CONTENT_TYPE
+    )
 
 
 def decode_all(

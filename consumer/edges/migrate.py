@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 # Any constant will do, as long as every replica uses the same one.
 MIGRATION_LOCK_KEY = 0x7573_6572_6576_7473  # "userevts"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_APPLIED = "SELECT version FROM schema_migrations"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +44,7 @@ async def apply_migrations(conn: Connection) -> list[Migration]:
                    name       text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        applied = {
-            row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")
-        }
+        applied = {row["version"] for row in await conn.fetch(_APPLIED)}
         done = []
         for migration in shipped_migrations():
             if migration.version in applied:
@@ -65,3 +64,12 @@ async def apply_migrations(conn: Connection) -> list[Migration]:
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+async def missing_migrations(conn: Connection) -> list[Migration]:
+    """The shipped migrations the database lacks, found without writing anything (no
+    lock, no table created): what a read-only tool checks before it reads."""
+    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        return shipped_migrations()
+    applied = {row["version"] for row in await conn.fetch(_APPLIED)}
+    return [migration for migration in shipped_migrations() if migration.version not in applied]

@@ -1,7 +1,8 @@
 """PostgreSQL through an asyncpg pool: batch writes in one transaction, and offsets.
 
-The operator tools' statements are in ``store_redrive`` and ``store_rebuild``, reached
-through ``Store.redrive_log`` and ``Store.rewriting_users``.
+The operator tools' statements are in ``store_redrive``, ``store_rebuild`` and
+``store_lookup``, reached through ``Store.redrive_log``, ``Store.rewriting_users`` and
+``Store.lookups``.
 
 A batch is written with set-based statements (``unnest`` arrays): lock its users, read
 their state, decide in Python (``plan_batch``), then insert the event-log rows, upsert
@@ -41,6 +42,7 @@ from consumer.core.rows import (
     user_rows,
 )
 from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved
+from consumer.edges.store_lookup import Lookups
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
 from consumer.edges.store_redrive import RedriveLog
 from consumer.settings import Settings
@@ -190,6 +192,10 @@ class Store:
             )
             rows = await conn.fetch(_LOAD_OFFSETS, group_id, topics, partitions)
         return _offsets_of(rows)
+
+    def lookups(self) -> Lookups:
+        """The read-only questions of ``status`` and ``event``."""
+        return Lookups(self.pool)
 
 
 def _offsets_of(rows: Iterable[asyncpg.Record]) -> dict[TopicPartitionKey, int]:

@@ -1,4 +1,4 @@
-"""Operator tools: replay, dead-letter listing and re-driving, rebuild.
+"""Operator tools: replay, dead-letter listing and re-driving, rebuild, status, event.
 
 Every tool command runs through ``runner`` (one error line, documented exit codes) and
 takes what the tools share (errors, argument parsing, store and producer) from

@@ -1,7 +1,9 @@
 """What every operator tool shares: its error, argument parsing, and its clients.
 
 A tool opens PostgreSQL and Kafka once and fails fast: no retries, unlike ``run``. The
-runner (``consumer.tools.runner``) turns what fails into one line and an exit code.
+runner (``consumer.tools.runner``) turns what fails into one line and an exit code. A
+dry run or a read-only tool changes nothing, not even the schema: it applies no
+migration, and refuses to run on a schema older than the shipped migrations.
 """
 
 from __future__ import annotations
@@ -9,14 +11,19 @@ from __future__ import annotations
 import re
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 
 from consumer.edges.kafka import start_producer
-from consumer.edges.migrate import apply_migrations
+from consumer.edges.migrate import (
+    Migration,
+    apply_migrations,
+    missing_migrations,
+    shipped_migrations,
+)
 from consumer.edges.store import Store
 from consumer.settings import Settings
 
@@ -63,8 +70,11 @@ def parse_pairs(text: str) -> dict[int, int]:
     return pairs
 
 
-async def open_tool_store(settings: Settings) -> Store:
-    """The pool for a tool, with the shipped migrations applied (idempotent, locked)."""
+async def open_tool_store(settings: Settings, *, migrate: bool = True) -> Store:
+    """The pool for a tool, with the shipped migrations applied (idempotent, locked).
+
+    ``migrate=False`` (dry runs, read-only tools) applies none and checks instead:
+    ``ToolError`` when the schema lacks a shipped migration."""
     try:
         store = await Store.open(settings)
     except ssl.SSLError:
@@ -75,17 +85,33 @@ async def open_tool_store(settings: Settings) -> Store:
         ) from None
     try:
         async with store.pool.acquire() as conn:
-            await apply_migrations(conn)
+            if migrate:
+                await apply_migrations(conn)
+            elif missing := await missing_migrations(conn):
+                raise ToolError(schema_behind(missing, len(shipped_migrations())))
     except BaseException:
         await store.close()
         raise
     return store
 
 
+def schema_behind(missing: Sequence[Migration], shipped: int) -> str:
+    """The line a tool that may not migrate says when the schema lacks ``missing``."""
+    if len(missing) == shipped:
+        state = "the database has none of this version's tables"
+    else:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+        state = f"the database schema is behind this version (missing {names})"
+    return (
+        f"{state}: run `user-events-consumer migrate` first "
+        "(a dry run or a read-only tool changes nothing, not even the schema)"
+    )
+
+
 @asynccontextmanager
-async def tool_store(settings: Settings) -> AsyncIterator[Store]:
+async def tool_store(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Store]:
     """``open_tool_store`` for the block, closed after."""
-    store = await open_tool_store(settings)
+    store = await open_tool_store(settings, migrate=migrate)
     try:
         yield store
     finally:

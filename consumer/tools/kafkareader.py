@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +95,7 @@ async def read_ranges(
     ranges: Mapping[TopicPartition, OffsetRange],
     max_records: int,
     fetch_timeout_ms: int = 200,
-) -> AsyncIterator[list[KafkaRecord]]:
+) -> AsyncGenerator[list[KafkaRecord], None]:
     """Yield batches of the records in ``ranges``, in offset order per partition, then end.
 
     A partition is done once its position reaches the end of its range (gaps left by
@@ -122,3 +122,31 @@ async def read_ranges(
                 del pending[tp]
         if batch:
             yield batch
+
+
+async def to_now(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, OffsetRange]:
+    """Every partition of ``topic`` from its first offset to its high watermark now."""
+    tps = await partitions_of(consumer, topic)
+    highs = await high_watermarks(consumer, tps)
+    begins = await consumer.beginning_offsets(tps)
+    return {tp: OffsetRange(begins[tp], highs[tp]) for tp in tps}
+
+
+async def first_records(
+    consumer: AIOKafkaConsumer, ranges: Mapping[TopicPartition, OffsetRange]
+) -> dict[TopicPartition, KafkaRecord | None]:
+    """The first record of each range; None for a range that holds none (empty, or a gap
+    left by compaction, retention or transaction markers). Partitions already answered
+    are read on until the others are: a few records more, not the whole range."""
+    found: dict[TopicPartition, KafkaRecord | None] = dict.fromkeys(ranges)
+    wanted = {tp for tp, offsets in ranges.items() if offsets.size > 0}
+    async with aclosing(read_ranges(consumer, ranges, max(1, len(wanted)))) as batches:
+        async for batch in batches:
+            for record in batch:
+                tp = TopicPartition(record.topic, record.partition)
+                if tp in wanted:
+                    found[tp] = record
+                    wanted.discard(tp)
+            if not wanted:
+                break
+    return found

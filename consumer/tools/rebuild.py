@@ -188,10 +188,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Kafka, so that a changed projection rule applies to history. Live writers wait "
         "for it; readers see the old table until it commits.",
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="report what would change, write nothing"
+    parser.epilog = (
+        "Exit codes: 0 rebuilt (or reported); 1 PostgreSQL answered an error; 2 could not "
+        "run (PostgreSQL unreachable, a schema behind on a dry run). See docs/replay.md."
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report what would change; write nothing and apply no migration (exit 2 if "
+        "the schema is behind). Default: off",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (default: text)")
 
 
 def _dry_run(args: argparse.Namespace) -> bool:
@@ -199,7 +206,7 @@ def _dry_run(args: argparse.Namespace) -> bool:
 
 
 async def _rebuild(settings: Settings, dry_run: bool) -> RebuildReport:
-    async with tool_store(settings) as store:
+    async with tool_store(settings, migrate=not dry_run) as store:
         return await rebuild(store, dry_run=dry_run)
 
 

@@ -4,10 +4,11 @@ Whatever ends a tool ends it the same way: one line on stderr, never a traceback
 a secret (a failure is named by its type, not its message), and one of these codes:
 
     0  done
-    1  done with refusals (``dlq redrive``), or failed on the way (PostgreSQL or Kafka
-       answered an error, an unexpected error)
+    1  done with refusals (``dlq redrive``), a lag over the limit (``status``), an event
+       not found (``event``), or failed on the way (PostgreSQL or Kafka answered an
+       error, an unexpected error)
     2  could not run: a bad argument or setting, PostgreSQL or Kafka unreachable, a
-       missing topic, another redrive running
+       missing topic, another redrive running, a schema behind on a dry run
   130  interrupted (Ctrl-C)
 """
 

@@ -26,6 +26,8 @@ TOOLS = {
     "dlq list": ["dlq", "list"],
     "dlq redrive": ["dlq", "redrive"],
     "rebuild": ["rebuild"],
+    "status": ["status"],
+    "event": ["event", "--source", "/signup", "--id", "e-1"],
 }
 
 

@@ -93,5 +93,5 @@ def _offset_set(text: str | None) -> frozenset[tuple[int, int]]:
 
 
 async def _redrive(settings: Settings, request: RedriveRequest) -> RedriveReport:
-    async with tool_store(settings) as store:
+    async with tool_store(settings, migrate=not request.dry_run) as store:
         return await redrive(settings, store, request)

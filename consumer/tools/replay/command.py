@@ -23,25 +23,40 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "no offsets written) and apply it through the same idempotent, ordered path as `run`. "
         "Prints a summary per partition: read, applied, duplicate, stale, dead-lettered.",
     )
+    parser.epilog = (
+        "Exit codes: 0 replayed; 1 PostgreSQL or Kafka answered an error mid-way; 2 could "
+        "not run (a bad argument, an unknown topic or partition, PostgreSQL or Kafka "
+        "unreachable, a schema behind on a dry run). See docs/replay.md."
+    )
     parser.add_argument(
         "--from",
         dest="start",
         required=True,
-        help="an RFC 3339 time, 'earliest', or partition:offset pairs such as 0:120,2:0",
+        metavar="{earliest,TIME,P:O,...}",
+        help="where to start: 'earliest'; an RFC 3339 time with its offset, such as "
+        "2026-01-01T00:00:00Z; or partition:offset pairs, such as 0:120,2:0 (only those "
+        "partitions). Required",
     )
     parser.add_argument(
         "--to",
         dest="end",
         default="now",
-        help="an RFC 3339 time (exclusive), or 'now': the high watermarks at the start (default)",
+        metavar="{now,TIME}",
+        help="where to stop (exclusive): an RFC 3339 time, or 'now': the high watermarks "
+        "when the replay starts (default: now)",
     )
-    parser.add_argument("--topic", help="the topic to replay (default: KAFKA_TOPIC)")
+    parser.add_argument(
+        "--topic", metavar="TOPIC", help="the topic to replay (default: KAFKA_TOPIC)"
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="decide everything in transactions that are rolled back; send no dead letters",
+        help="decide everything in transactions that are rolled back; send no dead letters, "
+        "apply no migration (exit 2 if the schema is behind). Default: off",
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print the summary as JSON (default: text)"
+    )
 
 
 def _request(args: argparse.Namespace) -> ReplayRequest:
@@ -49,5 +64,5 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
 
 
 async def _replay(settings: Settings, request: ReplayRequest) -> ReplaySummary:
-    async with tool_store(settings) as store:
+    async with tool_store(settings, migrate=not request.dry_run) as store:
         return await replay(settings, store, request, interactive=None)

@@ -1,0 +1,299 @@
+"""What became of one event: the question, its dead letters, the verdict, and how the
+answer is shown. Pure: the reading is in ``lookup``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from consumer.core.decode import AnyUserEvent
+from consumer.core.identity import event_key
+from consumer.core.ordering import EventKey
+from consumer.core.records import KafkaRecord, Rejection
+from consumer.edges.deadletter import (
+    CONSUMER_GROUP,
+    ERROR,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
+    ORIGINAL_TOPIC,
+)
+from consumer.edges.store_lookup import LoggedEvent
+from consumer.tools.common import BadArgument, parse_pairs
+from consumer.tools.display import utc_text
+from consumer.tools.dlq.letters import failed_at, header, reason_of, redrive_count
+from consumer.tools.dlq.masking import mask_text
+
+Position = tuple[str, int, int]  # topic, partition, offset
+
+FOUND = ("applied", "stale", "duplicate", "dead_lettered")
+_VERDICT_TEXT = {"dead_lettered": "dead-lettered", "not_found": "not found"}
+
+
+@dataclass(frozen=True, slots=True)
+class ByKey:
+    """``--source S --id ID``."""
+
+    source: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ByPosition:
+    """``--at PARTITION:OFFSET`` of ``topic`` (None: KAFKA_TOPIC)."""
+
+    partition: int
+    offset: int
+    topic: str | None = None
+
+
+def parse_query(
+    source: str | None, event_id: str | None, at: str | None, topic: str | None
+) -> ByKey | ByPosition:
+    """The question asked: by source and id, or by position (one of the two, whole)."""
+    if at is not None:
+        if source is not None or event_id is not None:
+            raise BadArgument("ask by --source and --id, or by --at, not both")
+        pairs = parse_pairs(at)
+        if len(pairs) != 1:
+            raise BadArgument(f"--at takes one PARTITION:OFFSET, not {at!r}")
+        [(partition, offset)] = pairs.items()
+        return ByPosition(partition, offset, topic)
+    if topic is not None:
+        raise BadArgument("--topic goes with --at")
+    if not source or not event_id:
+        raise BadArgument("give --source and --id together, or --at PARTITION:OFFSET")
+    return ByKey(source, event_id)
+
+
+def original_position(letter: KafkaRecord) -> Position | None:
+    """Where the dead-lettered record was, as its ``dlq.original.*`` headers say."""
+    topic = header(letter.headers, ORIGINAL_TOPIC)
+    partition = header(letter.headers, ORIGINAL_PARTITION)
+    offset = header(letter.headers, ORIGINAL_OFFSET)
+    if topic is None or partition is None or offset is None:
+        return None
+    try:
+        return topic, int(partition), int(offset)
+    except ValueError:
+        return None
+
+
+def is_letter_of(letter: KafkaRecord, key: EventKey | None, position: Position | None) -> bool:
+    """Whether ``letter`` holds the event ``key`` (by its CloudEvents source and id, in
+    either mode) or the record at ``position``."""
+    if position is not None and original_position(letter) == position:
+        return True
+    return key is not None and event_key(letter) == key
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSeen:
+    """A dead letter of the event, as its provenance headers tell."""
+
+    partition: int
+    offset: int
+    reason: str
+    error: str | None
+    original: Position | None
+    failed_at: datetime
+    consumer_group: str | None
+    redrive_count: int
+
+    @classmethod
+    def of(cls, letter: KafkaRecord) -> DeadLetterSeen:
+        error = header(letter.headers, ERROR)
+        return cls(
+            letter.partition,
+            letter.offset,
+            reason_of(letter),
+            mask_text(error) if error is not None else None,
+            original_position(letter),
+            failed_at(letter),
+            header(letter.headers, CONSUMER_GROUP),
+            redrive_count(letter.headers),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "offset": self.offset,
+            "reason": self.reason,
+            "error": self.error,
+            "original": _position_json(self.original),
+            "failed_at": _iso(self.failed_at),
+            "consumer_group": self.consumer_group,
+            "redrive_count": self.redrive_count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSeen:
+    """The record at the position asked, and what the consumer's decoder makes of it."""
+
+    position: Position
+    timestamp_ms: int
+    decoded: AnyUserEvent | Rejection
+
+    @property
+    def key(self) -> EventKey | None:
+        if isinstance(self.decoded, Rejection):
+            return None
+        return self.decoded.source, self.decoded.id
+
+    def to_json(self, key: EventKey | None) -> dict[str, Any]:
+        topic, partition, offset = self.position
+        return {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "timestamp": _iso(_from_ms(self.timestamp_ms)) if self.timestamp_ms >= 0 else None,
+            "source": key[0] if key else None,
+            "id": key[1] if key else None,
+            "type": None if isinstance(self.decoded, Rejection) else self.decoded.type,
+            "rejection": {"reason": str(self.decoded.reason), "error": self.decoded.error}
+            if isinstance(self.decoded, Rejection)
+            else None,
+        }
+
+
+def record_key(record: KafkaRecord, decoded: AnyUserEvent | Rejection) -> EventKey | None:
+    """The event a record holds: as decoded, else as far as it can be read (a record the
+    contract refuses may still name its source and id)."""
+    if isinstance(decoded, Rejection):
+        return event_key(record)
+    return decoded.source, decoded.id
+
+
+@dataclass(slots=True)
+class EventAnswer:
+    """Where the event is: the event log, the dead-letter topic, both (dead-lettered, then
+    redriven and applied), or neither."""
+
+    query: ByKey | ByPosition
+    dlq_topic: str
+    key: EventKey | None
+    logged: LoggedEvent | None
+    dead_letters: list[DeadLetterSeen] = field(default_factory=list)
+    record: RecordSeen | None = None
+    stored_offset: int | None = None  # the group's, on the partition asked by position
+
+    @property
+    def verdict(self) -> str:
+        """applied, stale or duplicate (the log), dead_lettered, pending (a position the
+        consumer has not reached), or not_found."""
+        record, logged = self.record, self.logged
+        if logged is not None and (record is None or record.key is not None):
+            where = (logged.kafka_topic, logged.kafka_partition, logged.kafka_offset)
+            return (
+                "duplicate" if record is not None and where != record.position else logged.outcome
+            )
+        if record is not None:
+            if any(letter.original == record.position for letter in self.dead_letters):
+                return "dead_lettered"
+            _, _, offset = record.position
+            return (
+                "pending"
+                if self.stored_offset is None or offset >= self.stored_offset
+                else "not_found"
+            )
+        return "dead_lettered" if self.dead_letters else "not_found"
+
+    @property
+    def complete(self) -> bool:
+        """False when the event was not found: the exit code is then 1."""
+        return self.verdict in FOUND
+
+    def to_json(self) -> dict[str, Any]:
+        logged = self.logged
+        return {
+            "query": _query_json(self.query),
+            "verdict": self.verdict,
+            "found": self.complete,
+            "source": self.key[0] if self.key else None,
+            "id": self.key[1] if self.key else None,
+            "record": self.record.to_json(self.key) if self.record else None,
+            "stored_offset": self.stored_offset,
+            "log": None
+            if logged is None
+            else {
+                "outcome": logged.outcome,
+                "user_id": logged.user_id,
+                "type": logged.type,
+                "time": _iso(logged.time),
+                "sequence": logged.sequence,
+                "kafka": _position_json(
+                    (logged.kafka_topic, logged.kafka_partition, logged.kafka_offset)
+                ),
+                "recorded_at": _iso(logged.recorded_at),
+            },
+            "dlq_topic": self.dlq_topic,
+            "dead_letters": [letter.to_json() for letter in self.dead_letters],
+        }
+
+    def render(self) -> str:
+        lines = []
+        if self.record is not None:
+            lines.append(self._record_line(self.record))
+        name = f"event {self.key[0]} {self.key[1]}" if self.key else "this record"
+        lines.append(f"{name}: {_VERDICT_TEXT.get(self.verdict, self.verdict)}")
+        if (logged := self.logged) is not None:
+            where = _where((logged.kafka_topic, logged.kafka_partition, logged.kafka_offset))
+            lines.append(
+                f"  event log: {logged.outcome}, user {logged.user_id}, {logged.type}, "
+                f"from {where}, recorded {_iso(logged.recorded_at)}"
+            )
+        else:
+            lines.append("  event log: not there")
+        for letter in self.dead_letters:
+            original = _where(letter.original) if letter.original else "an unknown position"
+            lines.append(
+                f"  dead letter {self.dlq_topic} {letter.partition}:{letter.offset}: "
+                f"{letter.reason} ({letter.error or 'no error given'}), from {original}, "
+                f"failed at {_iso(letter.failed_at)}"
+                + (
+                    f", redriven {letter.redrive_count} times before"
+                    if letter.redrive_count
+                    else ""
+                )
+            )
+        if not self.dead_letters:
+            lines.append(f"  dead letters in {self.dlq_topic}: none")
+        if self.verdict == "pending":
+            stored = "nothing" if self.stored_offset is None else f"offset {self.stored_offset}"
+            lines.append(f"  the consumer has not reached it yet (stored: {stored})")
+        return "\n".join(lines)
+
+    def _record_line(self, record: RecordSeen) -> str:
+        decoded = record.decoded
+        if isinstance(decoded, Rejection):
+            what = f"refused as {decoded.reason}: {decoded.error}"
+        else:
+            what = f"{decoded.type} for user {decoded.subject}"
+        return f"record {_where(record.position)}: {what}"
+
+
+def _query_json(query: ByKey | ByPosition) -> dict[str, Any]:
+    if isinstance(query, ByKey):
+        return {"source": query.source, "id": query.event_id}
+    return {"topic": query.topic, "partition": query.partition, "offset": query.offset}
+
+
+def _position_json(position: Position | None) -> dict[str, Any] | None:
+    if position is None:
+        return None
+    topic, partition, offset = position
+    return {"topic": topic, "partition": partition, "offset": offset}
+
+
+def _where(position: Position) -> str:
+    topic, partition, offset = position
+    return f"{topic} {partition}:{offset}"
+
+
+def _from_ms(timestamp_ms: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return utc_text(moment, "milliseconds")

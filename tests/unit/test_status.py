@@ -1,0 +1,104 @@
+"""The pure part of `status`: where a partition is read from, lag in seconds, the owners
+from a group description, the exit decision and the table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+from consumer.tools.display import render_table
+from consumer.tools.status.report import (
+    GroupView,
+    Owner,
+    PartitionStatus,
+    StatusReport,
+    group_view,
+    lag_seconds,
+    read_from,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def assignment(topic: str, *partitions: int) -> bytes:
+    encoded: bytes = ConsumerProtocolMemberAssignment(0, [(topic, list(partitions))], b"").encode()
+    return encoded
+
+
+def test_the_stored_offset_wins_then_kafkas_committed_then_the_beginning() -> None:
+    assert read_from(7, 5, 0) == (7, "postgresql")
+    assert read_from(None, 5, 0) == (5, "kafka")
+    assert read_from(None, None, 3) == (3, "beginning")
+
+
+def test_lag_in_seconds_is_the_age_of_the_oldest_unapplied_record_and_0_when_none() -> None:
+    assert lag_seconds(NOW, None) == 0
+    assert lag_seconds(NOW, int((NOW - timedelta(seconds=90)).timestamp() * 1000)) == 90
+    assert lag_seconds(NOW, int((NOW + timedelta(seconds=5)).timestamp() * 1000)) == 0
+    assert lag_seconds(NOW, -1) is None  # a record without a timestamp
+
+
+def test_owners_come_from_a_stable_groups_assignments_for_this_topic_only() -> None:
+    members = [
+        ("m-1", "c", "/10.0.0.1", b"", assignment("t", 0, 2)),
+        ("m-2", "c", "/10.0.0.2", b"", assignment("other", 1)),
+    ]
+    view = group_view([(0, "g", "Stable", "consumer", "range", members)], "g", "t")
+    assert view.unknown_owners is None and view.state == "Stable"
+    assert view.owners == {0: Owner("m-1", "c", "/10.0.0.1"), 2: Owner("m-1", "c", "/10.0.0.1")}
+    assert [view.owner_text(p) for p in (0, 1)] == ["m-1 (/10.0.0.1)", "none"]
+
+
+def test_owners_are_unknown_unless_the_group_is_stable_and_its_assignments_readable() -> None:
+    member = ("m-1", "", "", b"", b"")
+    rebalancing = group_view([(0, "g", "PreparingRebalance", "consumer", "", [member])], "g", "t")
+    assert rebalancing.unknown_owners == "the group is PreparingRebalance"
+    assert rebalancing.owner_text(0) == "unknown"
+    silent = group_view([(0, "g", "Stable", "consumer", "", [member])], "g", "t")
+    assert silent.unknown_owners == "the broker does not report the members' assignments"
+    assert silent.members == (Owner("m-1", "", ""),)
+    garbled = ("m-1", "", "", b"", b"\x00")
+    unreadable = group_view([(0, "g", "Stable", "consumer", "", [garbled])], "g", "t")
+    assert unreadable.unknown_owners == "an assignment could not be read"
+    failed = group_view([(16, "g", "", "", "", [])], "g", "t")
+    assert failed.unknown_owners == "the broker answered error code 16"
+    empty = group_view([(0, "g", "Empty", "", "", [])], "g", "t")
+    assert empty.owner_text(0) == "none"
+    assert group_view([], "g", "t").state is None
+
+
+def partition(number: int, lag: float | None, stored: int | None = 10) -> PartitionStatus:
+    return PartitionStatus(
+        partition=number,
+        stored_offset=stored,
+        kafka_committed=None,
+        high_watermark=12,
+        read_from="postgresql" if stored is not None else "beginning",
+        position=stored if stored is not None else 0,
+        lag_seconds=lag,
+        oldest_unapplied=None,
+        last_commit=NOW if stored is not None else None,
+    )
+
+
+def test_a_partition_over_the_limit_makes_the_report_incomplete() -> None:
+    view = GroupView.unknown("the group could not be described (KafkaTimeoutError)")
+    parts = [partition(0, 0.0), partition(1, 301.5), partition(2, None, stored=None)]
+    assert StatusReport("t", "g", NOW, view, parts).complete  # no limit asked
+    over = StatusReport("t", "g", NOW, view, parts, max_lag_seconds=300)
+    assert not over.complete and over.lagging == [1]
+    assert StatusReport("t", "g", NOW, view, parts, max_lag_seconds=301.5).complete
+    text = over.render()
+    assert "group g (state unknown), at 2026-03-01T12:00:00Z" in text
+    assert "lag over 300 s on partitions 1" in text
+    assert "owners unknown: the group could not be described (KafkaTimeoutError)" in text
+    assert "nothing stored in PostgreSQL for partitions 2" in text
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("1 "))
+    assert row.split() == ["1", "10", "-", "12", "2", "301.5", "2026-03-01T12:00:00Z", "unknown"]
+    assert over.to_json()["partitions"][2]["lag_seconds"] is None
+
+
+def test_a_table_right_aligns_numbers_and_left_aligns_text() -> None:
+    table = render_table(["n", "name"], [["5", "ab"], ["120", "c"]])
+    assert table.splitlines() == ["  n  name", "  5  ab", "120  c"]
