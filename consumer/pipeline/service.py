@@ -96,32 +96,7 @@ class ConsumerService:
     @classmethod
     async def start(cls, settings: Settings, store: Store, health: Health) -> ConsumerService:
         """Connect to Kafka (retrying while it is unreachable) and subscribe."""
-        consumer = AIOKafkaConsumer(
-            **client_options(settings),
-            group_id=settings.kafka_group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
-            fetch_max_bytes=settings.kafka_fetch_max_bytes,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        )
-        stopping = asyncio.Event()
-        async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
-            with attempt:
-                producer = await start_producer(settings, linger_ms=5)
-        async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
-            with attempt:
-                await consumer.start()
-        health.kafka_up(True)
-        dead_letters = DeadLetterQueue(
-            producer,
-            settings.kafka_dlq_topic,
-            settings.kafka_group_id,
-            max_request_bytes(settings),
-            functools.partial(start_producer, settings, linger_ms=5),
-        )
+        consumer, dead_letters = await connect_to_kafka(settings, health)
         service = cls(settings, store, consumer, dead_letters, health)
         listener = Rebalance(
             consumer,
@@ -317,3 +292,37 @@ class ConsumerService:
         self._on_retry(operation, exc)
         self.partitions.retrying(partitions)
         pause(self.consumer, partitions & self.consumer.assignment())
+
+
+async def connect_to_kafka(
+    settings: Settings, health: Health
+) -> tuple[AIOKafkaConsumer, DeadLetterQueue]:
+    """The group's consumer (not yet subscribed) and the dead-letter queue, both started,
+    retrying while Kafka is unreachable."""
+    consumer = AIOKafkaConsumer(
+        **client_options(settings),
+        group_id=settings.kafka_group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
+        fetch_max_bytes=settings.kafka_fetch_max_bytes,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+    )
+    stopping = asyncio.Event()
+    async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
+        with attempt:
+            producer = await start_producer(settings, linger_ms=5)
+    async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
+        with attempt:
+            await consumer.start()
+    health.kafka_up(True)
+    dead_letters = DeadLetterQueue(
+        producer,
+        settings.kafka_dlq_topic,
+        settings.kafka_group_id,
+        max_request_bytes(settings),
+        functools.partial(start_producer, settings, linger_ms=5),
+    )
+    return consumer, dead_letters
