@@ -1,6 +1,6 @@
 """`dlq redrive` on the real broker and PostgreSQL: a dead letter refused at
---max-redrives is redriven once the limit is raised, and still only once; migration 0003
-recognises refusals recorded before it."""
+--max-redrives is redriven once the limit is raised, and still only once; --reason takes
+only the contract's reasons; migration 0003 recognises refusals recorded before it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from consumer.tools.common import open_tool_store
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
 from consumer.tools.dlq.redrive_rules import RedriveReport
 from schemas import build_event, structured_record
-from tests.integration.support import fetch, headers_of, new_settings, read_all
+from tests.integration.support import fetch, headers_of, new_settings, read_all, service_env
+from tests.integration.test_tool_exits import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +71,19 @@ async def test_a_letter_refused_at_the_limit_is_redriven_once_the_limit_is_raise
     assert outcome(await run(settings, 9)) == (1, 0, 0)
     positions = await fetch(database, "SELECT next_offset FROM dlq_redrive_positions")
     assert [r["next_offset"] for r in positions] == [2]
+
+
+async def test_redrive_refuses_a_reason_outside_the_contract_with_exit_2(
+    bootstrap_servers: str, database: str
+) -> None:
+    settings = await new_settings(bootstrap_servers, database, partitions=1)
+    await dead_letter(settings, redriven_before=0)
+    env = service_env(settings)
+    typo = await run_cli(["dlq", "redrive", "--reason", "unknown-user"], env)
+    assert typo.code == 2 and not typo.stdout
+    assert "--reason 'unknown-user' is not a reason: one of undecodable," in typo.error_line
+    chosen = await run_cli(["dlq", "redrive", "--reason", "unknown_user"], env)
+    assert chosen.code == 0 and "redrove 1 dead letters" in chosen.stdout
 
 
 async def test_the_migration_marks_refusals_at_the_limit_recorded_before_it(database: str) -> None:

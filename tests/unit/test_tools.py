@@ -14,10 +14,10 @@ from consumer.core.rows import log_record
 from consumer.edges.errors import DatabaseUnreachable
 from consumer.settings import Settings
 from consumer.tools.common import ToolError
+from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import DlqSummary
 from consumer.tools.dlq.masking import mask_bytes, mask_text
 from consumer.tools.dlq.redrive_rules import (
-    Criteria,
     Redrive,
     Refusal,
     advance,

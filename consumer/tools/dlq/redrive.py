@@ -22,10 +22,10 @@ from consumer.edges.store import Store
 from consumer.edges.store_redrive import HandledLetter, RedriveLog
 from consumer.settings import Settings
 from consumer.tools.common import ToolError, tool_producer
+from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.letters import reason_of
 from consumer.tools.dlq.redrive_rules import (
     DEFAULT_MAX_REDRIVES,
-    Criteria,
     Handled,
     KeptPositions,
     Redrive,

@@ -6,37 +6,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from consumer.core.records import Headers, KafkaRecord
-from consumer.edges.deadletter import DROPPED, ORIGINAL_TOPIC, REASON, VALUE, OutgoingHeaders
+from consumer.edges.deadletter import DROPPED, ORIGINAL_TOPIC, VALUE, OutgoingHeaders
 from consumer.edges.store_redrive import HandledRow
-from consumer.tools.dlq.letters import DLQ_PREFIX, REDRIVE_COUNT, failed_at, header, redrive_count
+from consumer.tools.dlq.letters import DLQ_PREFIX, REDRIVE_COUNT, header, redrive_count
 from consumer.tools.kafkareader import OffsetRange
 
 DEFAULT_MAX_REDRIVES = 3
 Where = tuple[int, int]  # (partition, offset) on the dead-letter topic
-
-
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    """Which dead letters a redrive takes: every given filter must match."""
-
-    reasons: frozenset[str] = frozenset()
-    since: datetime | None = None  # failed at or after
-    until: datetime | None = None  # failed before
-    offsets: frozenset[tuple[int, int]] = frozenset()  # (partition, offset) on the DLQ topic
-
-    def matches(self, letter: KafkaRecord) -> bool:
-        if self.offsets and (letter.partition, letter.offset) not in self.offsets:
-            return False
-        if self.reasons and header(letter.headers, REASON) not in self.reasons:
-            return False
-        at = failed_at(letter)
-        if self.since is not None and at < self.since:
-            return False
-        return not (self.until is not None and at >= self.until)
 
 
 @dataclass(frozen=True, slots=True)
