@@ -108,7 +108,7 @@ def test_the_listing_counts_only_matches_and_tables_the_last_ones_newest_last() 
     assert lines[-3].split() == ["DLQ", "P:O", "FAILED", "AT", "REASON", "SOURCE", "FROM", "ERRORS"]
     assert lines[-1].split()[:5] == [
         "0:0",
-        "2026-01-01T00:03:00+00:00",
+        "2026-01-01T00:03:00.000+00:00",
         "conflict",
         "/crm",
         "user-events/2@100",

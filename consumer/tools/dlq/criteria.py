@@ -9,7 +9,7 @@ from datetime import datetime
 from consumer.core.records import KafkaRecord, Reason
 from consumer.edges.deadletter import REASON
 from consumer.tools.common import BadArgument
-from consumer.tools.dlq.letters import failed_at, header, source_of
+from consumer.tools.dlq.letters import failed_at, header, rfc3339, source_of
 
 REASONS = tuple(str(reason) for reason in Reason)
 
@@ -51,8 +51,8 @@ class Criteria:
         """The filters given, for a report."""
         given: dict[str, object] = {
             "reason": sorted(self.reasons),
-            "since": self.since.isoformat() if self.since else None,
-            "until": self.until.isoformat() if self.until else None,
+            "since": rfc3339(self.since) if self.since else None,
+            "until": rfc3339(self.until) if self.until else None,
             "source": self.source,
         }
         return {name: value for name, value in given.items() if value}

@@ -39,7 +39,17 @@ def failed_at(letter: KafkaRecord) -> datetime:
                 return moment
         except ValueError:
             pass
+    return written_at(letter)
+
+
+def written_at(letter: KafkaRecord) -> datetime:
+    """The dead letter's own Kafka timestamp."""
     return datetime.fromtimestamp(letter.timestamp_ms / 1000, UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """A time for display: RFC 3339, to the millisecond, as ``dlq.failed.at`` is written."""
+    return moment.isoformat(timespec="milliseconds")
 
 
 def redrive_count(headers: Headers) -> int:

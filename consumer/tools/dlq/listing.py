@@ -13,7 +13,7 @@ import heapq
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,7 +30,9 @@ from consumer.tools.dlq.letters import (
     failed_at,
     header,
     reason_of,
+    rfc3339,
     source_of,
+    written_at,
 )
 from consumer.tools.dlq.masking import mask_bytes, mask_text, masked_headers
 from consumer.tools.kafkareader import (
@@ -66,7 +68,7 @@ def letter_json(letter: KafkaRecord) -> dict[str, Any]:
     return {
         "partition": letter.partition,
         "offset": letter.offset,
-        "failed_at": failed_at(letter).isoformat(),
+        "failed_at": rfc3339(failed_at(letter)),
         "reason": reason_of(letter),
         "source": mask_text(source) if source is not None else None,
         "original": {
@@ -76,7 +78,7 @@ def letter_json(letter: KafkaRecord) -> dict[str, Any]:
         },
         "error": mask_text(header(letter.headers, ERROR) or ""),
         "errors": errors,
-        "timestamp": datetime.fromtimestamp(letter.timestamp_ms / 1000, UTC).isoformat(),
+        "timestamp": rfc3339(written_at(letter)),
         "key": mask_bytes(letter.key),
         "value": mask_bytes(letter.value),
         "headers": masked_headers(letter.headers),
@@ -135,7 +137,7 @@ class DlqSummary:
         def moment(at: Moment | None) -> dict[str, Any] | None:
             if at is None:
                 return None
-            return {"failed_at": at[0].isoformat(), "partition": at[1], "offset": at[2]}
+            return {"failed_at": rfc3339(at[0]), "partition": at[1], "offset": at[2]}
 
         return {
             "topic": self.topic,

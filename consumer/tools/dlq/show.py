@@ -4,7 +4,6 @@ value; emails and names masked unless asked otherwise."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -13,7 +12,14 @@ from consumer.core.records import KafkaRecord
 from consumer.edges.deadletter import ERRORS
 from consumer.settings import Settings
 from consumer.tools.common import ToolError
-from consumer.tools.dlq.letters import DLQ_PREFIX, describe_errors, errors_of, source_of
+from consumer.tools.dlq.letters import (
+    DLQ_PREFIX,
+    describe_errors,
+    errors_of,
+    rfc3339,
+    source_of,
+    written_at,
+)
 from consumer.tools.dlq.masking import mask_text, masked_headers, show_bytes
 from consumer.tools.kafkareader import (
     OffsetRange,
@@ -60,7 +66,7 @@ class ShownLetter:
         return where | {
             "found": True,
             "masked": not reveal,
-            "timestamp": datetime.fromtimestamp(letter.timestamp_ms / 1000, UTC).isoformat(),
+            "timestamp": rfc3339(written_at(letter)),
             "provenance": {n: v for n, v in headers if n.startswith(DLQ_PREFIX) and n != ERRORS},
             "errors": errors_of(letter.headers),
             "source": source if reveal or source is None else mask_text(source),
