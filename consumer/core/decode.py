@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
-from pydantic_core import from_json
+from pydantic_core import ErrorDetails, from_json
 
-from consumer.core.records import KafkaRecord, Reason, Rejection
-from schemas.models import UserCreated, UserDeleted, UserEvent, UserUpdated
+from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
+from schemas.models import MODELS, UserCreated, UserDeleted, UserEvent, UserUpdated
 
 AnyUserEvent = UserCreated | UserUpdated | UserDeleted
 
@@ -46,6 +46,16 @@ _UNDECODABLE_ERRORS = {
     "model_type",
 }
 _UNKNOWN_TYPE_ERRORS = {"union_tag_invalid"}
+# A discriminated union's errors are located under the event's type ("user.created",
+# "data", "email"): the path into the event starts after it.
+_TYPE_TAGS = frozenset(MODELS)
+_TOO_LARGE = (FieldError("", "too_large"),)
+_NULL_VALUE = (FieldError("", "null_value"),)
+_NON_FINITE_NUMBER = (FieldError("", "non_finite_number"),)
+_DATA_NOT_JSON = (FieldError("data", "json_invalid"),)
+_DATA_NOT_OBJECT = (FieldError("data", "dict_type"),)
+_UNKNOWN_TYPE = (FieldError("type", "union_tag_invalid"),)
+_DECODER_ERROR = (FieldError("", "decoder_error"),)
 
 
 def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
@@ -69,7 +79,11 @@ def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
         if name == "ce_specversion":
             has_specversion = True
     if size > max_bytes:
-        return Rejection(Reason.TOO_LARGE, f"record is {size} bytes, over the {max_bytes} limit")
+        return Rejection(
+            Reason.TOO_LARGE,
+            f"record is {size} bytes, over the {max_bytes} limit",
+            errors=_TOO_LARGE,
+        )
     if is_binary_mode(content_type, has_specversion):
         return _decode_binary(record)
     return _decode_structured(value)
@@ -100,7 +114,11 @@ def _decode_or_reject(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rej
             "the decoder failed on a record; it is dead-lettered",
             extra={**record.where(), "error": type(exc).__name__},
         )
-        return Rejection(Reason.UNDECODABLE, f"the decoder failed: {type(exc).__name__}")
+        return Rejection(
+            Reason.UNDECODABLE,
+            f"the decoder failed: {type(exc).__name__}",
+            errors=_DECODER_ERROR,
+        )
 
 
 def stored_payload(event: AnyUserEvent) -> str:
@@ -128,11 +146,11 @@ def stored_payload(event: AnyUserEvent) -> str:
 
 def _decode_structured(value: bytes | None) -> AnyUserEvent | Rejection:
     if value is None:
-        return Rejection(Reason.UNDECODABLE, "null value")
+        return Rejection(Reason.UNDECODABLE, "null value", errors=_NULL_VALUE)
     # A byte looked up as an int costs a tenth of a bytes lookup; only a value holding an
     # N or an I is searched further.
     if (_N in value or _I in value) and _has_non_finite_number(value):
-        return Rejection(Reason.UNDECODABLE, _NON_FINITE)
+        return Rejection(Reason.UNDECODABLE, _NON_FINITE, errors=_NON_FINITE_NUMBER)
     try:
         return _validate_json(value)
     except ValidationError as exc:
@@ -161,16 +179,27 @@ def _decode_binary(record: KafkaRecord) -> AnyUserEvent | Rejection:
             if name.startswith(_BINARY_PREFIX) and raw is not None:
                 attributes[name[len(_BINARY_PREFIX) :]] = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return Rejection(Reason.UNDECODABLE, "a ce_ header is not UTF-8")
+        attribute = name[len(_BINARY_PREFIX) :]
+        return Rejection(
+            Reason.UNDECODABLE,
+            "a ce_ header is not UTF-8",
+            errors=(FieldError(attribute, "not_utf8"),),
+        )
     if record.value:
         # The same JSON parser as structured mode: strict UTF-8, no lone surrogates (which
         # no PostgreSQL text can hold), no NaN or Infinity, nesting bounded.
         try:
             attributes["data"] = from_json(record.value, allow_inf_nan=False)
         except ValueError:
-            return Rejection(Reason.UNDECODABLE, "binary-mode value is not JSON")
+            return Rejection(
+                Reason.UNDECODABLE, "binary-mode value is not JSON", errors=_DATA_NOT_JSON
+            )
         if not isinstance(attributes["data"], dict):
-            return Rejection(Reason.UNDECODABLE, "binary-mode value is not a JSON object")
+            return Rejection(
+                Reason.UNDECODABLE,
+                "binary-mode value is not a JSON object",
+                errors=_DATA_NOT_OBJECT,
+            )
     try:
         return _validate_python(attributes)
     except ValidationError as exc:
@@ -181,11 +210,32 @@ def _rejection_from(exc: ValidationError) -> Rejection:
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     kinds = {error["type"] for error in errors}
     if kinds & _UNDECODABLE_ERRORS and all(not error["loc"] for error in errors):
-        return Rejection(Reason.UNDECODABLE, "value is not a JSON object")
+        return Rejection(
+            Reason.UNDECODABLE, "value is not a JSON object", errors=field_errors(errors)
+        )
     if kinds & _UNKNOWN_TYPE_ERRORS:
-        return Rejection(Reason.UNKNOWN_TYPE, "type is not one of the user event types")
+        return Rejection(
+            Reason.UNKNOWN_TYPE, "type is not one of the user event types", errors=_UNKNOWN_TYPE
+        )
     summary = "; ".join(
         f"{'.'.join(str(part) for part in error['loc']) or '<event>'}: {error['type']}"
         for error in errors[:5]
     )
-    return Rejection(Reason.INVALID, summary)
+    return Rejection(Reason.INVALID, summary, errors=field_errors(errors))
+
+
+def field_errors(errors: Iterable[ErrorDetails]) -> tuple[FieldError, ...]:
+    """pydantic's errors as paths into the event and error types, without the union's
+    type tag, and never an input value (the errors must come without their input)."""
+    found = []
+    for error in errors:
+        loc = error["loc"]
+        if loc and loc[0] in _TYPE_TAGS:
+            loc = loc[1:]
+        kind = error["type"]
+        # The discriminator's own errors are about the ``type`` attribute.
+        path = ".".join(str(part) for part in loc) or (
+            "type" if kind.startswith("union_tag") else ""
+        )
+        found.append(FieldError(path, kind))
+    return tuple(found)

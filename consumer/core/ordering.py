@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from consumer.core.decode import AnyUserEvent
-from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from schemas.models import UserCreated, UserDeleted, UserUpdated
 
 Status = Literal["active", "deleted"]
@@ -115,16 +115,26 @@ def _apply_created(
     ), Outcome.APPLIED
 
 
+_NEVER_CREATED = Rejection(
+    Reason.UNKNOWN_USER,
+    "user.updated for a user that was never created",
+    errors=(FieldError("subject", "user_not_created"),),
+)
+_DELETED = Rejection(
+    Reason.UNKNOWN_USER,
+    "user.updated for a deleted user",
+    errors=(FieldError("subject", "user_deleted"),),
+)
+
+
 def _apply_updated(
     state: UserState | None, event: UserUpdated, version: Version
 ) -> tuple[UserState | None, Outcome | Rejection]:
     if state is None:
-        return state, Rejection(
-            Reason.UNKNOWN_USER, "user.updated for a user that was never created"
-        )
+        return state, _NEVER_CREATED
     if state.status == "deleted":
         if version.is_newer_than(state.status_version):
-            return state, Rejection(Reason.UNKNOWN_USER, "user.updated for a deleted user")
+            return state, _DELETED
         return state, Outcome.STALE
     email, name = event.data.email, event.data.name
     email_wins = email is not None and version.is_newer_than(state.email_version)
@@ -220,8 +230,9 @@ def plan_batch(
             # Most events keep the user's email and status (a rename): whoever held the
             # email still does, so there is nothing to check or move.
             if before is None or after.email != before.email or after.status != before.status:
-                if takes_anothers_email(owners, after):
-                    result = EMAIL_CONFLICT
+                holder = anothers_email_holder(owners, after)
+                if holder is not None:
+                    result = email_conflict(holder)
                 else:
                     move_email(owners, before, after)
             if result is Outcome.APPLIED:
@@ -246,13 +257,29 @@ def claimed_emails(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list
 # Email ownership: an active user's email is its own. ``owners`` maps a lower-cased email
 # to the active user holding it; the database enforces the same with a unique index.
 
-EMAIL_CONFLICT = Rejection(Reason.CONFLICT, "email belongs to another active user")
+
+def email_conflict(holder: str | None) -> Rejection:
+    """The verdict on an event that would give its user an email ``holder`` holds (None: a
+    holder the writer could not name)."""
+    if holder is None:
+        return Rejection(
+            Reason.CONFLICT,
+            "email belongs to another active user",
+            errors=(FieldError("data.email", "conflict"),),
+        )
+    return Rejection(
+        Reason.CONFLICT,
+        f"email belongs to another active user: {holder}",
+        errors=(FieldError("data.email", "conflict", holder),),
+    )
 
 
-def takes_anothers_email(owners: Mapping[str, str], user: UserState) -> bool:
-    """Whether ``user``, active, would hold an email another active user holds."""
+def anothers_email_holder(owners: Mapping[str, str], user: UserState) -> str | None:
+    """The other active user holding the email ``user``, active, would hold; else None."""
     holder = owners.get(user.email.lower()) if user.email else None
-    return user.status == "active" and holder not in (None, user.user_id)
+    if user.status == "active" and holder not in (None, user.user_id):
+        return holder
+    return None
 
 
 def move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> None:

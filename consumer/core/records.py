@@ -52,16 +52,30 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
 
 
+class FieldError(NamedTuple):
+    """One thing wrong with a record: where (a dotted path into the event, ``""`` for the
+    event or record as a whole) and what (pydantic's error type, or the consumer's own
+    kind: ``too_large``, ``conflict``...). Never an input value. ``user_id``: for a
+    ``conflict``, the user who holds the email, when known."""
+
+    loc: str
+    type: str
+    user_id: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A poison verdict: the reason and a short message free of the payload's personal data.
 
-    ``unread``: the client could not parse the record at all, so its dead letter can
-    hold nothing of it but where it was."""
+    ``errors``: the same, structured (the ``dlq.errors`` header); empty where the
+    rejection site has nothing more to say than its reason. ``unread``: the client could
+    not parse the record at all, so its dead letter can hold nothing of it but where it
+    was."""
 
     reason: Reason
     error: str
     unread: bool = False
+    errors: tuple[FieldError, ...] = ()
 
 
 class Outcome(StrEnum):

@@ -12,7 +12,12 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.core.decode import decode
-from consumer.core.ordering import EMAIL_CONFLICT, Verdict, apply_event, takes_anothers_email
+from consumer.core.ordering import (
+    Verdict,
+    anothers_email_holder,
+    apply_event,
+    email_conflict,
+)
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import event_rows, state_from_row, user_rows
 from consumer.devtools.benchservers import PARTITIONS
@@ -169,8 +174,9 @@ async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -
                 after.email.lower(),
             )
             owners = {after.email.lower(): holder} if holder is not None else {}
-            if takes_anothers_email(owners, after):
-                return EMAIL_CONFLICT
+            other = anothers_email_holder(owners, after)
+            if other is not None:
+                return email_conflict(other)
         event_row = event_rows([Verdict(record, event, result)])[0]
         inserted = await conn.fetchval(
             "INSERT INTO user_events (source, event_id, user_id, type, time, sequence, "

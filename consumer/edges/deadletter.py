@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
@@ -30,7 +31,7 @@ from aiokafka.errors import (
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from consumer.core.records import Headers, KafkaRecord, Rejection
+from consumer.core.records import FieldError, Headers, KafkaRecord, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ DROPPED = "dlq.dropped"
 # The provenance headers every dead letter carries (the contract's ``dlq.*`` headers).
 REASON = "dlq.reason"
 ERROR = "dlq.error"
+# The errors as JSON: [{"loc": "data.email", "type": "value_error"}, ...], with a
+# "user_id" for a conflict's holder. At most MOST_ERRORS entries, each string cut at
+# _MOST_CHARS: a provenance header stays small whatever the record.
+ERRORS = "dlq.errors"
+MOST_ERRORS = 20
+_MOST_CHARS = 200
 ORIGINAL_TOPIC = "dlq.original.topic"
 ORIGINAL_PARTITION = "dlq.original.partition"
 ORIGINAL_OFFSET = "dlq.original.offset"
@@ -94,6 +101,7 @@ def provenance_headers(
     provenance = {
         REASON: str(rejection.reason),
         ERROR: rejection.error,
+        ERRORS: errors_json(rejection),
         ORIGINAL_TOPIC: record.topic,
         ORIGINAL_PARTITION: str(record.partition),
         ORIGINAL_OFFSET: str(record.offset),
@@ -102,6 +110,21 @@ def provenance_headers(
         FAILED_AT: failed_at.isoformat(timespec="milliseconds"),
     }
     return [(name, value.encode()) for name, value in provenance.items()]
+
+
+def errors_json(rejection: Rejection) -> str:
+    """The ``dlq.errors`` header's value; a rejection without errors of its own gets one
+    entry naming its reason (``unparseable`` for a record the client could not parse)."""
+    errors = rejection.errors or (
+        FieldError("", "unparseable" if rejection.unread else str(rejection.reason)),
+    )
+    entries = []
+    for error in errors[:MOST_ERRORS]:
+        entry = {"loc": error.loc[:_MOST_CHARS], "type": error.type[:_MOST_CHARS]}
+        if error.user_id is not None:
+            entry["user_id"] = error.user_id[:_MOST_CHARS]
+        entries.append(entry)
+    return orjson.dumps(entries).decode()
 
 
 def dead_letter_headers(

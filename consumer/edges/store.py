@@ -26,14 +26,14 @@ from asyncpg.pool import PoolConnectionProxy
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged, rejected_unchecked
 from consumer.core.ordering import (
-    EMAIL_CONFLICT,
     BatchPlan,
     EventKey,
     Verdict,
     claimed_emails,
+    email_conflict,
     plan_batch,
 )
-from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
+from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
     EVENT_COLUMNS,
     USER_COLUMNS,
@@ -301,8 +301,10 @@ class BatchWriter:
                     single = await self._apply([(record, event)], every_key=True)
             except asyncpg.UniqueViolationError:
                 # The email was taken by a writer this batch could not see: a business
-                # outcome for this record, not a failure of the batch.
-                merged.verdicts.append(Verdict(record, event, EMAIL_CONFLICT))
+                # outcome for this record, not a failure of the batch. That writer has
+                # committed (the index waited for it), so this transaction sees the holder.
+                holder = await self._email_holder(record, event)
+                merged.verdicts.append(Verdict(record, event, email_conflict(holder)))
                 continue
             except (asyncpg.DataError, OverflowError) as exc:
                 # OverflowError: asyncpg's COPY encoders raise it, not a DataError, for a
@@ -311,13 +313,25 @@ class BatchWriter:
                     Verdict(
                         record,
                         event,
-                        Rejection(Reason.INVALID, f"not storable: {type(exc).__name__}"),
+                        Rejection(
+                            Reason.INVALID,
+                            f"not storable: {type(exc).__name__}",
+                            errors=(FieldError("", "not_storable"),),
+                        ),
                     )
                 )
                 continue
             merged.verdicts.extend(single.verdicts)
             merged.users.update(single.users)
         return merged
+
+    async def _email_holder(self, record: KafkaRecord, event: AnyUserEvent) -> str | None:
+        """The other active user holding the email ``event`` claims, if any."""
+        emails = claimed_emails([(record, event)])
+        if not emails:
+            return None
+        rows = await self.conn.fetch(_EMAIL_OWNERS, emails)
+        return next((row["user_id"] for row in rows if row["user_id"] != event.subject), None)
 
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""What ``dlq redrive`` keeps in PostgreSQL (migration 0002): the dead letters it handled
-and, per dead-letter partition, the offset before which every one is handled."""
+"""What ``dlq redrive`` keeps in PostgreSQL (migrations 0002 and 0003): the dead letters it
+handled and, per dead-letter partition, the offset before which every one is handled."""
 
 from __future__ import annotations
 
@@ -12,17 +12,26 @@ import asyncpg
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 _POSITIONS = "SELECT partition, next_offset FROM dlq_redrive_positions WHERE dlq_topic = $1"
+# The rows at or after the positions, and the refusals at the redrive limit wherever
+# they are: a run with a higher limit redrives those.
 _HANDLED = """
-SELECT d.partition, d.dlq_offset FROM dlq_redrives AS d
+SELECT d.partition, d.dlq_offset, d.outcome, d.refused_at_limit, d.redrive_count
+FROM dlq_redrives AS d
 LEFT JOIN dlq_redrive_positions AS p USING (dlq_topic, partition)
-WHERE d.dlq_topic = $1 AND d.dlq_offset >= coalesce(p.next_offset, 0)
+WHERE d.dlq_topic = $1 AND (d.dlq_offset >= coalesce(p.next_offset, 0) OR d.refused_at_limit)
 """
+# A refusal's row gives way to what a later run did with its dead letter; a redriven
+# one never does, so no dead letter is redriven twice.
 _RECORD = """
-INSERT INTO dlq_redrives (dlq_topic, partition, dlq_offset, outcome, reason, target_topic,
-                          redrive_count, detail)
+INSERT INTO dlq_redrives AS d (dlq_topic, partition, dlq_offset, outcome, reason,
+                               target_topic, redrive_count, detail, refused_at_limit)
 SELECT $1, * FROM unnest($2::integer[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                         $7::integer[], $8::text[])
-ON CONFLICT DO NOTHING
+                         $7::integer[], $8::text[], $9::boolean[])
+ON CONFLICT (dlq_topic, partition, dlq_offset) DO UPDATE
+SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, target_topic = EXCLUDED.target_topic,
+    redrive_count = EXCLUDED.redrive_count, detail = EXCLUDED.detail,
+    refused_at_limit = EXCLUDED.refused_at_limit, handled_at = now()
+WHERE d.outcome = 'refused'
 """
 _SAVE_POSITIONS = """
 INSERT INTO dlq_redrive_positions (dlq_topic, partition, next_offset)
@@ -43,6 +52,17 @@ class HandledLetter(NamedTuple):
     target_topic: str | None
     redrive_count: int
     detail: str | None
+    refused_at_limit: bool = False
+
+
+class HandledRow(NamedTuple):
+    """What ``RedriveLog.handled`` reads back of a ``dlq_redrives`` row."""
+
+    partition: int
+    offset: int
+    outcome: str
+    refused_at_limit: bool
+    redrive_count: int
 
 
 class RedriveLog:
@@ -72,11 +92,12 @@ class RedriveLog:
             rows = await conn.fetch(_POSITIONS, self.topic)
         return {row["partition"]: row["next_offset"] for row in rows}
 
-    async def handled(self) -> set[tuple[int, int]]:
-        """(partition, offset) of the dead letters handled at or after the positions."""
+    async def handled(self) -> list[HandledRow]:
+        """The dead letters handled at or after the positions, and the ones refused at the
+        redrive limit before them."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(_HANDLED, self.topic)
-        return {(row["partition"], row["dlq_offset"]) for row in rows}
+        return [HandledRow(*row) for row in rows]
 
     async def record(self, letters: Sequence[HandledLetter], positions: Mapping[int, int]) -> None:
         """Add ``letters`` and move the positions forward (never back), in one transaction."""

@@ -6,9 +6,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from consumer.tools.common import open_tool_store
-from consumer.tools.dlq.listing import list_dead_letters
+from consumer.tools.dlq.criteria import Criteria
+from consumer.tools.dlq.listing import ListRequest, list_dead_letters
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
-from consumer.tools.dlq.redrive_rules import Criteria
 from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,
@@ -58,14 +58,14 @@ async def test_conflict_and_unknown_user_succeed_after_the_fix_and_a_redrive(
         dead = await read_topic(bootstrap_servers, settings.kafka_dlq_topic, 2)
         assert sorted(headers_of(d)["dlq.reason"] for d in dead) == [b"conflict", b"unknown_user"]
 
-        summary = await list_dead_letters(settings)
+        summary = await list_dead_letters(settings, ListRequest())
         listed = summary.to_json()
         assert listed["total"] == 2
         assert listed["by_reason"] == {"conflict": 1, "unknown_user": 1}
         assert listed["by_original_topic"] == {topic: 2}
         shown = summary.render() + str(listed)
         assert "shared@" not in shown and "Bea Bell" not in shown and "Cy Late" not in shown
-        assert "dlq.reason" in shown and "t-u2-1" in shown  # headers are shown
+        assert "dlq.reason" in shown and "t-u2-1" in shown  # headers are shown (in JSON)
 
         store = await open_tool_store(settings)
         try:

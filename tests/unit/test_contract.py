@@ -51,6 +51,7 @@ def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -
     assert dict(headers[1:]) == {
         "dlq.reason": b"invalid",
         "dlq.error": b"data.email: value_error",
+        "dlq.errors": b'[{"loc":"","type":"invalid"}]',
         "dlq.original.topic": b"user-events",
         "dlq.original.partition": b"4",
         "dlq.original.offset": b"1234",

@@ -14,10 +14,10 @@ from consumer.core.rows import log_record
 from consumer.edges.errors import DatabaseUnreachable
 from consumer.settings import Settings
 from consumer.tools.common import ToolError
+from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import DlqSummary
 from consumer.tools.dlq.masking import mask_bytes, mask_text
 from consumer.tools.dlq.redrive_rules import (
-    Criteria,
     Redrive,
     Refusal,
     advance,
@@ -128,13 +128,14 @@ def test_redrive_copies_original_headers_counts_and_refuses_past_the_limit() -> 
     again = decide_redrive(letter(dlq_redrive_count="2", dlq_original_topic="t"), 3)
     assert isinstance(again, Redrive) and again.count == 3
     assert decide_redrive(letter(dlq_redrive_count="3", dlq_original_topic="t"), 3) == Refusal(
-        "redriven 3 times already (limit 3)", 3
+        "redriven 3 times already (limit 3)", 3, at_limit=True
     )
     assert isinstance(decide_redrive(letter(), 3), Refusal)  # no original topic
     # A dead letter that does not hold the record as it was is not republished.
     for missing in ({"dlq_dropped": "value,key"}, {"dlq_value": "null: no key nor value"}):
         refused = decide_redrive(letter(dlq_original_topic="t", **missing), 3)
         assert isinstance(refused, Refusal) and "dlq." in refused.detail
+        assert not refused.at_limit  # for good: a higher limit does not change it
 
 
 def test_the_position_moves_only_over_handled_records() -> None:

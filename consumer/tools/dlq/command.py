@@ -1,15 +1,21 @@
-"""The ``dlq list`` and ``dlq redrive`` command lines, run through the tools' runner."""
+"""The ``dlq list``, ``dlq show`` and ``dlq redrive`` command lines, run through the tools'
+runner."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from consumer.settings import Settings
 from consumer.tools.common import BadArgument, parse_pairs, parse_time, tool_store
-from consumer.tools.dlq.listing import DlqSummary, list_dead_letters
+from consumer.tools.dlq.criteria import REASONS, Criteria, parse_reasons
+from consumer.tools.dlq.listing import DEFAULT_LAST, DlqSummary, ListRequest, list_dead_letters
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
-from consumer.tools.dlq.redrive_rules import DEFAULT_MAX_REDRIVES, Criteria, RedriveReport
+from consumer.tools.dlq.redrive_rules import DEFAULT_MAX_REDRIVES, RedriveReport
+from consumer.tools.dlq.show import ShownLetter, ShowRequest, show_dead_letter
 from consumer.tools.runner import add_tool
+
+_REASON_HELP = f"only dead letters with this dlq.reason, one of {', '.join(REASONS)} (repeatable)"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,18 +25,58 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Tools for the dead-letter topic (KAFKA_DLQ_TOPIC).",
     )
     sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    _add_list(sub)
+    _add_show(sub)
+    _add_redrive(sub)
+
+
+def _add_list(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = add_tool(
         sub,
         "list",
-        _last,
+        _list_request,
         _list,
-        help="summarise the dead-letter topic",
-        description="Counts by reason and by original topic, the oldest and newest dead "
-        "letters, and the last few with their headers; personal data is masked.",
+        help="list and count the dead letters",
+        description="Read the dead-letter topic up to now: counts by reason and by original "
+        "topic, the oldest and newest failure, and a table of the last dead letters (newest "
+        "last) with their reason, source and errors. Personal data is masked.",
     )
-    listing.add_argument("--last", type=int, default=5, help="how many recent records to show")
+    listing.add_argument("--reason", action="append", default=[], help=_REASON_HELP)
+    listing.add_argument(
+        "--source", help="only dead letters of events with this CloudEvent source (exact)"
+    )
+    _add_times(listing)
+    listing.add_argument(
+        "--last",
+        type=int,
+        default=DEFAULT_LAST,
+        metavar="N",
+        help=f"how many of the matching dead letters to show (default {DEFAULT_LAST})",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
 
+
+def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    show = add_tool(
+        sub,
+        "show",
+        _show_request,
+        _show,
+        help="show one dead letter",
+        description="One dead letter: its provenance (the dlq.* headers), its errors, its "
+        "other headers, its key and its value. Emails and names are masked unless "
+        "--reveal. Exits 1 when there is no dead letter at that position.",
+    )
+    show.add_argument(
+        "where", metavar="PARTITION:OFFSET", help="its position on the dead-letter topic"
+    )
+    show.add_argument(
+        "--reveal", action="store_true", help="show emails and names as they are (not masked)"
+    )
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_redrive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     again = add_tool(
         sub,
         "redrive",
@@ -40,44 +86,72 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Re-publish matching dead letters (key, value and original headers, "
         "plus dlq.redrive.count) to the topic named by dlq.original.topic. The position is "
         "kept in PostgreSQL: a rerun picks up where the last one stopped and never redrives "
-        "the same dead letter twice. Records redriven --max-redrives times are refused.",
+        "the same dead letter twice. Records redriven --max-redrives times are refused, "
+        "until a run with a higher --max-redrives.",
     )
+    again.add_argument("--reason", action="append", default=[], help=_REASON_HELP)
+    _add_times(again)
     again.add_argument(
-        "--reason", action="append", default=[], help="only this dlq.reason (repeatable)"
-    )
-    again.add_argument("--since", help="only dead letters that failed at or after this time")
-    again.add_argument("--until", help="only dead letters that failed before this time")
-    again.add_argument(
-        "--offsets", help="only these dead letters: partition:offset pairs on the DLQ topic"
+        "--offsets",
+        metavar="P:O,...",
+        help="only these dead letters: partition:offset pairs on the DLQ topic",
     )
     again.add_argument(
         "--max-redrives",
         type=int,
         default=DEFAULT_MAX_REDRIVES,
+        metavar="N",
         help=f"refuse records already redriven this many times (default {DEFAULT_MAX_REDRIVES})",
     )
     again.add_argument("--dry-run", action="store_true", help="publish and record nothing")
     again.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _last(args: argparse.Namespace) -> int:
+def _add_times(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only dead letters that failed (dlq.failed.at) at or after this RFC 3339 time, "
+        "e.g. 2026-01-02T00:00:00Z",
+    )
+    parser.add_argument(
+        "--until", metavar="TIME", help="only dead letters that failed before this RFC 3339 time"
+    )
+
+
+def _criteria(args: argparse.Namespace) -> Criteria:
+    """The filters both commands take: --reason, --since, --until."""
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    if since is not None and until is not None and until <= since:
+        raise BadArgument("--until must be after --since")
+    return Criteria(reasons=parse_reasons(args.reason), since=since, until=until)
+
+
+def _list_request(args: argparse.Namespace) -> ListRequest:
     if args.last < 0:
         raise BadArgument("--last must not be negative")
-    last: int = args.last
-    return last
+    return ListRequest(replace(_criteria(args), source=args.source), args.last)
 
 
-async def _list(settings: Settings, last: int) -> DlqSummary:
-    return await list_dead_letters(settings, last)
+async def _list(settings: Settings, request: ListRequest) -> DlqSummary:
+    return await list_dead_letters(settings, request)
+
+
+def _show_request(args: argparse.Namespace) -> ShowRequest:
+    pairs = parse_pairs(args.where)
+    if len(pairs) != 1:
+        raise BadArgument(f"{args.where!r} is not one PARTITION:OFFSET")
+    ((partition, offset),) = pairs.items()
+    return ShowRequest(partition, offset, args.reveal)
+
+
+async def _show(settings: Settings, request: ShowRequest) -> ShownLetter:
+    return await show_dead_letter(settings, request)
 
 
 def _redrive_request(args: argparse.Namespace) -> RedriveRequest:
-    criteria = Criteria(
-        reasons=frozenset(args.reason),
-        since=parse_time(args.since) if args.since else None,
-        until=parse_time(args.until) if args.until else None,
-        offsets=_offset_set(args.offsets),
-    )
+    criteria = replace(_criteria(args), offsets=_offset_set(args.offsets))
     if args.max_redrives < 0:
         raise BadArgument("--max-redrives must not be negative")
     return RedriveRequest(criteria, args.max_redrives, args.dry_run)

@@ -1,14 +1,18 @@
-"""Reading a dead letter's provenance headers (``dlq.*``). Pure."""
+"""Reading a dead letter: its provenance headers (``dlq.*``) and its event's source. Pure."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from consumer.core.records import Headers, KafkaRecord
-from consumer.edges.deadletter import FAILED_AT, REASON
+from consumer.edges.deadletter import ERRORS, FAILED_AT, REASON
 
 REDRIVE_COUNT = "dlq.redrive.count"
 DLQ_PREFIX = "dlq."
+SOURCE_HEADER = "ce_source"
+
+ErrorEntry = dict[str, str]
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -35,7 +39,17 @@ def failed_at(letter: KafkaRecord) -> datetime:
                 return moment
         except ValueError:
             pass
+    return written_at(letter)
+
+
+def written_at(letter: KafkaRecord) -> datetime:
+    """The dead letter's own Kafka timestamp."""
     return datetime.fromtimestamp(letter.timestamp_ms / 1000, UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """A time for display: RFC 3339, to the millisecond, as ``dlq.failed.at`` is written."""
+    return moment.isoformat(timespec="milliseconds")
 
 
 def redrive_count(headers: Headers) -> int:
@@ -45,3 +59,48 @@ def redrive_count(headers: Headers) -> int:
         return max(0, int(text)) if text is not None else 0
     except ValueError:
         return 0
+
+
+def source_of(letter: KafkaRecord) -> str | None:
+    """The CloudEvent's ``source``: the ``ce_source`` header (binary mode), else the
+    ``source`` of the value when it is a JSON object (structured mode); None when neither."""
+    text = header(letter.headers, SOURCE_HEADER)
+    if text is not None:
+        return text
+    if not letter.value or not letter.value.lstrip().startswith(b"{"):
+        return None
+    try:
+        event = json.loads(letter.value)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    source = event.get("source") if isinstance(event, dict) else None
+    return source if isinstance(source, str) else None
+
+
+def errors_of(headers: Headers) -> list[ErrorEntry] | None:
+    """The ``dlq.errors`` entries (``loc``, ``type``, and a conflict's ``user_id``); None
+    when there is no such header (a dead letter written before it existed) or it is not
+    a JSON list."""
+    text = header(headers, ERRORS)
+    if text is None:
+        return None
+    try:
+        entries = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(entries, list):
+        return None
+    return [
+        {str(name): str(value) for name, value in entry.items()}
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+
+
+def describe_errors(entries: list[ErrorEntry]) -> str:
+    """``data.email: conflict (held by u-123); time: time_format``, for a person."""
+    return "; ".join(
+        f"{entry.get('loc') or '<event>'}: {entry.get('type', '?')}"
+        + (f" (held by {entry['user_id']})" if "user_id" in entry else "")
+        for entry in entries
+    )

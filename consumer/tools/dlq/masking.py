@@ -44,18 +44,33 @@ def mask_json(value: Any, key: str | None = None) -> Any:
 
 
 def mask_bytes(raw: bytes | None) -> str | None:
-    """A key or value for display: JSON with personal fields masked, else masked text."""
-    if raw is None:
+    """A key or value for a listing: JSON with personal fields masked, else masked text,
+    cut at 300 characters."""
+    shown = show_bytes(raw)
+    if shown is None:
         return None
-    try:
-        shown = json.dumps(mask_json(json.loads(raw)), ensure_ascii=False)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        shown = mask_text(raw.decode("utf-8", "replace"))
     return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "..."
 
 
-def masked_headers(headers: Headers) -> list[list[str]]:
-    return [
-        [name, mask_text(value.decode("utf-8", "replace")) if value is not None else ""]
-        for name, value in headers
-    ]
+def show_bytes(raw: bytes | None, *, reveal: bool = False, indent: int | None = None) -> str | None:
+    """A key or value in full: JSON (indented by ``indent``) with personal fields masked,
+    else text with emails masked; as it is with ``reveal``."""
+    if raw is None:
+        return None
+    try:
+        document = json.loads(raw)
+        return json.dumps(
+            document if reveal else mask_json(document), ensure_ascii=False, indent=indent
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        text = raw.decode("utf-8", "replace")
+        return text if reveal else mask_text(text)
+
+
+def masked_headers(headers: Headers, *, reveal: bool = False) -> list[list[str]]:
+    """Headers as text, emails in their values masked unless ``reveal``."""
+    shown = []
+    for name, value in headers:
+        text = value.decode("utf-8", "replace") if value is not None else ""
+        shown.append([name, text if reveal else mask_text(text)])
+    return shown

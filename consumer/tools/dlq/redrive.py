@@ -3,9 +3,10 @@
 The state lives in PostgreSQL (``RedriveLog``): every dead letter handled (redriven or
 refused), and per partition the offset before which every one is handled. A rerun
 starts at that position and skips what it already handled, so the same dead letter is
-never redriven twice by accident. A dead letter is re-published before its row is
-written: a crash between the two can re-publish it once more, which the consumer
-absorbs as a duplicate (same source and id).
+never redriven twice by accident; it reads from further back only for dead letters
+refused at a lower ``--max-redrives`` than its own, which it redrives. A dead letter is
+re-published before its row is written: a crash between the two can re-publish it once
+more, which the consumer absorbs as a duplicate (same source and id).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from consumer.edges.store import Store
 from consumer.edges.store_redrive import HandledLetter, RedriveLog
 from consumer.settings import Settings
 from consumer.tools.common import ToolError, tool_producer
+from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.letters import reason_of
 from consumer.tools.dlq.redrive_rules import (
     DEFAULT_MAX_REDRIVES,
-    Criteria,
+    Handled,
     KeptPositions,
     Redrive,
     RedriveReport,
@@ -67,7 +69,8 @@ async def _redrive_alone(
 ) -> None:
     topic = redrives.topic
     positions = await redrives.positions()
-    handled = await redrives.handled()
+    handled = Handled.of(await redrives.handled(), request.max_redrives)
+    report.waiting_at_limit = handled.waiting
     async with assigned_consumer(settings) as consumer:
         tps = await partitions_of(consumer, topic)
         highs = await high_watermarks(consumer, tps)
@@ -77,6 +80,7 @@ async def _redrive_alone(
             positions,
             begins,
             request.criteria.offsets,
+            handled.retried_from(),
         )
         kept = KeptPositions.start(planned, positions, begins)
         ranges = {TopicPartition(topic, p): r for p, r in planned.items()}
@@ -88,7 +92,10 @@ async def _redrive_alone(
                 for letter in batch:
                     done = True
                     where = (letter.partition, letter.offset)
-                    if where in handled or letter.offset < positions.get(letter.partition, 0):
+                    again = where in handled.retry
+                    if not again and (
+                        where in handled.skip or letter.offset < positions.get(letter.partition, 0)
+                    ):
                         report.already_handled += 1
                     elif not request.criteria.matches(letter):
                         report.filtered_out += 1
@@ -120,5 +127,7 @@ def _handled(letter: KafkaRecord, reason: str, decision: Redrive | Refusal) -> H
     """The row that says what became of ``letter``."""
     where = (letter.partition, letter.offset)
     if isinstance(decision, Refusal):
-        return HandledLetter(*where, "refused", reason, None, decision.count, decision.detail)
+        return HandledLetter(
+            *where, "refused", reason, None, decision.count, decision.detail, decision.at_limit
+        )
     return HandledLetter(*where, "redriven", reason, decision.topic, decision.count, None)

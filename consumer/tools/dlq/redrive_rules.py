@@ -6,35 +6,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from consumer.core.records import Headers, KafkaRecord
-from consumer.edges.deadletter import DROPPED, ORIGINAL_TOPIC, REASON, VALUE, OutgoingHeaders
-from consumer.tools.dlq.letters import DLQ_PREFIX, REDRIVE_COUNT, failed_at, header, redrive_count
+from consumer.edges.deadletter import DROPPED, ORIGINAL_TOPIC, VALUE, OutgoingHeaders
+from consumer.edges.store_redrive import HandledRow
+from consumer.tools.dlq.letters import DLQ_PREFIX, REDRIVE_COUNT, header, redrive_count
 from consumer.tools.kafkareader import OffsetRange
 
 DEFAULT_MAX_REDRIVES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    """Which dead letters a redrive takes: every given filter must match."""
-
-    reasons: frozenset[str] = frozenset()
-    since: datetime | None = None  # failed at or after
-    until: datetime | None = None  # failed before
-    offsets: frozenset[tuple[int, int]] = frozenset()  # (partition, offset) on the DLQ topic
-
-    def matches(self, letter: KafkaRecord) -> bool:
-        if self.offsets and (letter.partition, letter.offset) not in self.offsets:
-            return False
-        if self.reasons and header(letter.headers, REASON) not in self.reasons:
-            return False
-        at = failed_at(letter)
-        if self.since is not None and at < self.since:
-            return False
-        return not (self.until is not None and at >= self.until)
+Where = tuple[int, int]  # (partition, offset) on the dead-letter topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +31,13 @@ class Redrive:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
+    """Why a dead letter is not republished. ``at_limit``: it was redriven ``count`` times,
+    the limit of this run; a run with a higher limit redrives it. Any other refusal is for
+    good: the dead letter itself lacks what a redrive needs."""
+
     detail: str
     count: int
+    at_limit: bool = False
 
 
 def redrive_headers(headers: Headers, count: int) -> OutgoingHeaders:
@@ -67,7 +53,9 @@ def decide_redrive(letter: KafkaRecord, max_redrives: int) -> Redrive | Refusal:
     if not target:
         return Refusal("no dlq.original.topic header", previous)
     if previous >= max_redrives:
-        return Refusal(f"redriven {previous} times already (limit {max_redrives})", previous)
+        return Refusal(
+            f"redriven {previous} times already (limit {max_redrives})", previous, at_limit=True
+        )
     if header(letter.headers, DROPPED):
         # Part of the record was dropped to get the dead letter written.
         return Refusal(f"the dead letter does not hold the whole record (see {DROPPED})", previous)
@@ -78,10 +66,44 @@ def decide_redrive(letter: KafkaRecord, max_redrives: int) -> Redrive | Refusal:
     return Redrive(target, letter.key, letter.value, redrive_headers(letter.headers, count), count)
 
 
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What earlier runs did, as it stands for a run with ``max_redrives``: the dead
+    letters to skip, those refused at a lower limit that this run redrives, and how many
+    refused at the limit still wait for a higher one."""
+
+    skip: frozenset[Where]
+    retry: frozenset[Where]
+    waiting: int
+
+    @classmethod
+    def of(cls, rows: Iterable[HandledRow], max_redrives: int) -> Handled:
+        skip, retry, waiting = set(), set(), 0
+        for row in rows:
+            where = (row.partition, row.offset)
+            if row.outcome == "refused" and row.refused_at_limit:
+                if row.redrive_count < max_redrives:
+                    retry.add(where)
+                    continue
+                waiting += 1
+            skip.add(where)
+        return cls(frozenset(skip), frozenset(retry), waiting)
+
+    def retried_from(self) -> dict[int, int]:
+        """Per partition, the first dead letter this run redrives again."""
+        starts: dict[int, int] = {}
+        for partition, offset in self.retry:
+            starts[partition] = min(offset, starts.get(partition, offset))
+        return starts
+
+
 def advance(position: int, handled: Iterable[tuple[int, bool]]) -> tuple[int, bool]:
     """The new position after records (offset, handled) read in order from ``position``,
-    and whether it could go on (False once an unhandled record is met)."""
+    and whether it could go on (False once an unhandled record is met). Records before
+    the position (refused earlier, read again for a higher limit) do not hold it."""
     for offset, done in handled:
+        if offset < position:
+            continue
         if not done:
             return position, False
         position = max(position, offset + 1)
@@ -92,16 +114,20 @@ def redrive_ranges(
     highwaters: Mapping[int, int],
     positions: Mapping[int, int],
     beginnings: Mapping[int, int],
-    offsets: Iterable[tuple[int, int]] = (),
+    offsets: Iterable[Where] = (),
+    retried_from: Mapping[int, int] | None = None,
 ) -> dict[int, OffsetRange]:
-    """Where to read: from the kept position (else the beginning) up to now; with explicit
-    offsets, only their partitions, from the smallest to the largest."""
+    """Where to read: from the kept position (else the beginning), or from the first dead
+    letter to redrive again, up to now; with explicit offsets, only their partitions,
+    from the smallest to the largest."""
     wanted: dict[int, list[int]] = {}
     for partition, offset in offsets:
         wanted.setdefault(partition, []).append(offset)
+    again = retried_from or {}
     ranges: dict[int, OffsetRange] = {}
     for partition, high in highwaters.items():
-        start = max(positions.get(partition, 0), beginnings.get(partition, 0))
+        position = min(positions.get(partition, 0), again.get(partition, high))
+        start = max(position, beginnings.get(partition, 0))
         end = high
         if wanted:
             if partition not in wanted:
@@ -159,6 +185,7 @@ class RedriveReport:
     refused: list[dict[str, Any]] = field(default_factory=list)
     already_handled: int = 0
     filtered_out: int = 0
+    waiting_at_limit: int = 0  # refused at the limit by earlier runs, not redriven by this one
 
     @property
     def complete(self) -> bool:
@@ -185,6 +212,7 @@ class RedriveReport:
             "refused": self.refused,
             "already_handled": self.already_handled,
             "filtered_out": self.filtered_out,
+            "waiting_at_limit": self.waiting_at_limit,
         }
 
     def render(self) -> str:
@@ -201,4 +229,9 @@ class RedriveReport:
             f"left out by the filters: {self.filtered_out}; refused: {len(self.refused)}",
         ]
         lines += [f"  refused {r['partition']}:{r['offset']}: {r['detail']}" for r in self.refused]
+        if self.waiting_at_limit:
+            lines.append(
+                f"refused by earlier runs at the redrive limit: {self.waiting_at_limit} "
+                f"(a run with a higher --max-redrives redrives them)"
+            )
         return "\n".join(lines)
