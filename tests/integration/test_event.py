@@ -104,6 +104,7 @@ async def test_event_tells_applied_stale_duplicate_dead_lettered_pending_and_unk
     assert ghost.verdict == "dead_lettered" and ghost.logged is None
     [letter] = ghost.dead_letters
     assert (letter.reason, letter.original) == ("unknown_user", (topic, 0, 4))
+    assert letter.errors == [{"loc": "subject", "type": "user_not_created"}]
     assert letter.consumer_group == settings.kafka_group_id and letter.error
 
     undecodable = await ask(settings, ByPosition(0, 5))

@@ -21,7 +21,15 @@ from consumer.edges.deadletter import (
 from consumer.edges.store_lookup import LoggedEvent
 from consumer.tools.common import BadArgument, parse_pairs
 from consumer.tools.display import utc_text
-from consumer.tools.dlq.letters import failed_at, header, reason_of, redrive_count
+from consumer.tools.dlq.letters import (
+    ErrorEntry,
+    describe_errors,
+    errors_of,
+    failed_at,
+    header,
+    reason_of,
+    redrive_count,
+)
 from consumer.tools.dlq.masking import mask_text
 
 Position = tuple[str, int, int]  # topic, partition, offset
@@ -99,6 +107,8 @@ class DeadLetterSeen:
     failed_at: datetime
     consumer_group: str | None
     redrive_count: int
+    # The structured errors (``dlq.errors``): field paths and error kinds, no values.
+    errors: list[ErrorEntry] | None = None
 
     @classmethod
     def of(cls, letter: KafkaRecord) -> DeadLetterSeen:
@@ -112,6 +122,7 @@ class DeadLetterSeen:
             failed_at(letter),
             header(letter.headers, CONSUMER_GROUP),
             redrive_count(letter.headers),
+            errors_of(letter.headers),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -124,6 +135,7 @@ class DeadLetterSeen:
             "failed_at": _iso(self.failed_at),
             "consumer_group": self.consumer_group,
             "redrive_count": self.redrive_count,
+            "errors": self.errors,
         }
 
 
@@ -256,6 +268,7 @@ class EventAnswer:
                     if letter.redrive_count
                     else ""
                 )
+                + (f"; errors: {describe_errors(letter.errors)}" if letter.errors else "")
             )
         if not self.dead_letters:
             lines.append(f"  dead letters in {self.dlq_topic}: none")
