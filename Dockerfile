@@ -18,7 +18,8 @@ COPY consumer ./consumer
 COPY schemas ./schemas
 
 # `pip install .` and not `.[dev]`: the image carries the runtime dependencies only.
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
+# The contract is a distribution of its own (schemas/), which the consumer depends on.
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels ./schemas . \
     && /opt/venv/bin/pip install /wheels/*.whl
 
 

@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: dev test fuzz lint typecheck bench schemas clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml schemas/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./schemas -e '.[dev]'
 	touch $(STAMP)
 
 dev: $(STAMP)
@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/user-events-consumer bench
 
 schemas: $(STAMP)
-	$(BIN)/python -m schemas.generate
+	$(BIN)/python -m user_events_schemas.generate
 
 clean:
 	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, from_json
+from user_events_schemas.models import MODELS, UserCreated, UserDeleted, UserEvent, UserUpdated
 
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
-from schemas.models import MODELS, UserCreated, UserDeleted, UserEvent, UserUpdated
 
 AnyUserEvent = UserCreated | UserUpdated | UserDeleted
 

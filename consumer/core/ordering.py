@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
+from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
+
 from consumer.core.decode import AnyUserEvent
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
-from schemas.models import UserCreated, UserDeleted, UserUpdated
 
 Status = Literal["active", "deleted"]
 EventKey = tuple[str, str]

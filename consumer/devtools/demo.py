@@ -7,7 +7,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from schemas import binary_record, build_event, structured_record
+from user_events_schemas import binary_record, build_event, structured_record
 
 KafkaMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from user_events_schemas import build_event, structured_record
 
 from consumer.devtools.benchservers import PARTITIONS, note_ends
 from consumer.devtools.devenv import free_port
@@ -17,7 +18,6 @@ from consumer.devtools.histograms import histogram_delta, histogram_quantile
 from consumer.devtools.serviceprocess import scrape, start_service, wait_for_offsets
 from consumer.edges.kafka import client_options, ensure_topics
 from consumer.settings import Settings
-from schemas import build_event, structured_record
 
 
 async def steady_load(

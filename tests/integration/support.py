@@ -134,7 +134,7 @@ def user_history(users: int, updates: int, source: str = "/history") -> list[dic
     """Per user: a create then ``updates`` renames, sequenced; interleaved across users."""
     from datetime import UTC, datetime, timedelta
 
-    from schemas import build_event
+    from user_events_schemas import build_event
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     events = []

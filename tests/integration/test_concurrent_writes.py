@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
+from user_events_schemas import build_event, structured_record
 
 from consumer.edges.migrate import apply_migrations
-from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,
     logged_offsets,

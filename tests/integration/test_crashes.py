@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import asyncpg
+from user_events_schemas import structured_record
 
 from consumer.edges import metrics
-from schemas import structured_record
 from tests.integration.support import (
     assert_history_applied_exactly_once,
     count_logged,

@@ -8,13 +8,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.core.records import FieldError, KafkaRecord, Rejection
 from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import Store
 from consumer.pipeline.batches import split_batch
 from consumer.settings import Settings
-from schemas import binary_record, build_event, structured_record
 from tests.integration.support import (
     headers_of,
     new_settings,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from user_events_schemas import build_event, structured_record
+
 from consumer.tools.common import open_tool_store
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import ListRequest, list_dead_letters
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
-from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,
     fetch,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from user_events_schemas import build_event, structured_record
 
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord, Rejection
@@ -17,7 +18,6 @@ from consumer.edges.kafka import max_request_bytes, start_producer
 from consumer.settings import Settings
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import ListRequest, list_dead_letters
-from schemas import build_event, structured_record
 from tests.integration.support import (
     new_settings,
     publish,

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
 from consumer.tools.event.answer import ByKey, ByPosition, EventAnswer
 from consumer.tools.event.lookup import find_event
-from schemas import binary_record, build_event, structured_record
 from tests.integration.support import (
     eventually,
     logged_is,

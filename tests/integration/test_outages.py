@@ -11,12 +11,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from user_events_schemas import build_event, structured_record
 
 from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
 from consumer.edges import metrics
 from consumer.edges.kafka import ensure_topics
 from consumer.edges.migrate import apply_migrations
-from schemas import build_event, structured_record
 from tests.integration.support import (
     assert_history_applied_exactly_once,
     count_logged,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from schemas import binary_record, build_event, structured_record
+from user_events_schemas import binary_record, build_event, structured_record
+
 from tests.integration.support import (
     count_logged,
     eventually,

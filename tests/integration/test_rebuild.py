@@ -6,12 +6,13 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from user_events_schemas import build_event, structured_record
+
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord
 from consumer.pipeline.batches import split_batch
 from consumer.tools.common import open_tool_store
 from consumer.tools.rebuild import rebuild
-from schemas import build_event, structured_record
 from tests.integration.support import fetch, new_settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from user_events_schemas import build_event, structured_record
 
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import DeadLetterQueue
@@ -15,7 +16,6 @@ from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
 from consumer.tools.dlq.redrive_rules import RedriveReport
-from schemas import build_event, structured_record
 from tests.integration.support import fetch, headers_of, new_settings, read_all, service_env
 from tests.integration.test_tool_exits import run_cli
 

@@ -7,12 +7,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from user_events_schemas import build_event, structured_record
 
 from consumer.app import open_store
 from consumer.edges.store import Store
 from consumer.settings import Settings
 from consumer.tools.replay.apply import ReplayRequest, replay
-from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,
     fetch,

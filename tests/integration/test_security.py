@@ -19,6 +19,7 @@ import pytest
 import trustme
 from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives import serialization
+from user_events_schemas import build_event, structured_record
 
 from consumer.devtools.devenv import (
     EmbeddedBroker,
@@ -30,7 +31,6 @@ from consumer.edges.errors import is_transient
 from consumer.edges.kafka import start_producer
 from consumer.edges.store import Store
 from consumer.settings import Settings
-from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,
     fetch,

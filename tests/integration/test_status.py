@@ -12,11 +12,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
+from user_events_schemas import build_event, structured_record
 
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
 from consumer.tools.status.gather import gather_status
-from schemas import build_event, structured_record
 from tests.integration.support import (
     eventually,
     logged_is,

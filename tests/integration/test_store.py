@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from user_events_schemas import build_event, structured_record
 
 from consumer.core.records import KafkaRecord
 from consumer.edges.errors import OffsetsMoved, is_transient
@@ -14,7 +15,6 @@ from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import _LOGGED_KEYS, Store
 from consumer.pipeline.batches import split_batch
 from consumer.settings import Settings
-from schemas import build_event, structured_record
 from tests.integration.support import logged_offsets, stored_offsets
 
 TOPIC, GROUP = "t", "g"

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from user_events_schemas import build_event, structured_record
 
 from consumer.devtools.devenv import free_port
 from consumer.edges.migrate import apply_migrations
-from schemas import build_event, structured_record
 from tests.integration.support import (
     count_logged,
     eventually,

@@ -9,11 +9,11 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from user_events_schemas import build_event, structured_record
 
 from consumer.devtools.devenv import free_port
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
-from schemas import build_event, structured_record
 from tests.integration.support import new_settings, publish, service_env
 
 pytestmark = pytest.mark.integration

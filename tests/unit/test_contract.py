@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from user_events_schemas import build_event
+from user_events_schemas.generate import SCHEMA_DIR, render_schemas
 
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import (
@@ -20,8 +22,6 @@ from consumer.edges.deadletter import (
     dead_letter_message,
 )
 from consumer.pipeline.unreadable import UNREADABLE, StandIn, reject_stand_ins
-from schemas import build_event
-from schemas.generate import SCHEMA_DIR, render_schemas
 
 
 def test_the_json_schema_files_match_the_models() -> None:

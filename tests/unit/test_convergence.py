@@ -9,12 +9,12 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged
 from consumer.core.ordering import UserState, Version, apply_event, plan_batch
 from consumer.core.records import KafkaRecord, Rejection
-from schemas.models import UserCreated, UserDeleted, UserUpdated
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 Entry = tuple[KafkaRecord, AnyUserEvent]

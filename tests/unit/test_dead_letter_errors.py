@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from user_events_schemas import binary_record, build_event
 
 from consumer.core.decode import decode, field_errors
 from consumer.core.ordering import email_conflict, plan_batch
@@ -19,7 +20,6 @@ from consumer.edges.deadletter import (
     errors_json,
 )
 from consumer.pipeline.unreadable import UNREADABLE
-from schemas import binary_record, build_event
 from tests.unit.test_ordering import ev
 
 SECRET_EMAIL = "ada.secret@example.com"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.core import decode as decode_module
 from consumer.core.decode import decode, decode_all, stored_payload
 from consumer.core.records import KafkaRecord, Reason, Rejection
-from schemas import binary_record, build_event, structured_record
 
 
 def record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> KafkaRecord:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from user_events_schemas.models import UserUpdated
+
 from consumer.core.dedupe import possibly_logged
 from consumer.core.ordering import UserState, Version
 from consumer.core.records import KafkaRecord
-from schemas.models import UserUpdated
 
 T0 = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
 

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import EmailStr, TypeAdapter, ValidationError
-
-from schemas.emails import Email, _accepted_domain, normalized_email
+from user_events_schemas.emails import Email, _accepted_domain, normalized_email
 
 _reference: TypeAdapter[str] = TypeAdapter(EmailStr)
 _ours: TypeAdapter[str] = TypeAdapter(Email)

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.core.decode import AnyUserEvent, decode
 from consumer.core.identity import event_key
@@ -22,7 +23,6 @@ from consumer.tools.event.answer import (
     is_letter_of,
     parse_query,
 )
-from schemas import binary_record, build_event, structured_record
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 EVENT = build_event("user.created", "u1", {"email": "a@example.com", "name": "A"}, event_id="e1")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+from user_events_schemas import UserCreated, UserDeleted, UserUpdated
+
 from consumer.core.decode import AnyUserEvent
 from consumer.core.ordering import UserState, Version, apply_event, plan_batch
 from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
-from schemas import UserCreated, UserDeleted, UserUpdated
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

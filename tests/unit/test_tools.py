@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+from user_events_schemas import build_event
 
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import log_record
@@ -34,7 +35,6 @@ from consumer.tools.replay.ranges import (
     time_lookup_answer,
 )
 from consumer.tools.runner import Exit, explain
-from schemas import build_event
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,11 +1,11 @@
 """The user-events contract, importable on its own by publishers.
 
->>> from schemas import build_event, structured_record
+>>> from user_events_schemas import build_event, structured_record
 >>> event = build_event("user.created", "u-1", {"email": "a@example.com", "name": "Ada"})
 """
 
-from schemas.builder import binary_record, build_event, structured_record
-from schemas.models import (
+from user_events_schemas.builder import binary_record, build_event, structured_record
+from user_events_schemas.models import (
     EVENT_TYPES,
     UserCreated,
     UserCreatedData,

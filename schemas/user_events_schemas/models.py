@@ -2,7 +2,7 @@
 
 Publishers import these models to build and check events; the consumer validates
 every record against them. The JSON Schema files beside this module are generated
-from these models (``python -m schemas.generate``) and a test fails when they drift.
+from these models (``python -m user_events_schemas.generate``) and a test fails when they drift.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-from schemas.emails import Email
+from user_events_schemas.emails import Email
 
 EVENT_TYPES = ("user.created", "user.updated", "user.deleted")
 

@@ -1,4 +1,4 @@
-"""Generate the JSON Schema files from the models: ``python -m schemas.generate``."""
+"""Generate the JSON Schema files from the models: ``python -m user_events_schemas.generate``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.models import MODELS, UserEvent
+from user_events_schemas.models import MODELS, UserEvent
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.models import EVENT_TYPES, UserEvent
+from user_events_schemas.models import EVENT_TYPES, UserEvent
 
 _event_adapter: TypeAdapter[Any] = TypeAdapter(UserEvent)
 
