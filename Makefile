@@ -37,6 +37,7 @@ bench: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m user_events_schemas.generate
+	$(BIN)/python -m user_events_schemas.asyncapi schemas/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache
