@@ -40,4 +40,4 @@ schemas: $(STAMP)
 	$(BIN)/python -m user_events_schemas.asyncapi schemas/asyncapi.yaml
 
 clean:
-	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .dev .cache .pytest_cache .mypy_cache .ruff_cache
