@@ -8,6 +8,7 @@ form), the examples from the record builders, checked by the models.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -101,22 +102,22 @@ def examples(event_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Message examples of ``event_type`` in structured and in binary mode, as the record
     builders make them."""
     event = example_event(event_type)
-    _, value, headers = structured_record(event)
-    structured = {
-        "name": f"{event_type}-structured",
-        "summary": "structured_record(event) of the user-events-schemas package",
-        "headers": _text(headers),
-        "payload": json.loads(value),
-    }
-    _, value, headers = binary_record(event)
-    binary = {
-        "name": f"{event_type}-binary",
-        "summary": "binary_record(event) of the user-events-schemas package",
-        "headers": _text(headers),
-        "payload": json.loads(value),
-    }
-    return structured, binary
+    return (
+        _example(event_type, "structured", structured_record, event),
+        _example(event_type, "binary", binary_record, event),
+    )
 
 
-def _text(headers: list[tuple[str, bytes]]) -> dict[str, str]:
-    return {name: value.decode() for name, value in headers}
+def _example(
+    event_type: str,
+    mode: str,
+    builder: Callable[[dict[str, Any]], tuple[bytes, bytes, list[tuple[str, bytes]]]],
+    event: dict[str, Any],
+) -> dict[str, Any]:
+    _, value, headers = builder(event)
+    return {
+        "name": f"{event_type}-{mode}",
+        "summary": f"{builder.__name__}(event) of the user-events-schemas package",
+        "headers": {name: text.decode() for name, text in headers},
+        "payload": json.loads(value),
+    }
