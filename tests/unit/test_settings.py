@@ -307,3 +307,56 @@ def test_an_unverifiable_certificate_is_not_transient_but_a_refused_connection_i
     assert not is_transient(ssl.SSLCertVerificationError(1, "certificate verify failed"))
     assert is_transient(ConnectionRefusedError())
     assert is_transient(ssl.SSLEOFError())  # a connection cut during the handshake
+
+
+# --- traces ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variables", "enabled"),
+    [
+        ({}, False),
+        ({"OTEL_SERVICE_NAME": "consumer", "OTEL_TRACES_SAMPLER": "always_on"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "OTLP", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_TRACES_EXPORTER": "", "OTEL_EXPORTER_OTLP_ENDPOINT": " "}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_SDK_DISABLED": "", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),
+    ],
+)
+def test_traces_are_off_unless_an_otlp_endpoint_or_exporter_is_named(
+    env: pytest.MonkeyPatch, variables: dict[str, str], enabled: bool
+) -> None:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    assert Settings().tracing_enabled is enabled
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "says"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER", "only otlp"),
+        ({"OTEL_TRACES_EXPORTER": "otlp,console"}, "OTEL_TRACES_EXPORTER", "console"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "http/protobuf",
+        ),
+    ],
+)
+def test_an_exporter_or_protocol_that_is_not_installed_exits_2_naming_the_variable(
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    named: str,
+    says: str,
+) -> None:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    line = refused(capsys)
+    assert line.startswith(f"user-events-consumer: invalid {named}: "), line
+    assert says in line, line
