@@ -90,9 +90,9 @@ class BatchSpans:
         """A link per record that carries a valid trace context, at most ``max_links``;
         and whether records were left unread for want of room."""
         links: list[Link] = []
-        for at, record in enumerate(records):
+        for record in records:
             if len(links) == self._max_links:
-                return links, at < len(records)
+                return links, True
             found = creation_context(record)
             if found is None:
                 continue
