@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -218,21 +226,15 @@ class Settings(BaseSettings):
         mode="before",
     )
     @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        """OpenTelemetry's rule: a variable set to the empty string is as if unset."""
-        if isinstance(value, str):
-            return value.strip() or None
-        return value
-
-    @field_validator(
-        "otel_traces_exporter",
-        "otel_exporter_otlp_protocol",
-        "otel_exporter_otlp_traces_protocol",
-        mode="before",
-    )
-    @classmethod
-    def _lower_case_name(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """OpenTelemetry's rule: a variable set to the empty string is as if unset. Names
+        (an exporter, a protocol) match in any case; a URL is kept as it is."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        return value if info.field_name and info.field_name.endswith("endpoint") else value.lower()
 
     @field_validator("otel_sdk_disabled", mode="before")
     @classmethod
