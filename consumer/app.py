@@ -53,7 +53,11 @@ async def run_service(
 
     metrics.export_known_series(settings.kafka_topic)
     metrics.export_build_info()
-    tracing = Tracing() if settings.tracing_enabled else None
+    try:
+        tracing = Tracing() if settings.tracing_enabled else None
+    except ValueError as exc:  # the SDK refuses a span limit that is not a number
+        log.error("traces cannot start: %s", exc)
+        return 2
     health = Health(wedged_after_seconds=settings.health_wedged_after_seconds)
     http = HttpServer(health, settings.http_host, settings.http_port)
     await http.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
+from consumer.app import run_service
 from consumer.edges.errors import is_transient
 from consumer.edges.kafka import client_options
 from consumer.settings import FILE_SECRETS, Settings, load_settings
@@ -360,3 +362,13 @@ def test_an_exporter_or_protocol_that_is_not_installed_exits_2_naming_the_variab
     line = refused(capsys)
     assert line.startswith(f"user-events-consumer: invalid {named}: "), line
     assert says in line, line
+
+
+def test_a_span_limit_the_sdk_refuses_stops_the_service_at_start_with_exit_2(
+    env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    env.setenv("OTEL_SPAN_LINK_COUNT_LIMIT", "lots")
+    env.setenv("HTTP_PORT", "0")
+    assert asyncio.run(run_service(Settings(), stopping=asyncio.Event())) == 2
+    assert "OTEL_SPAN_LINK_COUNT_LIMIT" in caplog.text
