@@ -1,4 +1,5 @@
-"""Assemble and run the service: pool, migrations, HTTP, consumer loop, signals, shutdown."""
+"""Assemble and run the service: pool, migrations, HTTP, traces, consumer loop, signals,
+shutdown."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from consumer.edges.health import Health, keep_checking
 from consumer.edges.http import HttpServer
 from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import Store
+from consumer.edges.tracing import Tracing
+from consumer.pipeline.batchspans import BatchSpans
 from consumer.pipeline.service import ConsumerService
 from consumer.settings import Settings
 
@@ -50,6 +53,11 @@ async def run_service(
 
     metrics.export_known_series(settings.kafka_topic)
     metrics.export_build_info()
+    try:
+        tracing = Tracing() if settings.tracing_enabled else None
+    except ValueError as exc:  # the SDK refuses a span limit that is not a number
+        log.error("traces cannot start: %s", exc)
+        return 2
     health = Health(wedged_after_seconds=settings.health_wedged_after_seconds)
     http = HttpServer(health, settings.http_host, settings.http_port)
     await http.start()
@@ -59,7 +67,9 @@ async def run_service(
         store = await open_store(settings, stopping, migrate)
         health.db_up(True)
         http.store = store
-        service = await ConsumerService.start(settings, store, health)
+        service = await ConsumerService.start(
+            settings, store, health, batch_spans(settings, tracing)
+        )
         http.status = service.status
         log.info(
             "consuming",
@@ -106,3 +116,16 @@ async def run_service(
         if store is not None:
             await store.close(max(0.1, deadline - time.monotonic()))
         await http.stop()
+        if tracing is not None:
+            # The last spans, those of the batches just finished, go out now: given what
+            # is left of the budget, and at least a second.
+            tracing.shutdown(max(1.0, deadline - time.monotonic()))
+
+
+def batch_spans(settings: Settings, tracing: Tracing | None) -> BatchSpans | None:
+    """The loop's spans, when traces are exported."""
+    if tracing is None:
+        return None
+    return BatchSpans(
+        tracing.tracer, settings.kafka_topic, settings.kafka_group_id, tracing.max_links
+    )

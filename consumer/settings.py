@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -180,6 +188,26 @@ class Settings(BaseSettings):
         1000, ge=1, description="Records of one partition that DLQ_MAX_RATIO looks back over."
     )
 
+    # Traces, off unless one of these standard OpenTelemetry variables asks for them. The
+    # SDK reads every other OTEL_* variable itself: OTEL_SERVICE_NAME,
+    # OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER,
+    # OTEL_SPAN_LINK_COUNT_LIMIT, OTEL_BSP_* ... (see docs/operations.md).
+    otel_sdk_disabled: bool = Field(False, description="true: no telemetry, whatever else is set.")
+    otel_traces_exporter: str | None = Field(
+        None,
+        description="otlp: traces on (to localhost:4318 unless an endpoint is set); none: off.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="Base URL of the OTLP/HTTP receiver (/v1/traces added); traces on."
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        None, description="Full URL the spans are sent to; turns traces on."
+    )
+    # Only OTLP over HTTP with protobuf is installed: a collector expecting gRPC would get
+    # nothing, so another protocol is a startup error, not a silent loss.
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] | None = None
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] | None = None
+
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -188,6 +216,55 @@ class Settings(BaseSettings):
         description="console: one readable line per event; json: one JSON object per line; "
         "auto: console when stderr is a terminal, else json.",
     )
+
+    @field_validator(
+        "otel_traces_exporter",
+        "otel_exporter_otlp_endpoint",
+        "otel_exporter_otlp_traces_endpoint",
+        "otel_exporter_otlp_protocol",
+        "otel_exporter_otlp_traces_protocol",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """OpenTelemetry's rule: a variable set to the empty string is as if unset. Names
+        (an exporter, a protocol) match in any case; a URL is kept as it is."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        return value if info.field_name and info.field_name.endswith("endpoint") else value.lower()
+
+    @field_validator("otel_sdk_disabled", mode="before")
+    @classmethod
+    def _blank_is_false(cls, value: Any) -> Any:
+        return False if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        unknown = {name.strip() for name in value.split(",")} - {"otlp", "none"}
+        if unknown:
+            raise _invalid(
+                "OTEL_TRACES_EXPORTER",
+                f"{', '.join(sorted(unknown))} is not installed: only otlp (OTLP/HTTP) or none",
+            )
+        return value
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether spans are exported: OTEL_TRACES_EXPORTER names otlp, or, when it is unset,
+        an OTLP endpoint is set; never with OTEL_SDK_DISABLED=true. Off by default, unlike an
+        SDK configured by itself: a consumer that exported to localhost:4318 unasked would
+        pay for spans nobody reads."""
+        if self.otel_sdk_disabled:
+            return False
+        if self.otel_traces_exporter is not None:
+            return "otlp" in {name.strip() for name in self.otel_traces_exporter.split(",")}
+        return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
 
     @field_validator("log_level", mode="before")
     @classmethod

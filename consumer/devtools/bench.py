@@ -88,7 +88,7 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
         if args.mode in ("drain", "all"):
             settings = phase_settings(bootstrap, f"bench-{run_id}")
             print(f"bench: publishing {args.events} events over {args.users} users ...", flush=True)
-            ends = await preload(settings, args.events, args.users)
+            ends = await preload(settings, args.events, args.users, args.traceparents)
             service_db = await new_database(server_url, f"bench_service_{run_id}")
             print("bench: draining with the service (`run`) ...", flush=True)
             report.results.append(
@@ -158,6 +158,11 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--events", type=int, default=200_000, help="events to pre-load")
     bench.add_argument("--users", type=int, default=50_000, help="distinct users")
     bench.add_argument("--mode", choices=["drain", "steady", "all"], default="all")
+    bench.add_argument(
+        "--traceparents",
+        action="store_true",
+        help="pre-load events that each carry a W3C traceparent (for a drain with traces on)",
+    )
     bench.add_argument("--skip-baseline", action="store_true", help="drain with the service only")
     bench.add_argument(
         "--members",

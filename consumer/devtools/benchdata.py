@@ -21,8 +21,12 @@ MIX = (
 )
 
 
-def bench_messages(total: int, users: int, seed: int = 1) -> Iterator[KafkaMessage]:
-    """``total`` Kafka messages over ``users`` users, keyed by user id."""
+def bench_messages(
+    total: int, users: int, seed: int = 1, traceparents: bool = False
+) -> Iterator[KafkaMessage]:
+    """``total`` Kafka messages over ``users`` users, keyed by user id; with
+    ``traceparents``, each event carries a trace context of its own (the CloudEvents
+    distributed-tracing extension), as from a publisher that traces."""
     rng = random.Random(seed)
     kinds = [kind for kind, _ in MIX]
     weights = [weight for _, weight in MIX]
@@ -73,6 +77,8 @@ def bench_messages(total: int, users: int, seed: int = 1) -> Iterator[KafkaMessa
             event_id=f"e{n}",
             time=when,
         )
+        if traceparents:
+            event["traceparent"] = f"00-{n + 1:032x}-{n + 1:016x}-01"
         message = structured_record(event)
         if len(recent) < 1000:
             recent.append(message)

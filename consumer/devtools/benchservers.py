@@ -75,7 +75,9 @@ async def new_database(server_url: str, name: str) -> str:
     return url
 
 
-async def preload(settings: Settings, total: int, users: int) -> dict[int, int]:
+async def preload(
+    settings: Settings, total: int, users: int, traceparents: bool = False
+) -> dict[int, int]:
     """Publish the data set; returns the high watermark of each partition."""
     await ensure_topics(settings, {settings.kafka_topic: PARTITIONS, settings.kafka_dlq_topic: 1})
     producer = AIOKafkaProducer(
@@ -88,7 +90,7 @@ async def preload(settings: Settings, total: int, users: int) -> dict[int, int]:
     ends: dict[int, int] = {}
     try:
         pending = []
-        for key, value, headers in bench_messages(total, users):
+        for key, value, headers in bench_messages(total, users, traceparents=traceparents):
             pending.append(
                 await producer.send(settings.kafka_topic, value, key=key, headers=headers)
             )

@@ -1,4 +1,5 @@
-"""What follows a batch's commit, off the write path: metrics, logs, Kafka's offsets, lag.
+"""What follows a batch's commit, off the write path: metrics, logs, its span, Kafka's
+offsets, lag.
 
 PostgreSQL holds the offsets that count; the Kafka commit that follows feeds tools and
 lag monitoring only. Kafka's commits go one at a time, each with the latest offset of
@@ -24,6 +25,7 @@ from consumer.core.records import Outcome, Rejection
 from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetter
 from consumer.pipeline.batches import CommittedBatch
+from consumer.pipeline.batchspans import end_committed
 from consumer.pipeline.partitions import Partitions
 
 log = logging.getLogger(__name__)
@@ -155,11 +157,14 @@ class AfterCommit:
         return True
 
     async def _count(self, committed: CommittedBatch) -> None:
-        record_metrics(committed)
+        outcomes = record_metrics(committed)
+        if committed.batch.span is not None:
+            end_committed(committed.batch.span, committed, outcomes)
 
 
-def record_metrics(committed: CommittedBatch) -> None:
-    """The metrics and log lines of one committed batch."""
+def record_metrics(committed: CommittedBatch) -> Counter[Outcome]:
+    """The metrics and log lines of one committed batch; returns how many of its events
+    were applied, duplicate or stale."""
     records, plan, dead = committed.batch.records, committed.plan, committed.dead
     topic = records[0].topic
     outcomes = Counter(v.result for v in plan.verdicts if not isinstance(v.result, Rejection))
@@ -183,6 +188,7 @@ def record_metrics(committed: CommittedBatch) -> None:
             **{str(k): n for k, n in outcomes.items()},
         },
     )
+    return outcomes
 
 
 def log_dead_letters(dead: Sequence[DeadLetter], plan: BatchPlan) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
+from opentelemetry.trace import Span
 
 from consumer.core.decode import AnyUserEvent, decode_all
 from consumer.core.ordering import BatchPlan
@@ -61,6 +62,8 @@ class PreparedBatch:
     start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
     # Per partition: its epoch when the batch was taken (see ``Partitions.epoch``).
     epochs: dict[TopicPartition, int] = field(default_factory=dict)
+    # Its span, from when it was taken to its commit or its drop; None without tracing.
+    span: Span | None = None
 
     @property
     def partitions(self) -> frozenset[TopicPartition]:
@@ -176,6 +179,7 @@ def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartitionKey, int]) -> Prep
         next_offsets={**batch.next_offsets, **at},
         start_offsets=batch.start_offsets,
         epochs=batch.epochs,
+        span=batch.span,
     )
 
 

@@ -46,6 +46,13 @@ from consumer.pipeline.batches import (
     decode_batch,
     write_batch,
 )
+from consumer.pipeline.batchspans import (
+    BatchSpans,
+    OnRetry,
+    end_dropped,
+    end_failed,
+    recording_retries,
+)
 from consumer.pipeline.fetch import Fetched, Fetcher
 from consumer.pipeline.lanes import WriteLanes
 from consumer.pipeline.partitions import Partitions
@@ -68,12 +75,14 @@ class ConsumerService:
         consumer: AIOKafkaConsumer,
         dead_letters: DeadLetterQueue,
         health: Health,
+        spans: BatchSpans | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.consumer = consumer
         self.dead_letters = dead_letters
         self.health = health
+        self._spans = spans  # None without tracing
         self._stopping = asyncio.Event()
         self._batches_committed = 0
         self.partitions = Partitions()
@@ -94,10 +103,12 @@ class ConsumerService:
         )
 
     @classmethod
-    async def start(cls, settings: Settings, store: Store, health: Health) -> ConsumerService:
+    async def start(
+        cls, settings: Settings, store: Store, health: Health, spans: BatchSpans | None = None
+    ) -> ConsumerService:
         """Connect to Kafka (retrying while it is unreachable) and subscribe."""
         consumer, dead_letters = await connect_to_kafka(settings, health)
-        service = cls(settings, store, consumer, dead_letters, health)
+        service = cls(settings, store, consumer, dead_letters, health, spans)
         listener = Rebalance(
             consumer,
             service.partitions,
@@ -192,7 +203,10 @@ class ConsumerService:
             return None
         batch = PreparedBatch(taken.generation, started, epochs=taken.epochs)
         batch.start_offsets = {(tp.topic, tp.partition): at for tp, at in taken.starts.items()}
-        return await decode_batch(taken.messages, self.settings.max_message_bytes, batch)
+        await decode_batch(taken.messages, self.settings.max_message_bytes, batch)
+        if self._spans is not None:
+            batch.span = self._spans.start(batch)
+        return batch
 
     def _is_current(self, batch: PreparedBatch) -> bool:
         return self.partitions.is_current(batch.generation, batch.epochs)
@@ -229,8 +243,10 @@ class ConsumerService:
             self._drop(batch)
             self._end_retries(batch)  # what its retries paused, but not these partitions
             return
-        except BaseException:
+        except BaseException as exc:
             self.partitions.retry_ended(batch.partitions, paused=())  # the loop stops
+            if batch.span is not None:
+                end_failed(batch.span, exc)
             raise
         self.health.db_up(True)
         self.health.kafka_up(True)  # it fetched this batch and took its dead letters
@@ -247,7 +263,9 @@ class ConsumerService:
         """``write_batch``, retrying transient failures; the guard checks each attempt."""
         # The partitions, not the batch: tenacity's retry state is a reference cycle, and
         # would keep the whole batch alive until the next full collection.
-        on_retry = functools.partial(self._on_write_retry, batch.partitions)
+        on_retry: OnRetry = functools.partial(self._on_write_retry, batch.partitions)
+        if batch.span is not None:
+            on_retry = recording_retries(batch.span, on_retry)
         move = OffsetsMove(self.settings.kafka_group_id, batch.start_offsets, batch.next_offsets)
         check = self._guard.check_for(batch.records)
         async for attempt in retrying(self.settings, "write_batch", self._stopping, on_retry):
@@ -274,6 +292,8 @@ class ConsumerService:
     def _drop(self, batch: PreparedBatch) -> None:
         """Drop a batch: its owned partitions are paused and positioned again."""
         pause(self.consumer, self.partitions.dropped(batch.partitions, self.consumer.assignment()))
+        if batch.span is not None:
+            end_dropped(batch.span)
 
     def _end_retries(self, batch: PreparedBatch) -> None:
         resume(self.consumer, self.partitions.retry_ended(batch.partitions, self.consumer.paused()))

@@ -8,9 +8,29 @@ from collections import Counter
 
 import pytest
 
+from consumer.core.records import KafkaRecord
+from consumer.core.tracecontext import creation_context
 from consumer.devtools.bench import decode_cost
 from consumer.devtools.benchdata import bench_messages
 from consumer.devtools.histograms import histogram_quantile
+
+
+def test_with_traceparents_each_event_carries_a_trace_context_and_nothing_else_changes() -> None:
+    plain = list(bench_messages(2_000, 500))
+    traced = list(bench_messages(2_000, 500, traceparents=True))
+    carried = 0
+    for (key, value, headers), (_, traced_value, _) in zip(plain, traced, strict=True):
+        if traced_value == value:
+            continue  # poison
+        event = json.loads(traced_value or b"")
+        traceparent = event.pop("traceparent")
+        assert event == json.loads(value or b"")
+        record = KafkaRecord("t", 0, 0, 0, key, traced_value, tuple(headers))
+        found = creation_context(record)
+        assert found is not None
+        assert found.traceparent == traceparent
+        carried += 1
+    assert carried > 0.95 * len(plain)
 
 
 def test_the_mix_has_the_issues_proportions_and_is_reproducible() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
+from consumer.app import run_service
 from consumer.edges.errors import is_transient
 from consumer.edges.kafka import client_options
 from consumer.settings import FILE_SECRETS, Settings, load_settings
@@ -307,3 +309,66 @@ def test_an_unverifiable_certificate_is_not_transient_but_a_refused_connection_i
     assert not is_transient(ssl.SSLCertVerificationError(1, "certificate verify failed"))
     assert is_transient(ConnectionRefusedError())
     assert is_transient(ssl.SSLEOFError())  # a connection cut during the handshake
+
+
+# --- traces ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variables", "enabled"),
+    [
+        ({}, False),
+        ({"OTEL_SERVICE_NAME": "consumer", "OTEL_TRACES_SAMPLER": "always_on"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "OTLP", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_TRACES_EXPORTER": "", "OTEL_EXPORTER_OTLP_ENDPOINT": " "}, False),
+        ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_SDK_DISABLED": "", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),
+    ],
+)
+def test_traces_are_off_unless_an_otlp_endpoint_or_exporter_is_named(
+    env: pytest.MonkeyPatch, variables: dict[str, str], enabled: bool
+) -> None:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    assert Settings().tracing_enabled is enabled
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "says"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER", "only otlp"),
+        ({"OTEL_TRACES_EXPORTER": "otlp,console"}, "OTEL_TRACES_EXPORTER", "console"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "http/protobuf",
+        ),
+    ],
+)
+def test_an_exporter_or_protocol_that_is_not_installed_exits_2_naming_the_variable(
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    named: str,
+    says: str,
+) -> None:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    line = refused(capsys)
+    assert line.startswith(f"user-events-consumer: invalid {named}: "), line
+    assert says in line, line
+
+
+def test_a_span_limit_the_sdk_refuses_stops_the_service_at_start_with_exit_2(
+    env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    env.setenv("OTEL_SPAN_LINK_COUNT_LIMIT", "lots")
+    env.setenv("HTTP_PORT", "0")
+    assert asyncio.run(run_service(Settings(), stopping=asyncio.Event())) == 2
+    assert "OTEL_SPAN_LINK_COUNT_LIMIT" in caplog.text
