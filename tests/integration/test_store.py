@@ -24,7 +24,9 @@ PARTITION = (TOPIC, 0)
 def records(count: int) -> list[KafkaRecord]:
     """``count`` user.created events, one user each, at offsets 0 to count - 1."""
     events = [
-        build_event("user.created", f"u{i}", {"email": f"u{i}@example.com", "name": "A"})
+        build_event(
+            "user.created", f"u{i}", {"email": f"u{i}@example.com", "name": "A"}, source="/tests"
+        )
         for i in range(count)
     ]
     return [
@@ -148,9 +150,15 @@ async def test_a_value_postgresql_cannot_store_rejects_only_its_record(
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
         events = [
-            build_event("user.created", "u0", {"email": "u0@example.com", "name": "Ada"}),
-            build_event("user.created", user, {"email": "u1@example.com", "name": name}),
-            build_event("user.created", "u2", {"email": "u2@example.com", "name": "Grace"}),
+            build_event(
+                "user.created", "u0", {"email": "u0@example.com", "name": "Ada"}, source="/tests"
+            ),
+            build_event(
+                "user.created", user, {"email": "u1@example.com", "name": name}, source="/tests"
+            ),
+            build_event(
+                "user.created", "u2", {"email": "u2@example.com", "name": "Grace"}, source="/tests"
+            ),
         ]
         batch = [
             KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
@@ -177,7 +185,9 @@ async def test_an_event_id_reused_for_another_user_is_still_a_duplicate(database
     try:
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
-        first = build_event("user.created", "u1", {"email": "u1@example.com", "name": "A"})
+        first = build_event(
+            "user.created", "u1", {"email": "u1@example.com", "name": "A"}, source="/tests"
+        )
         reused = build_event(
             "user.created",
             "u2",
@@ -185,7 +195,9 @@ async def test_an_event_id_reused_for_another_user_is_still_a_duplicate(database
             source=first["source"],
             event_id=first["id"],
         )
-        other = build_event("user.created", "u3", {"email": "u3@example.com", "name": "C"})
+        other = build_event(
+            "user.created", "u3", {"email": "u3@example.com", "name": "C"}, source="/tests"
+        )
         batch = [
             KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
             for offset, (key, value, headers) in enumerate(
@@ -222,9 +234,14 @@ async def test_a_logged_event_the_versions_miss_is_a_duplicate_not_a_rejection(
         t0 = datetime(2026, 1, 1, tzinfo=UTC)
         history = [
             build_event(
-                "user.created", "u1", {"email": "u1@x.io", "name": "A"}, sequence=1, time=t0
+                "user.created",
+                "u1",
+                {"email": "u1@x.io", "name": "A"},
+                source="/tests",
+                sequence=1,
+                time=t0,
             ),
-            build_event("user.updated", "u1", {"name": "B"}, sequence=2, time=t0),
+            build_event("user.updated", "u1", {"name": "B"}, source="/tests", sequence=2, time=t0),
         ]
         batch = [
             KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))

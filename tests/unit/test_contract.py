@@ -32,9 +32,15 @@ def test_the_json_schema_files_match_the_models() -> None:
 
 def test_the_builder_refuses_events_the_contract_refuses() -> None:
     with pytest.raises(ValueError):
-        build_event("user.created", "u1", {"email": "not-an-email", "name": "A"})
+        build_event("user.created", "u1", {"email": "not-an-email", "name": "A"}, source="/tests")
     with pytest.raises(ValueError):
-        build_event("user.renamed", "u1", {})
+        build_event("user.renamed", "u1", {}, source="/tests")
+
+
+def test_the_builder_has_no_default_source_so_publishers_never_share_one() -> None:
+    with pytest.raises(TypeError, match="source"):
+        build_event("user.deleted", "u1")  # type: ignore[call-arg]
+    assert build_event("user.deleted", "u1", source="/billing")["source"] == "/billing"
 
 
 def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -> None:

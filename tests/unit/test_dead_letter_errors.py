@@ -30,7 +30,9 @@ def record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) 
 
 
 def created(**overrides: object) -> dict[str, object]:
-    event = build_event("user.created", "u1", {"email": SECRET_EMAIL, "name": "Ada"})
+    event = build_event(
+        "user.created", "u1", {"email": SECRET_EMAIL, "name": "Ada"}, source="/tests"
+    )
     return event | overrides
 
 
