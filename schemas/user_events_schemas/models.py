@@ -232,7 +232,8 @@ class UserDeleted(_CloudEvent):
     data: UserDeletedData | None = None
 
 
-UserEvent = Annotated[UserCreated | UserUpdated | UserDeleted, Field(discriminator="type")]
+AnyUserEvent = UserCreated | UserUpdated | UserDeleted
+UserEvent = Annotated[AnyUserEvent, Field(discriminator="type")]
 """Any user event, discriminated by ``type``."""
 
 MODELS: dict[str, type[_CloudEvent]] = {
