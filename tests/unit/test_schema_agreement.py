@@ -1,4 +1,5 @@
-"""The JSON Schema files and the consumer's decoder accept and refuse the same events.
+"""The JSON Schema files and the consumer's decoder accept and refuse the same events,
+and the publishers' validator gives each the consumer's reason and errors.
 
 Hypothesis writes events as publishers might, valid ones and mutations of them; each goes
 through the shipped schema files (jsonschema's Draft 2020-12 validator, format checking
@@ -23,6 +24,7 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 from user_events_schemas.generate import SCHEMA_DIR
 from user_events_schemas.models import EVENT_TYPES, MAX_SEQUENCE
 from user_events_schemas.rejections import FieldError, Rejection
+from user_events_schemas.validate import verdict
 from user_events_schemas.verdicts import NOT_STORABLE, is_storable
 
 from consumer.core.decode import decode
@@ -131,6 +133,9 @@ def assert_agreement(event: Any) -> None:
         assert accepted == (refused is None), "the schemas refuse an event the consumer applies"
     if isinstance(event, dict) and isinstance(event.get("type"), str) and event["type"] in BY_TYPE:
         assert BY_TYPE[event["type"]].is_valid(event) == accepted
+    # The publishers' validator says what the consumer does, reason and errors.
+    ours = verdict(json.dumps(event).encode())
+    assert (ours and (ours.reason, ours.errors)) == (refused and (refused.reason, refused.errors))
     # Python's re lets "$" match before a final newline: that, and only that, differs.
     if PYTHON_RE.is_valid(event) != accepted:
         assert not accepted and any(text.endswith("\n") for text in strings_in(event))
