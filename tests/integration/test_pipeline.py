@@ -23,11 +23,11 @@ from tests.integration.support import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def created(user: str, seq: int, email: str | None = None, **kw: object) -> dict[str, object]:
+def created(user: str, seq: int, email: str | None = None) -> dict[str, object]:
     data = {"email": email or f"{user}@example.com", "name": f"Name {user}"}
     return build_event(
-        "user.created", user, data, sequence=seq, time=T0 + timedelta(seconds=seq), **kw
-    )  # type: ignore[arg-type]
+        "user.created", user, data, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
+    )
 
 
 def updated(user: str, seq: int, **data: str) -> dict[str, object]:
