@@ -10,51 +10,26 @@ carries an email or a name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter, ValidationError
-from pydantic_core import ErrorDetails, from_json
-from user_events_schemas.models import MODELS, UserCreated, UserDeleted, UserEvent, UserUpdated
+from pydantic import ValidationError
+from pydantic_core import from_json
+from user_events_schemas.models import AnyUserEvent as AnyUserEvent
+from user_events_schemas.rejections import rejection_from
+from user_events_schemas.verdicts import decode_structured, validate_python
 
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 
-AnyUserEvent = UserCreated | UserUpdated | UserDeleted
-
-# Values (ids, times, emails, names) rarely repeat, so jiter's cache of parsed strings
-# costs more than it saves for them; keys repeat in every event.
-_adapter: TypeAdapter[AnyUserEvent] = TypeAdapter(
-    UserEvent, config=ConfigDict(cache_strings="keys")
-)
-# The adapter's validator, called directly: TypeAdapter's own Python layer around it cost
-# 0.4 us a record, a tenth of decoding.
-_validate_json: Callable[[bytes], AnyUserEvent] = _adapter.validator.validate_json
-_validate_python: Callable[[dict[str, Any]], AnyUserEvent] = _adapter.validator.validate_python
 log = logging.getLogger(__name__)
 
 _BINARY_PREFIX = "ce_"
 _STRUCTURED_CONTENT_TYPE = b"application/cloudevents"
 _OPTIONAL_ATTRIBUTES = ("sequence", "datacontenttype", "dataschema")
-_NON_FINITE = "value is not JSON: NaN or Infinity"
-_N, _I = ord("N"), ord("I")
-_UNDECODABLE_ERRORS = {
-    "json_invalid",
-    "json_type",
-    "dict_type",
-    "model_attributes_type",
-    "model_type",
-}
-_UNKNOWN_TYPE_ERRORS = {"union_tag_invalid"}
-# A discriminated union's errors are located under the event's type ("user.created",
-# "data", "email"): the path into the event starts after it.
-_TYPE_TAGS = frozenset(MODELS)
 _TOO_LARGE = (FieldError("", "too_large"),)
-_NULL_VALUE = (FieldError("", "null_value"),)
-_NON_FINITE_NUMBER = (FieldError("", "non_finite_number"),)
 _DATA_NOT_JSON = (FieldError("data", "json_invalid"),)
 _DATA_NOT_OBJECT = (FieldError("data", "dict_type"),)
-_UNKNOWN_TYPE = (FieldError("type", "union_tag_invalid"),)
 _DECODER_ERROR = (FieldError("", "decoder_error"),)
 
 
@@ -86,7 +61,8 @@ def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
         )
     if is_binary_mode(content_type, has_specversion):
         return _decode_binary(record)
-    return _decode_structured(value)
+    # The structured-mode rules are the contract package's, shared with its validator.
+    return decode_structured(value)
 
 
 def is_binary_mode(content_type: bytes | None, has_specversion: bool) -> bool:
@@ -144,34 +120,6 @@ def stored_payload(event: AnyUserEvent) -> str:
     return orjson.dumps(attributes).decode()
 
 
-def _decode_structured(value: bytes | None) -> AnyUserEvent | Rejection:
-    if value is None:
-        return Rejection(Reason.UNDECODABLE, "null value", errors=_NULL_VALUE)
-    # A byte looked up as an int costs a tenth of a bytes lookup; only a value holding an
-    # N or an I is searched further.
-    if (_N in value or _I in value) and _has_non_finite_number(value):
-        return Rejection(Reason.UNDECODABLE, _NON_FINITE, errors=_NON_FINITE_NUMBER)
-    try:
-        return _validate_json(value)
-    except ValidationError as exc:
-        return _rejection_from(exc)
-
-
-def _has_non_finite_number(value: bytes) -> bool:
-    """NaN or Infinity outside a string: JSON (RFC 8259) has neither."""
-    if b"NaN" not in value and b"Infinity" not in value:
-        return False
-    try:
-        from_json(value, allow_inf_nan=False)
-    except ValueError:
-        try:
-            from_json(value)
-        except ValueError:
-            return False  # not JSON at all: validation says so
-        return True
-    return False
-
-
 def _decode_binary(record: KafkaRecord) -> AnyUserEvent | Rejection:
     attributes: dict[str, Any] = {}
     try:
@@ -201,41 +149,6 @@ def _decode_binary(record: KafkaRecord) -> AnyUserEvent | Rejection:
                 errors=_DATA_NOT_OBJECT,
             )
     try:
-        return _validate_python(attributes)
+        return validate_python(attributes)
     except ValidationError as exc:
-        return _rejection_from(exc)
-
-
-def _rejection_from(exc: ValidationError) -> Rejection:
-    errors = exc.errors(include_input=False, include_url=False, include_context=False)
-    kinds = {error["type"] for error in errors}
-    if kinds & _UNDECODABLE_ERRORS and all(not error["loc"] for error in errors):
-        return Rejection(
-            Reason.UNDECODABLE, "value is not a JSON object", errors=field_errors(errors)
-        )
-    if kinds & _UNKNOWN_TYPE_ERRORS:
-        return Rejection(
-            Reason.UNKNOWN_TYPE, "type is not one of the user event types", errors=_UNKNOWN_TYPE
-        )
-    summary = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or '<event>'}: {error['type']}"
-        for error in errors[:5]
-    )
-    return Rejection(Reason.INVALID, summary, errors=field_errors(errors))
-
-
-def field_errors(errors: Iterable[ErrorDetails]) -> tuple[FieldError, ...]:
-    """pydantic's errors as paths into the event and error types, without the union's
-    type tag, and never an input value (the errors must come without their input)."""
-    found = []
-    for error in errors:
-        loc = error["loc"]
-        if loc and loc[0] in _TYPE_TAGS:
-            loc = loc[1:]
-        kind = error["type"]
-        # The discriminator's own errors are about the ``type`` attribute.
-        path = ".".join(str(part) for part in loc) or (
-            "type" if kind.startswith("union_tag") else ""
-        )
-        found.append(FieldError(path, kind))
-    return tuple(found)
+        return rejection_from(exc)

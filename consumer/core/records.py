@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+# The rejection vocabulary is the contract's: its validator reports what the consumer
+# would dead-letter a record with.
+from user_events_schemas.rejections import FieldError as FieldError
+from user_events_schemas.rejections import Reason as Reason
+from user_events_schemas.rejections import Rejection as Rejection
 
 # A header's value may be null on the wire.
 Headers = tuple[tuple[str, bytes | None], ...]
@@ -39,43 +44,6 @@ class KafkaRecord(NamedTuple):
     def where(self) -> dict[str, Any]:
         """Log context naming this record (never its content)."""
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
-
-
-class Reason(StrEnum):
-    """Why a record is poison: the ``dlq.reason`` header and the metric label."""
-
-    UNDECODABLE = "undecodable"
-    INVALID = "invalid"
-    UNKNOWN_TYPE = "unknown_type"
-    CONFLICT = "conflict"
-    UNKNOWN_USER = "unknown_user"
-    TOO_LARGE = "too_large"
-
-
-class FieldError(NamedTuple):
-    """One thing wrong with a record: where (a dotted path into the event, ``""`` for the
-    event or record as a whole) and what (pydantic's error type, or the consumer's own
-    kind: ``too_large``, ``conflict``...). Never an input value. ``user_id``: for a
-    ``conflict``, the user who holds the email, when known."""
-
-    loc: str
-    type: str
-    user_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A poison verdict: the reason and a short message free of the payload's personal data.
-
-    ``errors``: the same, structured (the ``dlq.errors`` header); empty where the
-    rejection site has nothing more to say than its reason. ``unread``: the client could
-    not parse the record at all, so its dead letter can hold nothing of it but where it
-    was."""
-
-    reason: Reason
-    error: str
-    unread: bool = False
-    errors: tuple[FieldError, ...] = ()
 
 
 class Outcome(StrEnum):

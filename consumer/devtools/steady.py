@@ -34,7 +34,9 @@ async def steady_load(
     try:
         # A first event, to know the service has joined before the clock starts.
         ends: dict[int, int] = {}
-        warm = build_event("user.created", "warm", {"email": "warm@bench.example", "name": "W"})
+        warm = build_event(
+            "user.created", "warm", {"email": "warm@bench.example", "name": "W"}, source="/steady"
+        )
         key, value, headers = structured_record(warm)
         note_ends(
             ends,

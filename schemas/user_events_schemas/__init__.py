@@ -1,7 +1,8 @@
 """The user-events contract, importable on its own by publishers.
 
 >>> from user_events_schemas import build_event, structured_record
->>> event = build_event("user.created", "u-1", {"email": "a@example.com", "name": "Ada"})
+>>> event = build_event("user.created", "u-1", {"email": "a@example.com", "name": "Ada"},
+...                     source="/signup-service")
 """
 
 from user_events_schemas.builder import binary_record, build_event, structured_record

@@ -21,12 +21,17 @@ def build_event(
     user_id: str,
     data: dict[str, Any] | None = None,
     *,
-    source: str = "/example-service",
+    source: str,
     sequence: int | None = None,
     event_id: str | None = None,
     time: datetime | None = None,
 ) -> dict[str, Any]:
-    """Return a CloudEvent as a JSON-ready dict, checked against the contract."""
+    """Return a CloudEvent as a JSON-ready dict, checked against the contract.
+
+    ``source`` names the publisher and has no default: the consumer deduplicates by
+    ``(source, id)``, so two publishers sharing an example value would share one
+    idempotency namespace.
+    """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}; expected one of {EVENT_TYPES}")
     event: dict[str, Any] = {

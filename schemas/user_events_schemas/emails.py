@@ -20,7 +20,9 @@ from typing import Annotated
 import email_validator
 from email_validator.rfc_constants import ATEXT, CASE_INSENSITIVE_MAILBOX_NAMES
 from pydantic import AfterValidator, WithJsonSchema
-from pydantic.networks import validate_email
+from pydantic.networks import MAX_EMAIL_LENGTH, validate_email
+
+from user_events_schemas.patterns import EMAIL_SHAPE
 
 # The library's dot-atom local part (RFC 5322), all ASCII, then a domain of ASCII labels.
 _PLAIN_ADDRESS = re.compile(
@@ -60,6 +62,13 @@ def _accepted_domain(domain: str) -> str | None:
 Email = Annotated[
     str,
     AfterValidator(normalized_email),
-    WithJsonSchema({"format": "email", "type": "string"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": MAX_EMAIL_LENGTH,
+            "pattern": EMAIL_SHAPE,
+        }
+    ),
 ]
 """An email address, validated and normalized as pydantic's ``EmailStr`` does."""

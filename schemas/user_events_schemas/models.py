@@ -20,16 +20,28 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
+from user_events_schemas import patterns
 from user_events_schemas.emails import Email
 
 EVENT_TYPES = ("user.created", "user.updated", "user.deleted")
 
-EventId = Annotated[str, Field(min_length=1, max_length=128)]
-UserId = Annotated[str, Field(min_length=1, max_length=128)]
+# The JSON Schemas say what the consumer's store adds to these types: no U+0000.
+_STORED = {"pattern": patterns.NUL_FREE}
+EventId = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra=_STORED)]
+UserId = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra=_STORED)]
 # A URI-reference (RFC 3986): we require non-empty and no whitespace, which is what
 # rejects real mistakes without refusing relative references such as /signup-service.
-SourceUri = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S+$")]
-UserName = Annotated[str, Field(min_length=1, max_length=200)]
+SourceUri = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^\S+$",
+        json_schema_extra={"pattern": patterns.NON_BLANK_NUL_FREE},
+    ),
+]
+UserName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra=_STORED)]
+Text = Annotated[str, Field(json_schema_extra=_STORED)]
 MAX_SEQUENCE = 2**63 - 1
 # RFC 3339's date-time, seconds and offset required ("T" and "Z" in either case).
 RFC3339_PATTERN = (
@@ -116,8 +128,8 @@ EventSequence = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_SEQUENCE},
-                {"type": "string", "pattern": "^[0-9]+$"},
+                {"type": "integer", "minimum": 1, "maximum": MAX_SEQUENCE},
+                {"type": "string", "pattern": patterns.positive_decimal_string(MAX_SEQUENCE)},
             ]
         }
     ),
@@ -125,7 +137,7 @@ EventSequence = Annotated[
 EventTime = Annotated[
     datetime,
     _Rfc3339Time(),
-    WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": patterns.RFC3339_TIME}),
 ]
 
 
@@ -137,12 +149,24 @@ class _Data(BaseModel):
 class UserCreatedData(_Data):
     """Data of ``user.created``: the new user's email and display name."""
 
+    model_config = ConfigDict(json_schema_extra={"$anchor": "user.created.data"})
+
     email: Email
     name: UserName
 
 
 class UserUpdatedData(_Data):
     """Data of ``user.updated``: the fields that changed; at least one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "$anchor": "user.updated.data",
+            "anyOf": [
+                {"required": [field], "properties": {field: {"type": "string"}}}
+                for field in ("email", "name")
+            ],
+        }
+    )
 
     email: Email | None = None
     name: UserName | None = None
@@ -156,6 +180,8 @@ class UserUpdatedData(_Data):
 
 class UserDeletedData(_Data):
     """Data of ``user.deleted``: absent or empty."""
+
+    model_config = ConfigDict(json_schema_extra={"$anchor": "user.deleted.data"})
 
 
 class _CloudEvent(BaseModel):
@@ -173,8 +199,12 @@ class _CloudEvent(BaseModel):
         default=None,
         description="The publisher's per-user version: a JSON integer or a string of ASCII digits.",
     )
-    datacontenttype: str | None = None
-    dataschema: str | None = None
+    datacontenttype: Text | None = None
+    dataschema: Text | None = Field(
+        default=None,
+        description="The schema of data, e.g. "
+        "https://schemas.user-events.example/user.created.schema.json#user.created.data",
+    )
 
     @property
     def user_id(self) -> str:
@@ -202,7 +232,8 @@ class UserDeleted(_CloudEvent):
     data: UserDeletedData | None = None
 
 
-UserEvent = Annotated[UserCreated | UserUpdated | UserDeleted, Field(discriminator="type")]
+AnyUserEvent = UserCreated | UserUpdated | UserDeleted
+UserEvent = Annotated[AnyUserEvent, Field(discriminator="type")]
 """Any user event, discriminated by ``type``."""
 
 MODELS: dict[str, type[_CloudEvent]] = {

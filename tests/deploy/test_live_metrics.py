@@ -106,8 +106,12 @@ async def test_live_metrics_cover_dashboard_and_alerts(
 
         await eventually(ready)
         events = [
-            build_event("user.created", "live-1", {"email": "a@example.com", "name": "Ada"}),
-            build_event("user.created", "live-2", {"email": "b@example.com", "name": "Bob"}),
+            build_event(
+                "user.created", "live-1", {"email": "a@example.com", "name": "Ada"}, source="/tests"
+            ),
+            build_event(
+                "user.created", "live-2", {"email": "b@example.com", "name": "Bob"}, source="/tests"
+            ),
         ]
         await publish(bootstrap_servers, settings.kafka_topic, map(structured_record, events))
         await run_demo_publisher(bootstrap_servers, settings.kafka_topic, seconds=4)

@@ -33,6 +33,7 @@ def creations(partition: int) -> list[tuple[bytes | None, bytes | None, list[tup
                 "user.created",
                 f"p{partition}u{i}",
                 {"email": f"p{partition}u{i}@x.io", "name": "A"},
+                source="/tests",
             )
         )
         for i in range(PER_PARTITION)

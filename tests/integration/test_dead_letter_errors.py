@@ -28,7 +28,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def created(user: str, email: str, seq: int = 1) -> dict[str, object]:
     data = {"email": email, "name": f"Name {user}"}
-    return build_event("user.created", user, data, sequence=seq, time=T0 + timedelta(seconds=seq))
+    return build_event(
+        "user.created", user, data, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
+    )
 
 
 async def test_each_dead_letter_carries_its_errors_as_paths_and_kinds_and_a_conflict_its_holder(
@@ -45,7 +47,7 @@ async def test_each_dead_letter_carries_its_errors_as_paths_and_kinds_and_a_conf
         ),
         (b"u4", b"{not json", []),
         (b"u5", binary_value, [(n, v) for n, v in binary_headers if n != "ce_id"]),
-        structured_record(build_event("user.updated", "ghost", {"name": "G"})),
+        structured_record(build_event("user.updated", "ghost", {"name": "G"}, source="/tests")),
     ]
     async with running_service(settings):
         await publish(bootstrap_servers, settings.kafka_topic, poison)

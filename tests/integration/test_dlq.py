@@ -29,7 +29,9 @@ def ev(
     kind: str, user: str, seq: int, data: dict[str, str] | None = None
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     key, value, headers = structured_record(
-        build_event(kind, user, data, sequence=seq, time=T0 + timedelta(seconds=seq))
+        build_event(
+            kind, user, data, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
+        )
     )
     return key, value, [*headers, ("trace", f"t-{user}-{seq}".encode())]
 

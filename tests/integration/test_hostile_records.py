@@ -51,6 +51,7 @@ def created(user: str, **envelope: Any) -> dict[str, Any]:
         "user.created",
         user,
         {"email": f"{user}@example.com", "name": f"Name {user}"},
+        source="/tests",
         sequence=1,
         time=T0,
         event_id=f"{user}-1",

@@ -54,11 +54,15 @@ def poison_and_conflicts() -> list[tuple[bytes | None, bytes | None, list[tuple[
     """Records that must be dead-lettered (one of each kind) and one stale update."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     not_json = (b"user-0", b"{ not json " + PII_EMAIL.encode(), [])
-    valid = build_event("user.created", "user-x", {"email": PII_EMAIL, "name": PII_NAME})
+    valid = build_event(
+        "user.created", "user-x", {"email": PII_EMAIL, "name": PII_NAME}, source="/tests"
+    )
     invalid = structured_record({**valid, "data": {"email": "not-an-address", "name": PII_NAME}})
     unknown_type = structured_record(
         {
-            **build_event("user.created", "user-y", {"email": PII_EMAIL, "name": PII_NAME}),
+            **build_event(
+                "user.created", "user-y", {"email": PII_EMAIL, "name": PII_NAME}, source="/tests"
+            ),
             "type": "user.renamed",
         }
     )
@@ -68,6 +72,7 @@ def poison_and_conflicts() -> list[tuple[bytes | None, bytes | None, list[tuple[
             "user.created",
             "thief",
             {"email": "user-1@example.com", "name": PII_NAME},
+            source="/tests",
             sequence=1,
             time=t0,
             event_id="conflict-1",

@@ -135,6 +135,7 @@ def fresh_events(prefix: str, count: int) -> list[tuple[bytes, bytes, list[tuple
                 "user.created",
                 f"{prefix}-{i}",
                 {"email": f"{prefix}-{i}@example.com", "name": f"{prefix} {i}"},
+                source="/tests",
                 sequence=1,
             )
         )

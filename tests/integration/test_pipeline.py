@@ -23,19 +23,23 @@ from tests.integration.support import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def created(user: str, seq: int, email: str | None = None, **kw: object) -> dict[str, object]:
+def created(user: str, seq: int, email: str | None = None) -> dict[str, object]:
     data = {"email": email or f"{user}@example.com", "name": f"Name {user}"}
     return build_event(
-        "user.created", user, data, sequence=seq, time=T0 + timedelta(seconds=seq), **kw
-    )  # type: ignore[arg-type]
+        "user.created", user, data, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
+    )
 
 
 def updated(user: str, seq: int, **data: str) -> dict[str, object]:
-    return build_event("user.updated", user, data, sequence=seq, time=T0 + timedelta(seconds=seq))
+    return build_event(
+        "user.updated", user, data, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
+    )
 
 
 def deleted(user: str, seq: int) -> dict[str, object]:
-    return build_event("user.deleted", user, None, sequence=seq, time=T0 + timedelta(seconds=seq))
+    return build_event(
+        "user.deleted", user, None, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
+    )
 
 
 async def test_events_in_both_cloudevents_modes_land_in_users_and_the_log(
@@ -133,11 +137,17 @@ async def test_order_falls_back_to_time_without_a_sequence(
 ) -> None:
     settings = await new_settings(bootstrap_servers, database)
     make = lambda name, secs: build_event(  # noqa: E731
-        "user.updated", "u1", {"name": name}, time=T0 + timedelta(seconds=secs)
+        "user.updated", "u1", {"name": name}, source="/tests", time=T0 + timedelta(seconds=secs)
     )
     messages = [
         structured_record(
-            build_event("user.created", "u1", {"email": "a@example.com", "name": "A"}, time=T0)
+            build_event(
+                "user.created",
+                "u1",
+                {"email": "a@example.com", "name": "A"},
+                source="/tests",
+                time=T0,
+            )
         ),
         structured_record(make("Late", 20)),
         structured_record(make("Early", 10)),

@@ -27,6 +27,7 @@ def history(rng: random.Random, users: int) -> list[dict[str, Any]]:
                 "user.created",
                 user,
                 {"email": f"{user}@example.com", "name": "A"},
+                source="/tests",
                 sequence=seq,
                 time=T0 + timedelta(seconds=seq),
             )
@@ -36,20 +37,35 @@ def history(rng: random.Random, users: int) -> list[dict[str, Any]]:
             data = rng.choice([{"name": f"N{seq}"}, {"email": f"{user}.{seq}@example.com"}])
             events.append(
                 build_event(
-                    "user.updated", user, data, sequence=seq, time=T0 + timedelta(seconds=seq)
+                    "user.updated",
+                    user,
+                    data,
+                    source="/tests",
+                    sequence=seq,
+                    time=T0 + timedelta(seconds=seq),
                 )
             )
         if rng.random() < 0.3:
             seq += 1
             events.append(
                 build_event(
-                    "user.deleted", user, None, sequence=seq, time=T0 + timedelta(seconds=seq)
+                    "user.deleted",
+                    user,
+                    None,
+                    source="/tests",
+                    sequence=seq,
+                    time=T0 + timedelta(seconds=seq),
                 )
             )
     # Another user claiming an email already held: a conflict, which is never logged.
     events.append(
         build_event(
-            "user.created", "r-dup", {"email": "r0@example.com", "name": "D"}, sequence=1, time=T0
+            "user.created",
+            "r-dup",
+            {"email": "r0@example.com", "name": "D"},
+            source="/tests",
+            sequence=1,
+            time=T0,
         )
     )
     return events

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 async def dead_letter(settings: Settings, redriven_before: int) -> None:
     """An unknown-user record that was redriven ``redriven_before`` times, dead-lettered
     again by the consumer's dead-letter producer."""
-    key, value, headers = structured_record(build_event("user.updated", "ghost", {"name": "G"}))
+    key, value, headers = structured_record(
+        build_event("user.updated", "ghost", {"name": "G"}, source="/tests")
+    )
     count = ("dlq.redrive.count", str(redriven_before).encode())
     record = KafkaRecord(settings.kafka_topic, 0, 7, 0, key, value, (*headers, count))
     producer = await start_producer(settings)

@@ -30,7 +30,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def ev(kind: str, user: str, seq: int, **data: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     if kind == "user.created":
         data = {"email": f"{user}@example.com", "name": f"Name {user}", **data}
-    event = build_event(kind, user, data or None, sequence=seq, time=T0 + timedelta(seconds=seq))
+    event = build_event(
+        kind, user, data or None, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
+    )
     return structured_record(event)
 
 

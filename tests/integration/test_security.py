@@ -118,7 +118,11 @@ async def test_the_service_consumes_over_mutual_tls(
         tls_broker.bootstrap_servers, database, partitions=1, **tls_options(pki)
     )
     event = build_event(
-        "user.created", "user-tls", {"email": "tls@example.com", "name": "T"}, sequence=1
+        "user.created",
+        "user-tls",
+        {"email": "tls@example.com", "name": "T"},
+        source="/tests",
+        sequence=1,
     )
     async with running_service(settings):
         producer = await start_producer(settings)  # through client_options: TLS too
@@ -271,6 +275,7 @@ async def test_no_secret_and_no_email_in_logs_metrics_or_dead_letter_headers(
             "user.created",
             user,
             {"email": "placeholder@example.com", "name": user},
+            source="/tests",
             sequence=seq,
             time=T0 + timedelta(seconds=seq),
         ) | {"data": {"email": email, "name": user}}

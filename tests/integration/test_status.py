@@ -113,7 +113,12 @@ async def test_status_beside_a_live_consumer_neither_joins_nor_rebalances_its_gr
     env = service_env(settings)
     events = [
         structured_record(
-            build_event("user.created", f"s{i}", {"email": f"s{i}@example.com", "name": "S"})
+            build_event(
+                "user.created",
+                f"s{i}",
+                {"email": f"s{i}@example.com", "name": "S"},
+                source="/tests",
+            )
         )
         for i in range(8)
     ]

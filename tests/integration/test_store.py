@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from user_events_schemas import build_event, structured_record
+from user_events_schemas.verdicts import is_storable, validate_python
 
 from consumer.core.records import KafkaRecord
 from consumer.edges.errors import OffsetsMoved, is_transient
@@ -24,7 +25,9 @@ PARTITION = (TOPIC, 0)
 def records(count: int) -> list[KafkaRecord]:
     """``count`` user.created events, one user each, at offsets 0 to count - 1."""
     events = [
-        build_event("user.created", f"u{i}", {"email": f"u{i}@example.com", "name": "A"})
+        build_event(
+            "user.created", f"u{i}", {"email": f"u{i}@example.com", "name": "A"}, source="/tests"
+        )
         for i in range(count)
     ]
     return [
@@ -128,17 +131,24 @@ async def test_an_exhausted_pool_is_a_bounded_wait_then_a_transient_error(databa
 
 
 @pytest.mark.parametrize(
-    ("name", "user"),
+    "overrides",
     [
         # A NUL character: neither text nor jsonb can hold it (a DataError), whether in a
-        # column of users or in the user id the batch locks on. (A time PostgreSQL cannot
-        # store is refused by the contract itself now: time_out_of_range.)
-        ("Bad\u0000Name", "u1"),
-        ("Ada", "u\u00001"),
+        # column of users, in the user id the batch locks on, or only in the event log's
+        # payload. (A time PostgreSQL cannot store is refused by the contract itself now:
+        # time_out_of_range.) The JSON Schemas and the publishers' validator refuse the
+        # same strings beforehand: this is the rule they state.
+        {"data": {"email": "u1@example.com", "name": "Bad\u0000Name"}},
+        {"subject": "u\u00001"},
+        {"id": "e\u00001"},
+        {"source": "/a\u0000b"},
+        {"datacontenttype": "application/json\u0000"},
+        {"dataschema": "\u0000"},
     ],
+    ids=["name", "subject", "id", "source", "datacontenttype", "dataschema"],
 )
 async def test_a_value_postgresql_cannot_store_rejects_only_its_record(
-    database: str, name: str, user: str
+    database: str, overrides: dict[str, object]
 ) -> None:
     """Valid for the contract, refused on the way into PostgreSQL: the batch is redone
     record by record and only that record is rejected, instead of the batch failing on
@@ -147,11 +157,19 @@ async def test_a_value_postgresql_cannot_store_rejects_only_its_record(
     try:
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
+        unstorable = build_event(
+            "user.created", "u1", {"email": "u1@example.com", "name": "Ada"}, source="/tests"
+        )
         events = [
-            build_event("user.created", "u0", {"email": "u0@example.com", "name": "Ada"}),
-            build_event("user.created", user, {"email": "u1@example.com", "name": name}),
-            build_event("user.created", "u2", {"email": "u2@example.com", "name": "Grace"}),
+            build_event(
+                "user.created", "u0", {"email": "u0@example.com", "name": "Ada"}, source="/tests"
+            ),
+            unstorable | overrides,
+            build_event(
+                "user.created", "u2", {"email": "u2@example.com", "name": "Grace"}, source="/tests"
+            ),
         ]
+        assert not is_storable(validate_python(events[1]))  # what a validator says beforehand
         batch = [
             KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
             for offset, (key, value, headers) in enumerate(structured_record(e) for e in events)
@@ -177,7 +195,9 @@ async def test_an_event_id_reused_for_another_user_is_still_a_duplicate(database
     try:
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
-        first = build_event("user.created", "u1", {"email": "u1@example.com", "name": "A"})
+        first = build_event(
+            "user.created", "u1", {"email": "u1@example.com", "name": "A"}, source="/tests"
+        )
         reused = build_event(
             "user.created",
             "u2",
@@ -185,7 +205,9 @@ async def test_an_event_id_reused_for_another_user_is_still_a_duplicate(database
             source=first["source"],
             event_id=first["id"],
         )
-        other = build_event("user.created", "u3", {"email": "u3@example.com", "name": "C"})
+        other = build_event(
+            "user.created", "u3", {"email": "u3@example.com", "name": "C"}, source="/tests"
+        )
         batch = [
             KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
             for offset, (key, value, headers) in enumerate(
@@ -222,9 +244,14 @@ async def test_a_logged_event_the_versions_miss_is_a_duplicate_not_a_rejection(
         t0 = datetime(2026, 1, 1, tzinfo=UTC)
         history = [
             build_event(
-                "user.created", "u1", {"email": "u1@x.io", "name": "A"}, sequence=1, time=t0
+                "user.created",
+                "u1",
+                {"email": "u1@x.io", "name": "A"},
+                source="/tests",
+                sequence=1,
+                time=t0,
             ),
-            build_event("user.updated", "u1", {"name": "B"}, sequence=2, time=t0),
+            build_event("user.updated", "u1", {"name": "B"}, source="/tests", sequence=2, time=t0),
         ]
         batch = [
             KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))

@@ -140,7 +140,9 @@ async def test_a_redrive_that_refuses_letters_exits_1_and_a_rerun_that_skips_the
     bootstrap_servers: str, database: str
 ) -> None:
     settings, env = await ready(bootstrap_servers, database)
-    key, value, headers = structured_record(build_event("user.updated", "ghost", {"name": "N"}))
+    key, value, headers = structured_record(
+        build_event("user.updated", "ghost", {"name": "N"}, source="/tests")
+    )
 
     def letter(reason: str, *extra: tuple[str, bytes]) -> tuple[bytes, bytes, list[Header]]:
         provenance = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -9,8 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 from user_events_schemas import build_event
-from user_events_schemas.generate import SCHEMA_DIR, render_schemas
+from user_events_schemas.generate import SCHEMA_DIR, render_schemas, schema_id
+from user_events_schemas.models import EVENT_TYPES
 
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import (
@@ -30,11 +34,35 @@ def test_the_json_schema_files_match_the_models() -> None:
     assert on_disk == rendered, "run `make schemas` and commit the result"
 
 
+def test_each_schema_file_is_draft_2020_12_named_by_its_id_with_data_anchors() -> None:
+    """A CloudEvent's dataschema can name the schema of its data: the anchor resolves."""
+    files = {p.name: json.loads(p.read_text()) for p in SCHEMA_DIR.glob("*.schema.json")}
+    for name, schema in files.items():
+        Draft202012Validator.check_schema(schema)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["$id"] == schema_id(name.removesuffix(".schema.json"))
+    registry = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in files.values()
+    )
+    data_models = zip(
+        EVENT_TYPES, ("UserCreatedData", "UserUpdatedData", "UserDeletedData"), strict=True
+    )
+    for event_type, model in data_models:
+        data = registry.resolver().lookup(f"{schema_id(event_type)}#{event_type}.data")
+        assert data.contents["title"] == model
+
+
 def test_the_builder_refuses_events_the_contract_refuses() -> None:
     with pytest.raises(ValueError):
-        build_event("user.created", "u1", {"email": "not-an-email", "name": "A"})
+        build_event("user.created", "u1", {"email": "not-an-email", "name": "A"}, source="/tests")
     with pytest.raises(ValueError):
-        build_event("user.renamed", "u1", {})
+        build_event("user.renamed", "u1", {}, source="/tests")
+
+
+def test_the_builder_has_no_default_source_so_publishers_never_share_one() -> None:
+    with pytest.raises(TypeError, match="source"):
+        build_event("user.deleted", "u1")  # type: ignore[call-arg]
+    assert build_event("user.deleted", "u1", source="/billing")["source"] == "/billing"
 
 
 def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -> None:

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 from user_events_schemas import binary_record, build_event
+from user_events_schemas.rejections import field_errors
 
-from consumer.core.decode import decode, field_errors
+from consumer.core.decode import decode
 from consumer.core.ordering import email_conflict, plan_batch
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import (
@@ -30,7 +31,9 @@ def record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) 
 
 
 def created(**overrides: object) -> dict[str, object]:
-    event = build_event("user.created", "u1", {"email": SECRET_EMAIL, "name": "Ada"})
+    event = build_event(
+        "user.created", "u1", {"email": SECRET_EMAIL, "name": "Ada"}, source="/tests"
+    )
     return event | overrides
 
 

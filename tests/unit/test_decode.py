@@ -18,7 +18,11 @@ def record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) 
 
 def created_event(**overrides: object) -> dict[str, object]:
     event = build_event(
-        "user.created", "u1", {"email": "ada@example.com", "name": "Ada"}, sequence=3
+        "user.created",
+        "u1",
+        {"email": "ada@example.com", "name": "Ada"},
+        source="/tests",
+        sequence=3,
     )
     return event | overrides
 
@@ -78,7 +82,9 @@ def test_poison_values_are_rejected_with_their_reason(value: bytes | None, reaso
 
 
 def test_an_update_needs_at_least_one_field() -> None:
-    event = build_event("user.updated", "u1", {"name": "B"}) | {"data": {"plan": "gold"}}
+    event = build_event("user.updated", "u1", {"name": "B"}, source="/tests") | {
+        "data": {"plan": "gold"}
+    }
     verdict = decode(record(json.dumps(event).encode()), 10_000)
     assert isinstance(verdict, Rejection) and verdict.reason is Reason.INVALID
 
@@ -94,7 +100,7 @@ def test_a_sequence_beyond_what_postgresql_stores_is_invalid(sequence: object) -
 
 
 def test_a_delete_may_come_without_data() -> None:
-    event = build_event("user.deleted", "u1")
+    event = build_event("user.deleted", "u1", source="/tests")
     assert "data" not in event
     assert not isinstance(decode(record(json.dumps(event).encode()), 10_000), Rejection)
 
@@ -299,13 +305,13 @@ def test_the_stored_payload_is_the_event_as_read_without_what_is_ignored() -> No
 
 
 def test_the_stored_payload_leaves_out_absent_attributes_and_fields() -> None:
-    update = build_event("user.updated", "u1", {"name": "B"})
+    update = build_event("user.updated", "u1", {"name": "B"}, source="/tests")
     decoded = verdict_of(json.dumps(update).encode())
     assert not isinstance(decoded, Rejection)
     stored = json.loads(stored_payload(decoded))
     assert "sequence" not in stored and "dataschema" not in stored
     assert stored["data"] == {"name": "B"}
-    deleted = verdict_of(json.dumps(build_event("user.deleted", "u1")).encode())
+    deleted = verdict_of(json.dumps(build_event("user.deleted", "u1", source="/tests")).encode())
     assert not isinstance(deleted, Rejection) and "data" not in json.loads(stored_payload(deleted))
 
 

@@ -25,7 +25,9 @@ from consumer.tools.event.answer import (
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-EVENT = build_event("user.created", "u1", {"email": "a@example.com", "name": "A"}, event_id="e1")
+EVENT = build_event(
+    "user.created", "u1", {"email": "a@example.com", "name": "A"}, source="/tests", event_id="e1"
+)
 KEY = (EVENT["source"], "e1")
 
 

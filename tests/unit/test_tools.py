@@ -152,12 +152,22 @@ def test_the_position_moves_only_over_handled_records() -> None:
 def test_the_rebuild_fold_matches_and_reports_a_diff() -> None:
     events = [
         build_event(
-            "user.created", "u1", {"email": "a@example.com", "name": "A"}, sequence=1, time=T0
+            "user.created",
+            "u1",
+            {"email": "a@example.com", "name": "A"},
+            source="/tests",
+            sequence=1,
+            time=T0,
         ),
-        build_event("user.updated", "u1", {"name": "B"}, sequence=3, time=T0),
-        build_event("user.updated", "u1", {"name": "Old"}, sequence=2, time=T0),
+        build_event("user.updated", "u1", {"name": "B"}, source="/tests", sequence=3, time=T0),
+        build_event("user.updated", "u1", {"name": "Old"}, source="/tests", sequence=2, time=T0),
         build_event(
-            "user.created", "u2", {"email": "A@example.com", "name": "C"}, sequence=1, time=T0
+            "user.created",
+            "u2",
+            {"email": "A@example.com", "name": "C"},
+            source="/tests",
+            sequence=1,
+            time=T0,
         ),
     ]
     projector = Projector()

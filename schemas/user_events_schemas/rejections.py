@@ -1,0 +1,110 @@
+"""Why the consumer refuses a record, in the words of its dead letters.
+
+``Reason`` is the ``dlq.reason`` header, ``FieldError`` one entry of ``dlq.errors``, and
+``rejection_from`` turns pydantic's validation errors into both, as the consumer does
+for every record that fails the contract and as the validator reports it to publishers.
+Messages and errors name fields and error kinds only, never input values, so a dead
+letter never carries an email or a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from user_events_schemas.models import MODELS
+
+
+class Reason(StrEnum):
+    """Why a record is poison: the ``dlq.reason`` header and the metric label. The
+    contract decides the first three; the consumer's state and limits the others."""
+
+    UNDECODABLE = "undecodable"
+    INVALID = "invalid"
+    UNKNOWN_TYPE = "unknown_type"
+    CONFLICT = "conflict"
+    UNKNOWN_USER = "unknown_user"
+    TOO_LARGE = "too_large"
+
+
+class FieldError(NamedTuple):
+    """One thing wrong with a record: where (a dotted path into the event, ``""`` for the
+    event or record as a whole) and what (pydantic's error type, or the consumer's own
+    kind: ``too_large``, ``conflict``...). Never an input value. ``user_id``: for a
+    ``conflict``, the user who holds the email, when known."""
+
+    loc: str
+    type: str
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A poison verdict: the reason and a short message free of the payload's personal data.
+
+    ``errors``: the same, structured (the ``dlq.errors`` header); empty where the
+    rejection site has nothing more to say than its reason. ``unread``: the consumer's
+    Kafka client could not parse the record at all, so its dead letter can hold nothing
+    of it but where it was."""
+
+    reason: Reason
+    error: str
+    unread: bool = False
+    errors: tuple[FieldError, ...] = ()
+
+
+_UNDECODABLE_ERRORS = {
+    "json_invalid",
+    "json_type",
+    "dict_type",
+    "model_attributes_type",
+    "model_type",
+}
+_UNKNOWN_TYPE_ERRORS = {"union_tag_invalid"}
+# A discriminated union's errors are located under the event's type ("user.created",
+# "data", "email"): the path into the event starts after it.
+_TYPE_TAGS = frozenset(MODELS)
+_UNKNOWN_TYPE = (FieldError("type", "union_tag_invalid"),)
+
+
+def rejection_from(exc: ValidationError) -> Rejection:
+    """The rejection of a value that fails the contract: ``undecodable`` when it is not a
+    JSON object at all, ``unknown_type`` for a type the contract does not know, else
+    ``invalid`` with every field error."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    kinds = {error["type"] for error in errors}
+    if kinds & _UNDECODABLE_ERRORS and all(not error["loc"] for error in errors):
+        return Rejection(
+            Reason.UNDECODABLE, "value is not a JSON object", errors=field_errors(errors)
+        )
+    if kinds & _UNKNOWN_TYPE_ERRORS:
+        return Rejection(
+            Reason.UNKNOWN_TYPE, "type is not one of the user event types", errors=_UNKNOWN_TYPE
+        )
+    summary = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '<event>'}: {error['type']}"
+        for error in errors[:5]
+    )
+    return Rejection(Reason.INVALID, summary, errors=field_errors(errors))
+
+
+def field_errors(errors: Iterable[ErrorDetails]) -> tuple[FieldError, ...]:
+    """pydantic's errors as paths into the event and error types, without the union's
+    type tag, and never an input value (the errors must come without their input)."""
+    found = []
+    for error in errors:
+        loc = error["loc"]
+        if loc and loc[0] in _TYPE_TAGS:
+            loc = loc[1:]
+        kind = error["type"]
+        # The discriminator's own errors are about the ``type`` attribute.
+        path = ".".join(str(part) for part in loc) or (
+            "type" if kind.startswith("union_tag") else ""
+        )
+        found.append(FieldError(path, kind))
+    return tuple(found)
