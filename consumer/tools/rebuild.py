@@ -198,7 +198,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="report what would change; write nothing and apply no migration (exit 2 if "
         "the schema is behind). Default: off",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON (default: text)")
 
 
 def _dry_run(args: argparse.Namespace) -> bool:

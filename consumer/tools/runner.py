@@ -66,10 +66,13 @@ def add_tool(
     help: str,
     description: str,
 ) -> argparse.ArgumentParser:
-    """Register a tool command that runs through ``run_tool``; the tool adds its
-    arguments (``--json`` among them) to the parser returned."""
+    """Register a tool command that runs through ``run_tool``, with the ``--json`` every
+    tool has; the tool adds its own arguments to the parser returned."""
     parser = commands.add_parser(name, help=help, description=description)
     parser.set_defaults(handler=functools.partial(run_tool, request_of=request_of, work=work))
+    parser.add_argument(
+        "--json", action="store_true", help="print the report as JSON (default: text)"
+    )
     return parser
 
 

@@ -53,7 +53,6 @@ def _add_list(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help=f"how many of the matching dead letters to show (default {DEFAULT_LAST})",
     )
-    listing.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,7 +72,6 @@ def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument(
         "--reveal", action="store_true", help="show emails and names as they are (not masked)"
     )
-    show.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_redrive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,7 +102,6 @@ def _add_redrive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help=f"refuse records already redriven this many times (default {DEFAULT_MAX_REDRIVES})",
     )
     again.add_argument("--dry-run", action="store_true", help="publish and record nothing")
-    again.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_times(parser: argparse.ArgumentParser) -> None:

@@ -44,7 +44,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--topic", help="the topic --at reads (default: KAFKA_TOPIC)", metavar="TOPIC"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON (default: text)")
 
 
 def _query(args: argparse.Namespace) -> ByKey | ByPosition:

@@ -54,9 +54,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="decide everything in transactions that are rolled back; send no dead letters, "
         "apply no migration (exit 2 if the schema is behind). Default: off",
     )
-    parser.add_argument(
-        "--json", action="store_true", help="print the summary as JSON (default: text)"
-    )
 
 
 def _request(args: argparse.Namespace) -> ReplayRequest:

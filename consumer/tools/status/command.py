@@ -37,7 +37,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="exit 1 when a partition lags more than SECONDS (a number, such as 300); "
         "default: no limit, exit 0",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON (default: a table)")
 
 
 def _max_lag(args: argparse.Namespace) -> float | None:
