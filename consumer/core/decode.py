@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from pydantic_core import from_json
+from user_events_schemas.models import PERSONAL_FIELDS
 from user_events_schemas.models import AnyUserEvent as AnyUserEvent
 from user_events_schemas.rejections import rejection_from
 from user_events_schemas.verdicts import decode_structured, validate_python
@@ -97,12 +98,15 @@ def _decode_or_reject(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rej
         )
 
 
-def stored_payload(event: AnyUserEvent) -> str:
+def stored_payload(event: AnyUserEvent, personal: bool = True) -> str:
     """The JSON stored in the event log: the event as the consumer read it, whatever its
     mode. Only the contract's attributes and ``data`` fields, never what the consumer
     ignores (extension attributes, unknown ``data`` fields): those can hold what
     PostgreSQL's jsonb refuses (``\\u0000``, numbers past its range), and must not make a
-    valid event unstorable. Absent optional attributes and fields are left out."""
+    valid event unstorable. Absent optional attributes and fields are left out.
+
+    Without ``personal``, each personal value is null (its key stays): the payload of an
+    erased user's event (see ``consumer.core.erasure``)."""
     attributes = dict(event.__dict__)
     for name in _OPTIONAL_ATTRIBUTES:
         if attributes[name] is None:
@@ -117,6 +121,10 @@ def stored_payload(event: AnyUserEvent) -> str:
             if None not in fields.values()
             else {k: v for k, v in fields.items() if v is not None}
         )
+        if not personal:
+            attributes["data"] = {
+                k: None if k in PERSONAL_FIELDS else v for k, v in attributes["data"].items()
+            }
     return orjson.dumps(attributes).decode()
 
 

@@ -6,7 +6,7 @@ keeps the structured event as its payload, which is a record again for ``rebuild
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -82,6 +82,11 @@ def versions_json(user: UserState) -> str:
     ).decode()
 
 
+def version_json(version: Version) -> str:
+    """One version as ``versions`` holds each register's, and ``erasures`` a tombstone's."""
+    return orjson.dumps(tuple(version)).decode()
+
+
 def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
     """Rows for ``users`` (in ``USER_COLUMNS`` order)."""
     return [
@@ -98,8 +103,11 @@ def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
     ]
 
 
-def event_rows(verdicts: Iterable[Verdict]) -> list[tuple[Any, ...]]:
-    """Rows for ``user_events`` (in ``EVENT_COLUMNS`` order)."""
+def event_rows(
+    verdicts: Iterable[Verdict], without_personal: Collection[int] = ()
+) -> list[tuple[Any, ...]]:
+    """Rows for ``user_events`` (in ``EVENT_COLUMNS`` order); those at the indexes
+    ``without_personal`` carry no personal value (``consumer.core.erasure``)."""
     return [
         (
             v.event.source,
@@ -111,10 +119,10 @@ def event_rows(verdicts: Iterable[Verdict]) -> list[tuple[Any, ...]]:
             v.record.topic,
             v.record.partition,
             v.record.offset,
-            stored_payload(v.event),
+            stored_payload(v.event, i not in without_personal),
             str(v.result),
         )
-        for v in verdicts
+        for i, v in enumerate(verdicts)
     ]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from consumer.edges.store import Connection
+from consumer.edges.store_log import add_days_ahead
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ def shipped_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def apply_migrations(conn: Connection) -> list[Migration]:
-    """Apply what is missing; several replicas starting at once queue on the lock."""
+async def apply_migrations(conn: Connection, through: int | None = None) -> list[Migration]:
+    """Apply what is missing (up to version ``through``, by default all); several
+    replicas starting at once queue on the lock."""
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
         await conn.execute(
@@ -49,6 +51,8 @@ async def apply_migrations(conn: Connection) -> list[Migration]:
         for migration in shipped_migrations():
             if migration.version in applied:
                 continue
+            if through is not None and migration.version > through:
+                return done
             async with conn.transaction():
                 await conn.execute(migration.sql)
                 await conn.execute(
@@ -61,6 +65,9 @@ async def apply_migrations(conn: Connection) -> list[Migration]:
                 extra={"version": migration.version, "migration": migration.name},
             )
             done.append(migration)
+        # The log's partitions for today and the coming days: a database migrated on
+        # an earlier day, and not kept since, may lack them.
+        await add_days_ahead(conn)
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)

@@ -25,6 +25,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged, rejected_unchecked
+from consumer.core.erasure import erasing_deletes, without_personal
 from consumer.core.ordering import (
     BatchPlan,
     EventKey,
@@ -42,9 +43,17 @@ from consumer.core.rows import (
     user_rows,
 )
 from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved
+from consumer.edges.store_erasure import erase_logged, record_erasures
 from consumer.edges.store_lookup import Lookups
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
 from consumer.edges.store_redrive import RedriveLog
+from consumer.edges.store_users import (
+    CREATE_STAGING,
+    EMAIL_OWNERS,
+    LOCK_USERS,
+    UPSERT_STAGED_USERS,
+    USERS,
+)
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,37 +69,10 @@ TopicPartitionKey = tuple[str, int]
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 Connection = asyncpg.Connection | PoolConnectionProxy
 
-# Advisory locks per user serialise writers of the same user (a replay beside the live
-# consumer, two owners during a rebalance), taken in key order so they cannot deadlock.
-_LOCK_USERS = """
-SELECT pg_advisory_xact_lock(k)
-FROM (SELECT DISTINCT hashtextextended(u, 0) AS k FROM unnest($1::text[]) AS u ORDER BY k) AS s
-"""
 _LOGGED_KEYS = """
 SELECT e.source, e.event_id
 FROM user_events AS e
 JOIN unnest($1::text[], $2::text[]) AS k(source, event_id) USING (source, event_id)
-"""
-# Every statement that names the users columns takes them from USER_COLUMNS, the order
-# of ``user_rows``: a column added there reaches each of them.
-_COLUMN_LIST = ", ".join(USER_COLUMNS)
-_USERS = f"SELECT {_COLUMN_LIST} FROM users WHERE user_id = ANY($1::text[])"
-_EMAIL_OWNERS = """
-SELECT lower(email) AS email, user_id FROM users
-WHERE status = 'active' AND lower(email) = ANY($1::text[])
-"""
-# Rows reach users through a per-connection staging table filled by COPY (the fast path
-# into PostgreSQL), then one set-based upsert that empties it as it goes.
-_CREATE_STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS users_staging
-    (LIKE users INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
-"""
-_UPSERT_STAGED_USERS = f"""
-WITH staged AS (DELETE FROM users_staging RETURNING *)
-INSERT INTO users ({_COLUMN_LIST})
-SELECT {_COLUMN_LIST} FROM staged
-ON CONFLICT (user_id) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in USER_COLUMNS if c != "user_id")}
 """
 # Offsets move only from where the batch started (a compare-and-set), in the batch's
 # own transaction: of two members writing the same records (one of them evicted from
@@ -256,30 +238,37 @@ class BatchWriter:
         self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]], every_key: bool = False
     ) -> BatchPlan:
         conn = self.conn
-        await conn.execute(_LOCK_USERS, sorted({event.subject for _, event in accepted}))
-        users = await conn.fetch(_USERS, list({event.subject for _, event in accepted}))
+        await conn.execute(LOCK_USERS, sorted({event.subject for _, event in accepted}))
+        users = await conn.fetch(USERS, list({event.subject for _, event in accepted}))
         states = {row["user_id"]: state_from_row(row) for row in users}
         maybe_logged = accepted if every_key else possibly_logged(accepted, states)
         logged_keys = await self._logged([(e.source, e.id) for _, e in maybe_logged])
-        owners = await conn.fetch(_EMAIL_OWNERS, claimed_emails(accepted))
+        owners = await conn.fetch(EMAIL_OWNERS, claimed_emails(accepted))
         email_owners = {row["email"]: row["user_id"] for row in owners}
         plan = plan_batch(accepted, states, logged_keys, email_owners)
         unchecked = [] if every_key else rejected_unchecked(plan, maybe_logged)
         if more := await self._logged(unchecked):
             plan = plan_batch(accepted, states, logged_keys + more, email_owners)
-        if logged_verdicts := plan.logged:
+        logged_verdicts = plan.logged
+        if erasing := erasing_deletes(logged_verdicts):
+            # Before this batch's rows go in: those are written without personal values.
+            erased = await erase_logged(conn, list(erasing))
+            await record_erasures(conn, "event", {u: v.event for u, v in erasing.items()}, erased)
+        if logged_verdicts:
             # Under the users' locks, no other writer adds these keys; one this plan did
             # not look up and is logged after all hits the primary key, and the batch
             # is redone record by record (see ``possibly_logged``).
             await conn.copy_records_to_table(
-                "user_events", records=event_rows(logged_verdicts), columns=EVENT_COLUMNS
+                "user_events",
+                records=event_rows(logged_verdicts, without_personal(logged_verdicts, states)),
+                columns=EVENT_COLUMNS,
             )
         if plan.users:
-            await conn.execute(_CREATE_STAGING)
+            await conn.execute(CREATE_STAGING)
             await conn.copy_records_to_table(
                 "users_staging", records=user_rows(plan.users.values()), columns=USER_COLUMNS
             )
-            await conn.execute(_UPSERT_STAGED_USERS)
+            await conn.execute(UPSERT_STAGED_USERS)
         return plan
 
     async def _logged(self, keys: Sequence[EventKey]) -> list[EventKey]:
@@ -330,7 +319,7 @@ class BatchWriter:
         emails = claimed_emails([(record, event)])
         if not emails:
             return None
-        rows = await self.conn.fetch(_EMAIL_OWNERS, emails)
+        rows = await self.conn.fetch(EMAIL_OWNERS, emails)
         return next((row["user_id"] for row in rows if row["user_id"] != event.subject), None)
 
 

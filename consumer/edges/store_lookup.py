@@ -12,10 +12,27 @@ _GROUP_OFFSETS = """
 SELECT partition, next_offset, updated_at FROM consumer_offsets
 WHERE group_id = $1 AND topic = $2
 """
+# With the erasure that reached its personal fields, if any: the first of its user's at
+# or after the row was recorded, else (a row written without them, its user erased
+# already) the last before.
 _LOGGED_EVENT = """
-SELECT source, event_id, user_id, type, time, sequence, kafka_topic, kafka_partition,
-       kafka_offset, outcome, recorded_at
-FROM user_events WHERE source = $1 AND event_id = $2
+SELECT e.source, e.event_id, e.user_id, e.type, e.time, e.sequence, e.kafka_topic,
+       e.kafka_partition, e.kafka_offset, e.outcome, e.recorded_at,
+       CASE WHEN user_events_holds_personal(e.payload) THEN NULL ELSE x.erased_at END,
+       CASE WHEN user_events_holds_personal(e.payload) THEN NULL ELSE x.trigger END
+FROM user_events AS e
+LEFT JOIN LATERAL (
+    SELECT erased_at, trigger FROM erasures
+    WHERE user_id = e.user_id
+      AND (e.payload -> 'data' ? 'email' OR e.payload -> 'data' ? 'name')
+    ORDER BY erased_at >= e.recorded_at DESC,
+             CASE WHEN erased_at >= e.recorded_at THEN erased_at END,
+             erased_at DESC
+    LIMIT 1
+) AS x ON true
+WHERE e.source = $1 AND e.event_id = $2
+ORDER BY e.recorded_at DESC
+LIMIT 1
 """
 
 
@@ -41,6 +58,10 @@ class LoggedEvent(NamedTuple):
     kafka_offset: int
     outcome: str
     recorded_at: datetime
+    # When, and by what (``event``: a user.deleted; ``request``: ``erase``), its personal
+    # fields were erased; None while it holds them, or never had any (a delete).
+    erased_at: datetime | None = None
+    erased_by: str | None = None
 
 
 class Lookups:

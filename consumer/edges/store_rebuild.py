@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -12,11 +13,23 @@ from asyncpg.pool import PoolConnectionProxy
 from consumer.core.ordering import UserState
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import USER_COLUMNS, log_record, state_from_row, user_rows
+from consumer.edges.store_log import pruned_through
 
 _USERS = f"SELECT {', '.join(USER_COLUMNS)} FROM users"
+# The log, and among it, at the time each was made, the tombstones of erasure requests
+# (which came from outside Kafka, so the log does not hold them) as the deletes they are.
 _EVENTS = """
-SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload
-FROM user_events ORDER BY recorded_at, kafka_topic, kafka_partition, kafka_offset
+SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload,
+       recorded_at AS at
+FROM user_events
+UNION ALL
+SELECT '', -1, erasure_id,
+       jsonb_build_object('specversion', '1.0', 'type', 'user.deleted',
+                          'source', event_source, 'id', event_id, 'subject', user_id,
+                          'time', version ->> 1)::text,
+       erased_at
+FROM erasures WHERE trigger = 'request'
+ORDER BY at, kafka_topic, kafka_partition, kafka_offset
 """
 
 
@@ -29,6 +42,10 @@ class UsersRewrite:
     async def users(self) -> dict[str, UserState]:
         """Every user as the table holds it now."""
         return {row["user_id"]: state_from_row(row) for row in await self._conn.fetch(_USERS)}
+
+    async def pruned_through(self) -> datetime | None:
+        """The latest horizon a prune dropped rows up to; None if the log is whole."""
+        return await pruned_through(self._conn)
 
     async def logged_events(self, chunk_size: int) -> AsyncIterator[list[KafkaRecord]]:
         """The event log in the order it was written, as records, ``chunk_size`` at a time."""
@@ -63,7 +80,9 @@ async def rewriting_users(pool: asyncpg.Pool, *, commit: bool) -> AsyncIterator[
         await transaction.start()
         try:
             # The log first, then users: the order the live path writes them in.
+            # Erasures too: a request's tombstone is part of the history replayed.
             await conn.execute("LOCK TABLE user_events IN SHARE MODE")
+            await conn.execute("LOCK TABLE erasures IN SHARE MODE")
             await conn.execute("LOCK TABLE users IN EXCLUSIVE MODE")
             yield UsersRewrite(conn)
         except BaseException:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.core.decode import AnyUserEvent, decode
+from consumer.core.decode import AnyUserEvent
+from consumer.core.erasure import decode_logged
 from consumer.core.ordering import (
     BatchPlan,
     EventKey,
@@ -30,7 +31,7 @@ from consumer.core.ordering import (
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.edges.store import Store
 from consumer.settings import Settings
-from consumer.tools.common import tool_store
+from consumer.tools.common import ToolError, tool_store
 from consumer.tools.runner import add_tool
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ Rule = Callable[
     ],
     BatchPlan,
 ]
-
-_NO_LIMIT = 2**62
 
 
 # --- pure ---------------------------------------------------------------------
@@ -65,7 +64,7 @@ class Projector:
         accepted: list[tuple[KafkaRecord, AnyUserEvent]] = []
         for record in records:
             self.read += 1
-            event = decode(record, _NO_LIMIT)
+            event = decode_logged(record)
             if isinstance(event, Rejection):
                 self.outcomes[str(event.reason)] += 1
             else:
@@ -157,6 +156,12 @@ async def rebuild(
     """Recompute ``users`` from the log in one transaction (rolled back on a dry run)."""
     projector = Projector(rule)
     async with store.rewriting_users(commit=not dry_run) as table:
+        if (horizon := await table.pruned_through()) is not None:
+            raise ToolError(
+                f"the event log was pruned (rows recorded before {horizon:%Y-%m-%d} are "
+                "gone): users rebuilt from it would lose every user seen only then, so "
+                "rebuild refuses; the users table is unchanged"
+            )
         before = await table.users()
         async for chunk in table.logged_events(chunk_size):
             projector.feed(chunk)

@@ -141,6 +141,11 @@ EventTime = Annotated[
 ]
 
 
+# The fields of ``data`` that are a person's: the consumer erases them on a delete, and
+# writes them nowhere an erasure cannot reach (its docs/privacy.md).
+PERSONAL_FIELDS = ("email", "name")
+
+
 class _Data(BaseModel):
     # Tolerant reader: fields a newer publisher adds are ignored, not rejected.
     model_config = ConfigDict(extra="ignore", frozen=True)

@@ -51,9 +51,7 @@ async def only_the_first_migration(database: str) -> None:
     first = shipped_migrations()[0].version
     conn = await asyncpg.connect(database)
     try:
-        await apply_migrations(conn)
-        await conn.execute("DROP TABLE dlq_redrives, dlq_redrive_positions")
-        await conn.execute("DELETE FROM schema_migrations WHERE version > $1", first)
+        await apply_migrations(conn, through=first)
     finally:
         await conn.close()
 

@@ -177,6 +177,9 @@ def record_key(record: KafkaRecord, decoded: AnyUserEvent | Rejection) -> EventK
     return decoded.source, decoded.id
 
 
+_ERASED_BY = {"event": "by the user's user.deleted", "request": "by an erase request"}
+
+
 @dataclass(slots=True)
 class EventAnswer:
     """Where the event is: the event log, the dead-letter topic, both (dead-lettered, then
@@ -238,6 +241,9 @@ class EventAnswer:
                     (logged.kafka_topic, logged.kafka_partition, logged.kafka_offset)
                 ),
                 "recorded_at": _iso(logged.recorded_at),
+                "personal_fields_erased": None
+                if logged.erased_at is None
+                else {"at": _iso(logged.erased_at), "by": logged.erased_by},
             },
             "dlq_topic": self.dlq_topic,
             "dead_letters": [letter.to_json() for letter in self.dead_letters],
@@ -255,6 +261,11 @@ class EventAnswer:
                 f"  event log: {logged.outcome}, user {logged.user_id}, {logged.type}, "
                 f"from {where}, recorded {_iso(logged.recorded_at)}"
             )
+            if logged.erased_at is not None:
+                lines.append(
+                    f"  personal fields: erased at {_iso(logged.erased_at)} "
+                    f"({_ERASED_BY.get(logged.erased_by or '', logged.erased_by)})"
+                )
         else:
             lines.append("  event log: not there")
         for letter in self.dead_letters:
