@@ -12,6 +12,7 @@ from consumer.edges import metrics
 from consumer.edges.errors import retrying
 from consumer.edges.health import Health, keep_checking
 from consumer.edges.http import HttpServer
+from consumer.edges.logkeeping import keep_log
 from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import Store
 from consumer.edges.tracing import Tracing
@@ -85,6 +86,7 @@ async def run_service(
                 keep_checking("the broker", service.consumer.topics, health.kafka_up)
             ),
             asyncio.create_task(keep_checking("PostgreSQL", store.ping, health.db_up)),
+            asyncio.create_task(keep_log(store, settings)),
         ]
         stop_requested = asyncio.create_task(stopping.wait())
         await asyncio.wait({running, stop_requested}, return_when=asyncio.FIRST_COMPLETED)

@@ -16,7 +16,7 @@ from consumer.devtools.dev import run_dev
 from consumer.devtools.extra import needs_devtools
 from consumer.logs import LogFormat, configure_logging
 from consumer.settings import load_settings
-from consumer.tools import dlq, event, rebuild, replay, status
+from consumer.tools import dlq, erase, event, prune, rebuild, replay, status
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--verbose", action="store_true", help="show all logs, not only warnings")
     dev.set_defaults(handler=needs_devtools(_cmd_dev))
 
-    for tool in (replay, dlq, rebuild, status, event, bench):
+    for tool in (replay, dlq, rebuild, erase, prune, status, event, bench):
         tool.add_parser(commands)
     return parser
 

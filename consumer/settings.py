@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,8 @@ from pydantic_settings import (
     SecretsSettingsSource,
     SettingsConfigDict,
 )
+
+from consumer.core.durations import parse_duration
 
 # Secrets that may also be read from a file named by ``<VARIABLE>_FILE``.
 FILE_SECRETS = ("database_url", "kafka_sasl_password", "kafka_ssl_key_password")
@@ -188,6 +191,18 @@ class Settings(BaseSettings):
         1000, ge=1, description="Records of one partition that DLQ_MAX_RATIO looks back over."
     )
 
+    # The event log's retention (docs/privacy.md): off keeps every row for ever.
+    log_retention: timedelta | None = Field(
+        None,
+        description="Drop the log's days recorded wholly before now minus this (30d, 12h).",
+    )
+    log_maintenance_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often the service adds the log's coming days, prunes it (when "
+        "LOG_RETENTION is set) and reads its oldest row and erasure counts for /metrics.",
+    )
+
     # Traces, off unless one of these standard OpenTelemetry variables asks for them. The
     # SDK reads every other OTEL_* variable itself: OTEL_SERVICE_NAME,
     # OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER,
@@ -216,6 +231,21 @@ class Settings(BaseSettings):
         description="console: one readable line per event; json: one JSON object per line; "
         "auto: console when stderr is a terminal, else json.",
     )
+
+    @field_validator("log_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip() or value.strip().lower() == "off":
+                return None
+            try:
+                duration = parse_duration(value)
+            except ValueError as exc:
+                raise _invalid("LOG_RETENTION", str(exc)) from None
+            if not duration:
+                raise _invalid("LOG_RETENTION", "must be longer than 0 (leave it unset: off)")
+            return duration
+        return value
 
     @field_validator(
         "otel_traces_exporter",

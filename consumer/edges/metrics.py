@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from consumer import __version__
 from consumer.core.records import Outcome, Reason
@@ -98,6 +102,39 @@ DB_POOL_CONNECTIONS = Gauge(
 )
 DB_UP = Gauge("user_events_db_up", "1 when PostgreSQL answers, else 0.")
 KAFKA_UP = Gauge("user_events_kafka_up", "1 when the broker answers, else 0.")
+LOG_OLDEST_AGE = Gauge(
+    "user_events_log_oldest_age_seconds",
+    "Age of the oldest row the event log keeps (read from its oldest day); 0 when empty.",
+)
+ERASURE_TRIGGERS = ("event", "request")
+
+
+class ErasureTotals(Collector):
+    """``user_events_erasures_total{trigger}``: the erasures recorded in the database, by
+    what asked for them (a ``user.deleted``, or an ``erase`` request from outside Kafka).
+    Read from the ``erasures`` table, which every replica and the ``erase`` tool write:
+    each replica reports the same total (aggregate with ``max``, not ``sum``)."""
+
+    def __init__(self) -> None:
+        self._counts = dict.fromkeys(ERASURE_TRIGGERS, 0)
+
+    def update(self, counts: Mapping[str, int]) -> None:
+        for trigger in ERASURE_TRIGGERS:
+            self._counts[trigger] = max(self._counts[trigger], counts.get(trigger, 0))
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "user_events_erasures",
+            "Erasures of a user's personal data recorded in the database, by trigger.",
+            labels=["trigger"],
+        )
+        for trigger, count in self._counts.items():
+            family.add_metric([trigger], count)
+        yield family
+
+
+ERASURES = ErasureTotals()
+REGISTRY.register(ERASURES)
 
 
 def export_known_series(topic: str) -> None:
