@@ -15,7 +15,8 @@ to rows already written).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +71,16 @@ def without_personal(verdicts: Sequence[Verdict], states: Mapping[str, UserState
         if user in deleted or i <= last_delete.get(user, -1):
             scrubbed.add(i)
     return scrubbed
+
+
+def rows_erased(verdicts: Sequence[Verdict], scrubbed: Collection[int]) -> Counter[str]:
+    """Per user, the rows among ``verdicts`` written without the personal values they
+    carried: what an erasure in the same batch reached before they were written."""
+    return Counter(
+        v.event.subject
+        for i, v in enumerate(verdicts)
+        if i in scrubbed and v.event.data is not None and holds_personal(v.event.data.__dict__)
+    )
 
 
 def request_tombstone(

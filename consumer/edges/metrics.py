@@ -120,7 +120,7 @@ class ErasureTotals(Collector):
 
     def update(self, counts: Mapping[str, int]) -> None:
         for trigger in ERASURE_TRIGGERS:
-            self._counts[trigger] = max(self._counts[trigger], counts.get(trigger, 0))
+            self._counts[trigger] = counts.get(trigger, 0)
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(

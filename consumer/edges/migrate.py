@@ -47,7 +47,7 @@ async def apply_migrations(conn: Connection, through: int | None = None) -> list
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
         applied = {row["version"] for row in await conn.fetch(_APPLIED)}
-        done = []
+        done: list[Migration] = []
         for migration in shipped_migrations():
             if migration.version in applied:
                 continue

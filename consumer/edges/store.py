@@ -25,7 +25,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged, rejected_unchecked
-from consumer.core.erasure import erasing_deletes, without_personal
+from consumer.core.erasure import erasing_deletes, rows_erased, without_personal
 from consumer.core.ordering import (
     BatchPlan,
     EventKey,
@@ -250,9 +250,11 @@ class BatchWriter:
         if more := await self._logged(unchecked):
             plan = plan_batch(accepted, states, logged_keys + more, email_owners)
         logged_verdicts = plan.logged
+        scrubbed = without_personal(logged_verdicts, states)
         if erasing := erasing_deletes(logged_verdicts):
             # Before this batch's rows go in: those are written without personal values.
             erased = await erase_logged(conn, list(erasing))
+            erased.update(rows_erased(logged_verdicts, scrubbed))
             await record_erasures(conn, "event", {u: v.event for u, v in erasing.items()}, erased)
         if logged_verdicts:
             # Under the users' locks, no other writer adds these keys; one this plan did
@@ -260,7 +262,7 @@ class BatchWriter:
             # is redone record by record (see ``possibly_logged``).
             await conn.copy_records_to_table(
                 "user_events",
-                records=event_rows(logged_verdicts, without_personal(logged_verdicts, states)),
+                records=event_rows(logged_verdicts, scrubbed),
                 columns=EVENT_COLUMNS,
             )
         if plan.users:
