@@ -19,6 +19,8 @@ CHANGE_NOTHING = {
     "replay --dry-run": (["replay", "--from", "earliest", "--dry-run"], 0),
     "dlq redrive --dry-run": (["dlq", "redrive", "--dry-run"], 0),
     "rebuild --dry-run": (["rebuild", "--dry-run"], 0),
+    "erase --dry-run": (["erase", "--user-id", "u-1", "--reason", "ticket 1", "--dry-run"], 0),
+    "prune --dry-run": (["prune", "--older-than", "30d", "--dry-run"], 0),
     "status": (["status"], 0),
     "event": (["event", "--source", "/signup", "--id", "e-1"], 1),
 }

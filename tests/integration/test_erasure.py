@@ -8,15 +8,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 
+from consumer.core.decode import decode, stored_payload
+from consumer.core.records import Rejection
+from consumer.core.rows import log_record
 from consumer.devtools.devenv import free_port
+from consumer.edges.migrate import apply_migrations
 from tests.integration.privacy import (
     SOURCE,
     Person,
     created,
     deleted,
+    event,
     updated,
     where_found,
 )
@@ -254,3 +260,28 @@ async def test_erasure_counts_and_the_logs_age_are_exported_from_the_first_scrap
     finally:
         service.terminate()
         assert service.wait(30) == 0
+
+
+async def test_the_databases_erasure_of_a_row_is_the_payload_the_service_writes_erased(
+    database: str,
+) -> None:
+    """Two writers of one rule: the SQL function erasure applies to stored rows, and the
+    payload written for an erased user's event. They must agree."""
+    who = Person.new("both")
+    name_only = event("user.updated", who, 3, {"name": who.name})
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_migrations(conn)
+        for published in (created(who, 1), updated(who, 2), name_only, deleted(who, 4)):
+            decoded = decode(log_record("t", 0, 0, orjson.dumps(published).decode()), 10**6)
+            assert not isinstance(decoded, Rejection)
+            by_sql = await conn.fetchval(
+                "SELECT user_events_erased($1::jsonb)::text", stored_payload(decoded)
+            )
+            assert json.loads(by_sql) == json.loads(stored_payload(decoded, personal=False))
+            holds = await conn.fetchval(
+                "SELECT user_events_holds_personal($1::jsonb)", stored_payload(decoded)
+            )
+            assert holds is (published["type"] != "user.deleted")
+    finally:
+        await conn.close()
