@@ -31,6 +31,7 @@ from consumer.devtools.drains import (
     states_agree,
 )
 from consumer.devtools.extra import needs_devtools
+from consumer.devtools.profiler import SUFFIXES, ProfileRequest
 from consumer.devtools.steady import steady_load
 
 
@@ -83,7 +84,8 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
     report = BenchReport(_machine(), {k: v for k, v in vars(args).items() if k != "handler"})
     if args.mode in ("drain", "all"):
         report.decode_us_per_record = decode_cost(args.events, args.users)
-    with servers() as (bootstrap, server_url):
+    profile = ProfileRequest(Path(args.json), args.profile_format) if args.profile else None
+    with servers() as (bootstrap, server_url, broker_pid):
         run_id = uuid.uuid4().hex[:8]
         if args.mode in ("drain", "all"):
             settings = phase_settings(bootstrap, f"bench-{run_id}")
@@ -92,7 +94,15 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
             service_db = await new_database(server_url, f"bench_service_{run_id}")
             print("bench: draining with the service (`run`) ...", flush=True)
             report.results.append(
-                await drain_with_service(settings, service_db, ends, args.events, args.members)
+                await drain_with_service(
+                    settings,
+                    service_db,
+                    ends,
+                    args.events,
+                    args.members,
+                    broker_pid=broker_pid,
+                    profile=profile,
+                )
             )
             if not args.skip_baseline:
                 baseline_db = await new_database(server_url, f"bench_baseline_{run_id}")
@@ -101,7 +111,9 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
                     flush=True,
                 )
                 report.results.append(
-                    await drain_with_baseline(settings, baseline_db, ends, args.events)
+                    await drain_with_baseline(
+                        settings, baseline_db, ends, args.events, broker_pid=broker_pid
+                    )
                 )
                 report.ratio = (
                     report.results[0].events_per_second / report.results[1].events_per_second
@@ -111,40 +123,86 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
             settings = phase_settings(bootstrap, f"steady-{run_id}")
             steady_db = await new_database(server_url, f"bench_steady_{run_id}")
             print(f"bench: steady load, {args.rate} events/s for {args.seconds} s ...", flush=True)
-            report.steady = await steady_load(settings, steady_db, args.rate, args.seconds)
+            report.steady = await steady_load(
+                settings,
+                steady_db,
+                args.rate,
+                args.seconds,
+                broker_pid=broker_pid,
+                profile=profile,
+            )
     return report
 
 
-def print_report(report: BenchReport) -> None:
+def steady_row(steady: dict[str, Any]) -> DrainResult:
+    """The steady load as a row of the table: its latencies are the batch ones (fetch to
+    commit), as the drains'."""
+    return DrainResult(
+        "steady",
+        steady["events"],
+        steady["seconds"],
+        steady["events"] / steady["seconds"],
+        steady["batch_p50_seconds"],
+        steady["batch_p99_seconds"],
+        None,
+        steady["cpu_seconds"],
+        steady["postgres_cpu_seconds"],
+        steady["broker_cpu_seconds"],
+    )
+
+
+def report_lines(report: BenchReport) -> list[str]:
+    """The printed report: a row per drain (and the steady load), then what they mean."""
+
     def fmt(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
         return "-" if value is None else f"{value * scale:,.{digits}f}"
 
-    print(
+    lines = [
         f"\nmachine: {report.machine['cpu']}, {report.machine['cores']} cores, "
-        f"Python {report.machine['python']}"
-    )
-    print(
-        f"{'path':<10} {'events':>9} {'seconds':>8} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'RSS MB':>7} {'CPU s':>7}"
-    )
-    for r in report.results:
-        print(
+        f"Python {report.machine['python']}",
+        f"{'path':<10} {'events':>9} {'seconds':>8} {'events/s':>10} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'RSS MB':>7} {'CPU s':>7} {'run us/ev':>10} {'PG us/ev':>9} "
+        f"{'broker us/ev':>13}",
+    ]
+    rows = report.results + ([steady_row(report.steady)] if report.steady else [])
+    for r in rows:
+        lines.append(
             f"{r.name:<10} {r.events:>9,} {r.seconds:>8.1f} {r.events_per_second:>10,.0f} "
             f"{fmt(r.batch_p50_seconds, 1000):>8} {fmt(r.batch_p99_seconds, 1000):>8} "
-            f"{fmt(r.peak_rss_mb):>7} {fmt(r.cpu_seconds):>7}"
+            f"{fmt(r.peak_rss_mb):>7} {fmt(r.cpu_seconds, digits=2):>7} "
+            f"{fmt(r.us_per_event):>10} {fmt(r.postgres_us_per_event):>9} "
+            f"{fmt(r.broker_us_per_event):>13}"
         )
+    if rows:
+        lines += [
+            "us/ev: CPU per event while timed, of the `run` process(es) (the bench itself for",
+            "the baseline), of the PostgreSQL backends serving them, of the broker (steady: "
+            "also its producer's)",
+        ]
+    if any(r.postgres_cpu_seconds is None for r in rows):
+        lines.append("PostgreSQL is not local: its CPU is not measured")
+    if any(r.broker_cpu_seconds is None for r in rows):
+        lines.append("the broker is not the embedded one: its CPU is not measured")
     if report.decode_us_per_record is not None:
-        print(f"decoding alone: {report.decode_us_per_record:.2f} us of CPU per record")
+        lines.append(f"decoding alone: {report.decode_us_per_record:.2f} us of CPU per record")
     if report.ratio is not None:
-        print(f"service/baseline: {report.ratio:.1f}x; same final state: {report.states_agree}")
+        lines.append(
+            f"service/baseline: {report.ratio:.1f}x; same final state: {report.states_agree}"
+        )
     if report.steady:
         s = report.steady
-        print(
+        lines.append(
             f"steady {s['rate_per_second']}/s for {s['seconds']} s: time to commit "
             f"p50 {fmt(s['p50_seconds'], 1000)} ms, p99 {fmt(s['p99_seconds'], 1000)} ms; "
             f"batch fetch to commit p50 {fmt(s['batch_p50_seconds'], 1000)} ms, "
             f"p99 {fmt(s['batch_p99_seconds'], 1000)} ms"
         )
+    return lines
+
+
+def print_report(report: BenchReport) -> None:
+    for line in report_lines(report):
+        print(line)
 
 
 def add_parser(commands: Any) -> None:
@@ -173,6 +231,18 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--rate", type=int, default=5000, help="steady-load events per second")
     bench.add_argument("--seconds", type=float, default=30.0, help="steady-load duration")
     bench.add_argument("--json", default="bench-results.json", help="where to write the results")
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="record each `run` process with py-spy while it is timed; the profiles are "
+        "written beside the --json file (RESULTS-profile-service.speedscope.json, ...)",
+    )
+    bench.add_argument(
+        "--profile-format",
+        choices=sorted(SUFFIXES),
+        default="speedscope",
+        help="py-spy's output: speedscope (JSON, for speedscope.app) or flamegraph (SVG)",
+    )
     bench.set_defaults(handler=needs_devtools(_cmd_bench))
 
 

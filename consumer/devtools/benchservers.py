@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -26,9 +26,18 @@ from consumer.settings import Settings
 PARTITIONS = 6
 
 
+class Servers(NamedTuple):
+    """Where the bench runs; ``broker_pid`` is the embedded broker's (None for a configured
+    one), so that its CPU can be measured."""
+
+    bootstrap: str
+    server_url: str
+    broker_pid: int | None
+
+
 @contextlib.contextmanager
-def servers() -> Iterator[tuple[str, str]]:
-    """(bootstrap servers, PostgreSQL server URL): configured ones, else embedded ones."""
+def servers() -> Iterator[Servers]:
+    """The configured broker and PostgreSQL server, else embedded ones."""
     broker = postgres = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     server_url = os.environ.get("DATABASE_URL")
@@ -40,7 +49,8 @@ def servers() -> Iterator[tuple[str, str]]:
             if not server_url:
                 postgres = EmbeddedPostgres(Path(tmp) / "pg").start()
                 server_url = postgres.url
-            yield bootstrap, server_url
+            broker_pid = broker.process.pid if broker and broker.process else None
+            yield Servers(bootstrap, server_url, broker_pid)
         finally:
             if broker:
                 broker.stop()

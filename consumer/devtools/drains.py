@@ -4,8 +4,9 @@ and the check that both end in the same state."""
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -21,10 +22,12 @@ from consumer.core.ordering import (
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import event_rows, state_from_row, user_rows
 from consumer.devtools.benchservers import PARTITIONS
+from consumer.devtools.cputime import sample_cpu, us_per_event, usage_between
 from consumer.devtools.devenv import free_port
 from consumer.devtools.histograms import histogram_quantile, merged_histogram
+from consumer.devtools.profiler import ProfileRequest, Profiling
 from consumer.devtools.serviceprocess import (
-    process_usage,
+    peak_rss_mb,
     scrape,
     start_service,
     wait_for_offsets,
@@ -37,7 +40,9 @@ from consumer.settings import Settings
 
 @dataclass
 class DrainResult:
-    """What one drain measured."""
+    """What one drain measured. CPU is counted over the timed drain alone: the `run`
+    processes' (the bench's own for the baseline), the PostgreSQL backends' that served
+    them (None when the server is not local) and the broker's (None unless embedded)."""
 
     name: str
     events: int
@@ -47,33 +52,60 @@ class DrainResult:
     batch_p99_seconds: float | None = None
     peak_rss_mb: float | None = None
     cpu_seconds: float | None = None
+    us_per_event: float | None = field(default=None, init=False)
+    postgres_cpu_seconds: float | None = None
+    postgres_us_per_event: float | None = field(default=None, init=False)
+    broker_cpu_seconds: float | None = None
+    broker_us_per_event: float | None = field(default=None, init=False)
+    profiles: list[str] = field(default_factory=list)  # py-spy's, with --profile
+
+    def __post_init__(self) -> None:
+        self.us_per_event = us_per_event(self.cpu_seconds, self.events)
+        self.postgres_us_per_event = us_per_event(self.postgres_cpu_seconds, self.events)
+        self.broker_us_per_event = us_per_event(self.broker_cpu_seconds, self.events)
 
 
 async def drain_with_service(
-    settings: Settings, database: str, ends: dict[int, int], total: int, members: int = 1
+    settings: Settings,
+    database: str,
+    ends: dict[int, int],
+    total: int,
+    members: int = 1,
+    *,
+    broker_pid: int | None = None,
+    profile: ProfileRequest | None = None,
 ) -> DrainResult:
     """Drain with ``members`` `run` processes in one consumer group (one per core is how
-    the service scales out on a bigger machine). RSS is the largest member's, CPU the sum."""
+    the service scales out on a bigger machine). RSS is the largest member's, CPU the sum.
+    With ``profile``, py-spy records each member while the drain is timed."""
     ports = [free_port() for _ in range(members)]
     processes = [start_service(settings, database, port) for port in ports]
+    pids = [process.pid for process in processes]
+    name = "service" if members == 1 else f"service x{members}"
+    targets = {name if members == 1 else f"service-{i + 1}": pid for i, pid in enumerate(pids)}
 
     def all_alive() -> bool:
         return all(process.poll() is None for process in processes)
 
     try:
-        # The clock starts when every member is ready (in its group, the database up),
-        # so imports and the group join are not counted, and every event is.
-        for port in ports:
-            await wait_until_ready(port, all_alive)
-        started = time.monotonic()
         conn = await asyncpg.connect(database)
         try:
-            await wait_for_offsets(conn, settings.kafka_group_id, ends, all_alive)
-            seconds = time.monotonic() - started
+            # The clock starts when every member is ready (in its group, the database up),
+            # so imports and the group join are not counted, and every event is. The CPU
+            # samples are taken inside the same span, before any member is stopped: a
+            # PostgreSQL backend exits with its connection.
+            for port in ports:
+                await wait_until_ready(port, all_alive)
+            with Profiling(profile, targets) as profiling:
+                started = time.monotonic()
+                before = await sample_cpu(pids, conn, broker_pid)
+                await wait_for_offsets(conn, settings.kafka_group_id, ends, all_alive)
+                seconds = time.monotonic() - started
+                cpu = usage_between(before, await sample_cpu(pids, conn, broker_pid))
         finally:
             await conn.close()
         metrics_text = [await scrape(port) for port in ports]
-        usage = [process_usage(process.pid) for process in processes]
+        rss = max(peak_rss_mb(pid) for pid in pids)
     finally:
         for process in processes:
             process.terminate()
@@ -83,7 +115,6 @@ async def drain_with_service(
     p50, p99 = (
         histogram_quantile(batches, "user_events_batch_duration_seconds", q) for q in (0.5, 0.99)
     )
-    name = "service" if members == 1 else f"service x{members}"
     return DrainResult(
         name,
         total,
@@ -91,8 +122,11 @@ async def drain_with_service(
         total / seconds,
         p50,
         p99,
-        max(rss for rss, _ in usage),
-        sum(cpu for _, cpu in usage),
+        rss,
+        cpu.run,
+        cpu.postgres,
+        cpu.broker,
+        [str(path) for path in profiling.written],
     )
 
 
@@ -100,10 +134,16 @@ async def drain_with_service(
 
 
 async def drain_with_baseline(
-    settings: Settings, database: str, ends: dict[int, int], total: int
+    settings: Settings,
+    database: str,
+    ends: dict[int, int],
+    total: int,
+    *,
+    broker_pid: int | None = None,
 ) -> DrainResult:
     """Per message: decode, then one transaction that reads the user, inserts the event
-    row and upserts the user. Same decisions as the service, so the same final state."""
+    row and upserts the user. Same decisions as the service, so the same final state.
+    It runs in this process, so its `run` CPU is this process's."""
     pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
     producer = await start_producer(settings)
     dead_letters = DeadLetterQueue(
@@ -115,7 +155,10 @@ async def drain_with_baseline(
     consumer.assign(tps)
     for tp in tps:
         consumer.seek(tp, 0)
+    # A connection of its own to sample PostgreSQL's CPU, left out of the count.
+    probe = await asyncpg.connect(database)
     started = time.monotonic()
+    before = await sample_cpu([os.getpid()], probe, broker_pid)
     try:
         positions = {p: 0 for p in range(PARTITIONS)}
         while any(positions[p] < end for p, end in ends.items()):
@@ -130,12 +173,22 @@ async def drain_with_baseline(
                         if rejection is not None:
                             await dead_letters.send_all([(record, rejection)])
                     positions[tp.partition] = message.offset + 1
+        seconds = time.monotonic() - started
+        cpu = usage_between(before, await sample_cpu([os.getpid()], probe, broker_pid))
     finally:
+        await probe.close()
         await consumer.stop()
         await producer.stop()
         await pool.close()
-    seconds = time.monotonic() - started
-    return DrainResult("baseline", total, seconds, total / seconds)
+    return DrainResult(
+        "baseline",
+        total,
+        seconds,
+        total / seconds,
+        cpu_seconds=cpu.run,
+        postgres_cpu_seconds=cpu.postgres,
+        broker_cpu_seconds=cpu.broker,
+    )
 
 
 _BASELINE_UPSERT_USER = """
@@ -182,7 +235,7 @@ async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -
             "INSERT INTO user_events (source, event_id, user_id, type, time, sequence, "
             "kafka_topic, kafka_partition, kafka_offset, payload, outcome) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11) "
-            "ON CONFLICT (source, event_id) DO NOTHING RETURNING 1",
+            "ON CONFLICT DO NOTHING RETURNING 1",
             *event_row,
         )
         if inserted and result is Outcome.APPLIED and after is not None:

@@ -1,5 +1,5 @@
 """The service under test: `user-events-consumer run` in a subprocess, and what the bench
-reads of it from outside (readiness, stored offsets, /metrics, its RSS and CPU time)."""
+reads of it from outside (readiness, stored offsets, /metrics, its peak RSS)."""
 
 from __future__ import annotations
 
@@ -84,10 +84,7 @@ async def _http_get(port: int, path: str) -> tuple[int, str]:
     return int(head.split(" ", 2)[1]), body
 
 
-def process_usage(pid: int) -> tuple[float, float]:
-    """(peak RSS in MB, CPU seconds) of a running process, from /proc."""
+def peak_rss_mb(pid: int) -> float:
+    """Peak RSS in MB of a running process, from /proc."""
     status = Path(f"/proc/{pid}/status").read_text()
-    rss_kb = int(re.search(r"VmHWM:\s+(\d+)", status)[1])  # type: ignore[index]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+    return int(re.search(r"VmHWM:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]

@@ -25,6 +25,10 @@ async def test_service_and_baseline_drain_the_same_data_into_the_same_state(
 
     assert service.events_per_second > 0 and baseline.events_per_second > 0
     assert service.peak_rss_mb is not None and service.peak_rss_mb > 0
+    # CPU over the timed drain: the `run` process's, and PostgreSQL's when it is local
+    assert service.us_per_event is not None and service.us_per_event > 0
+    assert baseline.us_per_event is not None and baseline.us_per_event > 0
+    assert service.postgres_cpu_seconds is None or service.postgres_cpu_seconds >= 0
     assert await states_agree(service_db, baseline_db)
     outcomes = {
         r["outcome"]: r["n"]
@@ -75,3 +79,4 @@ async def test_steady_load_reports_event_and_batch_latencies(
     for key in ("p50_seconds", "p99_seconds", "batch_p50_seconds", "batch_p99_seconds"):
         assert steady[key] is not None and steady[key] > 0, key
     assert steady["p50_seconds"] <= steady["p99_seconds"]
+    assert steady["us_per_event"] is not None and steady["us_per_event"] > 0

@@ -4,7 +4,6 @@ statements keep using indexes as a fresh database grows."""
 from __future__ import annotations
 
 import re
-
 import time
 from datetime import UTC, datetime
 
