@@ -54,6 +54,8 @@ async def run_service(
 
     metrics.export_known_series(settings.kafka_topic)
     metrics.export_build_info()
+    if settings.log_retention is not None:
+        metrics.LOG_RETENTION.set(settings.log_retention.total_seconds())
     try:
         tracing = Tracing() if settings.tracing_enabled else None
     except ValueError as exc:  # the SDK refuses a span limit that is not a number

@@ -28,6 +28,12 @@ def possibly_logged(
     ``sequence``; a state left by an older rule) is caught later: an event planned as
     applied or stale hits the log's primary key, and the batch is redone record by
     record, looking up every key; an event planned as a rejection is looked up then.
+
+    The log is partitioned by day, and its primary key holds within a day only: across
+    days, this rule is what keeps a redelivery from being logged twice. It names every
+    redelivery of a user's events whose versions are totally ordered (all with
+    ``sequence``, or all without), and the registers outlive the log's retention, so a
+    redelivery after its day was pruned is stale, not applied.
     """
     latest: dict[str, Version] = {}
     maybe: list[tuple[KafkaRecord, AnyUserEvent]] = []

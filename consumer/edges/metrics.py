@@ -106,6 +106,10 @@ LOG_OLDEST_AGE = Gauge(
     "user_events_log_oldest_age_seconds",
     "Age of the oldest row the event log keeps (read from its oldest day); 0 when empty.",
 )
+LOG_RETENTION = Gauge(
+    "user_events_log_retention_seconds",
+    "LOG_RETENTION in seconds: how long the event log keeps a row; 0 when it keeps all.",
+)
 ERASURE_TRIGGERS = ("event", "request")
 
 

@@ -243,6 +243,7 @@ async def test_erasure_counts_and_the_logs_age_are_exported_from_the_first_scrap
         for trigger in ("event", "request"):
             assert ("user_events_erasures_total", (("trigger", trigger),)) in first
         assert ("user_events_log_oldest_age_seconds", ()) in first
+        assert first[("user_events_log_retention_seconds", ())] == 0  # LOG_RETENTION unset
 
         await publish(
             bootstrap_servers,
