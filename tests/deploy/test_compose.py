@@ -80,6 +80,24 @@ def test_topics_are_created_by_a_one_shot_service(compose: dict[str, Any]) -> No
     assert script.count("kafka-topics.sh") >= 2 and script.count("--if-not-exists") == 2
 
 
+def test_the_dead_letter_topic_keeps_records_7_days_by_default(compose: dict[str, Any]) -> None:
+    """A finite retention.ms, from DLQ_RETENTION_MS (documented), on creation and on a topic
+    that exists already."""
+    script = compose["services"]["kafka-init"]["command"][0].replace("\\\n", " ")
+    lines = script.splitlines()
+    [create] = [line for line in lines if "--create" in line and "--topic user-events.dlq" in line]
+    [alter] = [line for line in lines if "kafka-configs.sh" in line]
+    assert "--alter" in alter and "--entity-name user-events.dlq" in alter
+    defaults = []
+    for command in (create, alter):
+        found = re.findall(r"retention\.ms=\$\{DLQ_RETENTION_MS:-(-?\d+)\}(?=[\s,]|$)", command)
+        assert len(found) == 1, command
+        defaults.append(int(found[0]))
+    assert defaults == [7 * 24 * 3600 * 1000] * 2
+    documented = (ROOT / "docs/operations.md").read_text()
+    assert "DLQ_RETENTION_MS" in documented and "604800000" in documented
+
+
 def test_postgres_16_with_healthcheck_and_named_volume(compose: dict[str, Any]) -> None:
     postgres = compose["services"]["postgres"]
     assert postgres["image"] == "postgres:16"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,19 @@ MANIFESTS = sorted(K8S.glob("*.yaml"))
 BUILTIN = [p for p in MANIFESTS if p.name not in ("scaledobject.yaml", "kustomization.yaml")]
 KEDA_SCHEMA = Path(__file__).with_name("keda_scaledobject.schema.json")
 TOPIC_PARTITIONS = 6
+SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
 
 
 def resources() -> dict[str, dict[str, Any]]:
+    """Every resource as "Kind/name"; the consumer's own (component: consumer) as "Kind" too."""
     found: dict[str, dict[str, Any]] = {}
     for path in MANIFESTS:
         for doc in load_yaml_all(path):
-            found[doc["kind"]] = doc
+            metadata = doc.get("metadata", {})
+            found[f"{doc['kind']}/{metadata.get('name', '')}"] = doc
+            if metadata.get("labels", {}).get("app.kubernetes.io/component") == "consumer":
+                assert doc["kind"] not in found, f"two {doc['kind']}s of the consumer"
+                found[doc["kind"]] = doc
     return found
 
 
@@ -149,3 +157,103 @@ def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
     kustomization = load_yaml(K8S / "kustomization.yaml")
     expected = {p.name for p in MANIFESTS} - {"kustomization.yaml", "secret.example.yaml"}
     assert set(kustomization["resources"]) == expected
+
+
+def topics_job() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The topics Job's container and its own ConfigMap's data."""
+    found = resources()
+    [only] = found["Job/user-events-topics"]["spec"]["template"]["spec"]["containers"]
+    return only, found["ConfigMap/user-events-topics"]["data"]
+
+
+def test_topics_job_reads_names_from_the_consumer_s_config_map() -> None:
+    job, topics = topics_job()
+    found = resources()
+    consumer = found["ConfigMap"]
+    sources = {"user-events-consumer": consumer["data"], "user-events-topics": topics}
+    for variable in job["env"]:
+        if "valueFrom" in variable:
+            ref = variable["valueFrom"]["configMapKeyRef"]
+            assert ref["key"] in sources[ref["name"]], ref
+    by_source = {
+        v["name"]: v["valueFrom"]["configMapKeyRef"]["name"] for v in job["env"] if "valueFrom" in v
+    }
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC", "KAFKA_DLQ_TOPIC"):
+        assert by_source[name] == consumer["metadata"]["name"], name
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    assert job["image"] == compose["services"]["kafka-init"]["image"]
+    assert job["image"] == compose["services"]["kafka"]["image"]
+
+
+def test_topics_job_is_locked_down_like_the_deployment() -> None:
+    pod = resources()["Job/user-events-topics"]["spec"]["template"]["spec"]
+    job, _ = topics_job()
+    assert pod["restartPolicy"] in ("OnFailure", "Never")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int)  # the image's USER is a name
+    context = job["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert any(m["mountPath"] == "/tmp" for m in job["volumeMounts"])
+    assert "memory" in job["resources"]["limits"]
+
+
+def run_topics_job(tmp_path: Path, **overrides: str) -> list[list[str]]:
+    """The Job's script under sh, with kafka-topics.sh and kafka-configs.sh replaced by stubs
+    that record their arguments, and the environment its ConfigMaps give it."""
+    job, topics = topics_job()
+    consumer = resources()["ConfigMap"]["data"]
+    data = {"user-events-consumer": consumer, "user-events-topics": {**topics, **overrides}}
+    env = {"PATH": os.environ["PATH"]}
+    for variable in job["env"]:
+        if "valueFrom" in variable:
+            ref = variable["valueFrom"]["configMapKeyRef"]
+            env[variable["name"]] = data[ref["name"]][ref["key"]]
+        else:
+            env[variable["name"]] = variable["value"]
+    calls = tmp_path / "calls"
+    for tool in ("kafka-topics.sh", "kafka-configs.sh"):
+        stub = tmp_path / tool
+        stub.write_text(
+            f'#!/bin/sh\nfor a in {tool} "$@"; do printf "%s\\0" "$a"; done >> {calls}\n'
+            f'printf "\\n" >> {calls}\n'
+        )
+        stub.chmod(0o755)
+    assert job["command"] == ["/bin/sh", "-c"]
+    script = job["args"][0].replace("/opt/kafka/bin/", f"{tmp_path}/")
+    result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return [line.split("\0")[:-1] for line in calls.read_text().splitlines()]
+
+
+def test_topics_job_creates_both_topics_idempotently(tmp_path: Path) -> None:
+    calls = run_topics_job(tmp_path)
+    creates = [c for c in calls if c[0] == "kafka-topics.sh" and "--create" in c]
+    assert len(creates) == 2 and all("--if-not-exists" in c for c in creates)
+    main, dlq = creates
+    assert main[main.index("--topic") + 1] == "user-events"
+    assert int(main[main.index("--partitions") + 1]) == TOPIC_PARTITIONS
+    assert dlq[dlq.index("--topic") + 1] == "user-events.dlq"
+    assert dlq[dlq.index("--partitions") + 1] == "1"
+    configs = [dlq[i + 1] for i, arg in enumerate(dlq) if arg == "--config"]
+    assert configs == ["max.message.bytes=1114112", f"retention.ms={SEVEN_DAYS_MS}"]
+    # A topic that exists already gets the same settings.
+    [alter] = [c for c in calls if c[0] == "kafka-configs.sh" and "--alter" in c]
+    assert alter[alter.index("--entity-name") + 1] == "user-events.dlq"
+    added = dict(a.split("=") for a in alter[alter.index("--add-config") + 1].split(","))
+    assert added == {"max.message.bytes": "1114112", "retention.ms": str(SEVEN_DAYS_MS)}
+    assert calls.index(alter) > calls.index(dlq)
+
+
+def test_the_dead_letter_topic_keeps_records_7_days_by_default(tmp_path: Path) -> None:
+    _, topics = topics_job()
+    assert int(topics["DLQ_RETENTION_MS"]) == SEVEN_DAYS_MS  # finite: not -1
+    assert int(topics["DLQ_MAX_MESSAGE_BYTES"]) >= (
+        Settings.model_fields["max_message_bytes"].default + 16 * 1024
+    )
+    assert int(topics["TOPIC_PARTITIONS"]) == resources()["ScaledObject"]["spec"]["maxReplicaCount"]
+    # The ConfigMap's value is what reaches the broker.
+    calls = run_topics_job(tmp_path, DLQ_RETENTION_MS="86400000")
+    [alter] = [c for c in calls if "--alter" in c]
+    assert "retention.ms=86400000" in alter[alter.index("--add-config") + 1]
