@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from consumer.edges import metrics
 from consumer.edges.store import Store
 from consumer.edges.store_erasure import erasure_counts
-from consumer.edges.store_log import Prune, add_days_ahead, oldest_recorded, prune
+from consumer.edges.store_log import Connection, Prune, add_days_ahead, oldest_recorded, prune
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,20 +33,31 @@ async def care_for_log(store: Store, settings: Settings) -> Prune | None:
     async with store.pool.acquire() as conn:
         await add_days_ahead(conn)
         pruned = None
-        if settings.log_retention is not None:
-            horizon = datetime.now(UTC) - settings.log_retention
-            pruned = await prune(conn, horizon, "schedule", dry_run=False, wait=False)
-            if pruned is not None and pruned.done:
-                log.info(
-                    "pruned the event log",
-                    extra={
-                        "days": [str(day) for day in pruned.days],
-                        "rows": pruned.rows,
-                        "horizon": horizon.isoformat(),
-                    },
-                )
-        oldest = await oldest_recorded(conn)
-        age = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
-        metrics.LOG_OLDEST_AGE.set(max(0.0, age))
-        metrics.ERASURES.update(await erasure_counts(conn))
+        try:
+            if settings.log_retention is not None:
+                pruned = await _prune(conn, datetime.now(UTC) - settings.log_retention)
+        finally:
+            # Even when the prune failed: a stuck prune must show in the oldest row's age.
+            await _measure(conn)
     return pruned
+
+
+async def _prune(conn: Connection, horizon: datetime) -> Prune | None:
+    pruned = await prune(conn, horizon, "schedule", dry_run=False, wait=False)
+    if pruned is not None and pruned.done:
+        log.info(
+            "pruned the event log",
+            extra={
+                "days": [str(day) for day in pruned.days],
+                "rows": pruned.rows,
+                "horizon": horizon.isoformat(),
+            },
+        )
+    return pruned
+
+
+async def _measure(conn: Connection) -> None:
+    oldest = await oldest_recorded(conn)
+    age = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+    metrics.LOG_OLDEST_AGE.set(max(0.0, age))
+    metrics.ERASURES.update(await erasure_counts(conn))
