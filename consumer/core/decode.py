@@ -25,6 +25,8 @@ from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 
 log = logging.getLogger(__name__)
 
+_PERSONAL = frozenset(PERSONAL_FIELDS)
+
 _BINARY_PREFIX = "ce_"
 _STRUCTURED_CONTENT_TYPE = b"application/cloudevents"
 _OPTIONAL_ATTRIBUTES = ("sequence", "datacontenttype", "dataschema")
@@ -98,15 +100,21 @@ def _decode_or_reject(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rej
         )
 
 
-def stored_payload(event: AnyUserEvent, personal: bool = True) -> str:
+def stored_payload(event: AnyUserEvent) -> str:
     """The JSON stored in the event log: the event as the consumer read it, whatever its
     mode. Only the contract's attributes and ``data`` fields, never what the consumer
     ignores (extension attributes, unknown ``data`` fields): those can hold what
     PostgreSQL's jsonb refuses (``\\u0000``, numbers past its range), and must not make a
     valid event unstorable. Absent optional attributes and fields are left out.
 
-    Without ``personal``, each personal value is null (its key stays): the payload of an
-    erased user's event (see ``consumer.core.erasure``)."""
+    The personal values are never in it: each is null (its key stays, to say the event
+    carried it). The log keeps them apart, sealed (``consumer.core.sealing``)."""
+    return stored_parts(event)[0]
+
+
+def stored_parts(event: AnyUserEvent) -> tuple[str, dict[str, Any] | None]:
+    """``stored_payload``, and the personal values it leaves out (None: none), in one
+    pass: this runs once per logged event."""
     attributes = dict(event.__dict__)
     for name in _OPTIONAL_ATTRIBUTES:
         if attributes[name] is None:
@@ -114,18 +122,17 @@ def stored_payload(event: AnyUserEvent, personal: bool = True) -> str:
     data = attributes["data"]
     if data is None:
         del attributes["data"]
+        return orjson.dumps(attributes).decode(), None
+    fields = data.__dict__
+    if None in fields.values():
+        fields = {k: v for k, v in fields.items() if v is not None}
+    if fields.keys() <= _PERSONAL:  # every field the contract has today: one step
+        personal = fields
+        attributes["data"] = dict.fromkeys(fields)
     else:
-        fields = data.__dict__
-        attributes["data"] = (
-            fields
-            if None not in fields.values()
-            else {k: v for k, v in fields.items() if v is not None}
-        )
-        if not personal:
-            attributes["data"] = {
-                k: None if k in PERSONAL_FIELDS else v for k, v in attributes["data"].items()
-            }
-    return orjson.dumps(attributes).decode()
+        personal = {k: v for k, v in fields.items() if k in _PERSONAL}
+        attributes["data"] = {k: (None if k in _PERSONAL else v) for k, v in fields.items()}
+    return orjson.dumps(attributes).decode(), personal or None
 
 
 def _decode_binary(record: KafkaRecord) -> AnyUserEvent | Rejection:

@@ -1,22 +1,18 @@
-"""Erasure's rules: whose personal data a batch erases, and which of its log rows are
-written without personal values. Pure.
+"""Erasure's rules: whom a batch erases, which key seals each logged event's personal
+values, and the tombstone of a request. Pure (a new key is asked of the caller).
 
 A person's email and name are personal data; every other part of an event (source, id,
-type, time, sequence, subject, provenance) is the audit trail and stays. An applied
-``user.deleted`` erases its user: the ``users`` row loses email and name (the
-projection's tombstone), and every log row of that user loses its personal values, in
-the same transaction. An event of a deleted user that comes later (a stale one) is
-logged without them, so nothing brings them back.
-
-An erased payload keeps its personal keys with null values, so that it still says which
-fields the event carried (the SQL function ``user_events_erased`` applies the same rule
-to rows already written).
+type, time, sequence, subject, provenance) is the audit trail and stays. The log keeps
+personal values only sealed with their user's key (``consumer.core.sealing``). An
+applied ``user.deleted`` erases its user: the ``users`` row loses email, name and key,
+so every log row sealed with that key becomes unreadable, without touching one (rows
+from before keys existed are nulled in place). An event of a deleted user that comes
+later (a stale one) is logged without its personal values, so nothing brings them back.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +22,7 @@ from user_events_schemas.models import PERSONAL_FIELDS, UserDeleted
 from consumer.core.decode import AnyUserEvent, decode
 from consumer.core.ordering import UserState, Verdict
 from consumer.core.records import KafkaRecord, Outcome, Rejection
+from consumer.core.sealing import unseal
 
 # The source of the tombstones ``erase`` writes for requests from outside Kafka.
 ERASE_REQUEST_SOURCE = "urn:user-events-consumer:erase"
@@ -33,54 +30,38 @@ _DELETED = "user.deleted"
 _NO_LIMIT = 2**62  # a logged payload was accepted once: its size is not in question
 
 
-def holds_personal(data: Mapping[str, Any] | None) -> bool:
-    """Whether a payload's ``data`` still holds a personal value."""
-    return data is not None and any(data.get(k) is not None for k in PERSONAL_FIELDS)
-
-
 def erasing_deletes(verdicts: Iterable[Verdict]) -> dict[str, Verdict]:
     """Per user, the last applied ``user.deleted`` of a batch: the users it erases."""
     return {
         v.event.subject: v
         for v in verdicts
-        if v.result is Outcome.APPLIED and v.event.type == _DELETED
+        if v.event.type == _DELETED and v.result is Outcome.APPLIED
     }
 
 
-def without_personal(verdicts: Sequence[Verdict], states: Mapping[str, UserState]) -> set[int]:
-    """Indexes of the logged ``verdicts`` to write without personal values: those of a user
-    erased by a delete at or after them in the batch, and those that found their user
-    deleted (a late, stale event of an erased user). ``states`` are the users as the batch
-    found them."""
-    deleted = {u for u, state in states.items() if state.status == "deleted"}
-    last_delete = {
-        v.event.subject: i
-        for i, v in enumerate(verdicts)
-        if v.result is Outcome.APPLIED and v.event.type == _DELETED
-    }
-    if not deleted and not last_delete:
-        return set()  # the common batch: nobody deleted, nothing to leave out
-    scrubbed: set[int] = set()
-    for i, verdict in enumerate(verdicts):
+def sealing_keys(
+    verdicts: Sequence[Verdict], keys: Mapping[str, bytes | None], new_key: Callable[[], bytes]
+) -> tuple[list[bytes | None], dict[str, bytes | None]]:
+    """Per logged verdict, in order, the key that seals its personal values (None: they
+    are not written); and each user's key after the batch.
+
+    ``keys`` are the users' keys as the batch found them (absent or None: no key). An
+    applied ``user.deleted`` destroys the key, so that the rows it sealed, this batch's
+    included, are erased with it. An applied event of a user without a key (a new user,
+    or one created again after a delete) gets a new one. A stale event of a deleted user
+    finds no key, and is logged without its personal values.
+    """
+    current = dict(keys)
+    sealed_with: list[bytes | None] = []
+    for verdict in verdicts:
         user = verdict.event.subject
         if verdict.result is Outcome.APPLIED:
             if verdict.event.type == _DELETED:
-                deleted.add(user)
-            else:
-                deleted.discard(user)
-        if user in deleted or i <= last_delete.get(user, -1):
-            scrubbed.add(i)
-    return scrubbed
-
-
-def rows_erased(verdicts: Sequence[Verdict], scrubbed: Collection[int]) -> Counter[str]:
-    """Per user, the rows among ``verdicts`` written without the personal values they
-    carried: what an erasure in the same batch reached before they were written."""
-    return Counter(
-        v.event.subject
-        for i, v in enumerate(verdicts)
-        if i in scrubbed and v.event.data is not None and holds_personal(v.event.data.__dict__)
-    )
+                current[user] = None
+            elif current.get(user) is None:
+                current[user] = new_key()
+        sealed_with.append(current.get(user))
+    return sealed_with, current
 
 
 def request_tombstone(
@@ -108,28 +89,50 @@ def request_tombstone(
     )
 
 
+def personal_of(
+    payload: Mapping[str, Any], sealed: bytes | None, key: bytes | None
+) -> dict[str, Any] | None:
+    """The personal values a log row holds that ``key`` can read: ``sealed`` (its
+    ``personal`` column) if the key opens it, or plain ones in its payload (rows from
+    before keys); None when it holds none readable (an event without any, or erased)."""
+    if sealed is not None:
+        subject = payload.get("subject")
+        return unseal(key, subject, sealed) if isinstance(subject, str) else None
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        return None
+    plain = {k: data[k] for k in PERSONAL_FIELDS if data.get(k) is not None}
+    return plain or None
+
+
+def was_erased(payload: Mapping[str, Any], sealed: bytes | None, key: bytes | None) -> bool:
+    """Whether a log row carried personal values that can no longer be read."""
+    data = payload.get("data")
+    carried = isinstance(data, dict) and any(k in data for k in PERSONAL_FIELDS)
+    return carried and personal_of(payload, sealed, key) is None
+
+
 # Stand-ins that pass the contract's checks while an erased row is decoded; they are
 # replaced by None before anything sees them.
 _STAND_INS = {"email": "erased@example.com", "name": "erased"}
 
 
-def decode_logged(record: KafkaRecord) -> AnyUserEvent | Rejection:
-    """A log row's payload (as a record) back into its event. An erased row's personal
-    values come back as None: the event still writes the registers it wrote, with
-    nothing in them, as the delete that erased it left them."""
-    event = decode(record, _NO_LIMIT)
-    if not isinstance(event, Rejection) or record.value is None:
+def decode_logged(
+    record: KafkaRecord, sealed: bytes | None, keys: Mapping[str, bytes | None]
+) -> AnyUserEvent | Rejection:
+    """A log row (its payload as a record, and its sealed personal values) back into its
+    event, the values opened with its user's key in ``keys``. An erased row's come back
+    as None: the event still writes the registers it wrote, with nothing in them, as the
+    delete that erased it left them."""
+    payload = orjson.loads(record.value or b"null")
+    if not isinstance(payload, dict) or not isinstance(data := payload.get("data"), dict):
+        return decode(record, _NO_LIMIT)
+    subject = payload.get("subject")
+    personal = personal_of(payload, sealed, keys.get(subject) if isinstance(subject, str) else None)
+    erased = [k for k in PERSONAL_FIELDS if k in data and not (personal and k in personal)]
+    payload["data"] = {**data, **(personal or {}), **{k: _STAND_INS[k] for k in erased}}
+    event = decode(record._replace(value=orjson.dumps(payload)), _NO_LIMIT)
+    if not erased or isinstance(event, Rejection) or event.data is None:
         return event
-    payload = orjson.loads(record.value)
-    data = payload.get("data")
-    if not isinstance(data, dict):
-        return event
-    erased = [k for k in PERSONAL_FIELDS if k in data and data[k] is None]
-    if not erased:
-        return event
-    payload["data"] = {**data, **{k: _STAND_INS[k] for k in erased}}
-    stood_in = decode(record._replace(value=orjson.dumps(payload)), _NO_LIMIT)
-    if isinstance(stood_in, Rejection) or stood_in.data is None:
-        return event
-    without = stood_in.data.model_copy(update=dict.fromkeys(erased))
-    return stood_in.model_copy(update={"data": without})
+    without = event.data.model_copy(update=dict.fromkeys(erased))
+    return event.model_copy(update={"data": without})

@@ -6,16 +6,26 @@ keeps the structured event as its payload, which is a record again for ``rebuild
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
 
-from consumer.core.decode import stored_payload
+from consumer.core.decode import stored_parts
 from consumer.core.ordering import UserState, Verdict, Version
 from consumer.core.records import KafkaRecord
+from consumer.core.sealing import Sealer
 
-USER_COLUMNS = ("user_id", "email", "name", "status", "created_at", "updated_at", "versions")
+USER_COLUMNS = (
+    "user_id",
+    "email",
+    "name",
+    "status",
+    "created_at",
+    "updated_at",
+    "versions",
+    "data_key",
+)
 EVENT_COLUMNS = (
     "source",
     "event_id",
@@ -28,6 +38,7 @@ EVENT_COLUMNS = (
     "kafka_offset",
     "payload",
     "outcome",
+    "personal",
 )
 
 
@@ -87,8 +98,11 @@ def version_json(version: Version) -> str:
     return orjson.dumps(tuple(version)).decode()
 
 
-def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
-    """Rows for ``users`` (in ``USER_COLUMNS`` order)."""
+def user_rows(
+    users: Iterable[UserState], keys: Mapping[str, bytes | None]
+) -> list[tuple[Any, ...]]:
+    """Rows for ``users`` (in ``USER_COLUMNS`` order), each with its key in ``keys``
+    (absent: none, as for a deleted user)."""
     return [
         (
             user.user_id,
@@ -98,32 +112,39 @@ def user_rows(users: Iterable[UserState]) -> list[tuple[Any, ...]]:
             user.created_at,
             user.updated_at,
             versions_json(user),
+            keys.get(user.user_id),
         )
         for user in users
     ]
 
 
 def event_rows(
-    verdicts: Iterable[Verdict], without_personal: Collection[int] = ()
+    verdicts: Iterable[Verdict], keys: Iterable[bytes | None], sealer: Sealer
 ) -> list[tuple[Any, ...]]:
-    """Rows for ``user_events`` (in ``EVENT_COLUMNS`` order); those at the indexes
-    ``without_personal`` carry no personal value (``consumer.core.erasure``)."""
-    return [
-        (
-            v.event.source,
-            v.event.id,
-            v.event.subject,
-            v.event.type,
-            v.event.time,
-            v.event.sequence,
-            v.record.topic,
-            v.record.partition,
-            v.record.offset,
-            stored_payload(v.event, i not in without_personal),
-            str(v.result),
+    """Rows for ``user_events`` (in ``EVENT_COLUMNS`` order), each verdict's personal values
+    sealed with its key in ``keys`` (None: not written)."""
+    rows = []
+    seal = sealer.seal
+    for v, key in zip(verdicts, keys, strict=True):
+        event, record = v.event, v.record
+        payload, personal = stored_parts(event)
+        rows.append(
+            (
+                event.source,
+                event.id,
+                event.subject,
+                event.type,
+                event.time,
+                event.sequence,
+                record.topic,
+                record.partition,
+                record.offset,
+                payload,
+                str(v.result),
+                None if key is None or personal is None else seal(key, event.subject, personal),
+            )
         )
-        for i, v in enumerate(verdicts)
-    ]
+    return rows
 
 
 def log_record(topic: str, partition: int, offset: int, payload: str) -> KafkaRecord:

@@ -21,6 +21,7 @@ from consumer.core.ordering import (
 )
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import event_rows, state_from_row, user_rows
+from consumer.core.sealing import Sealer
 from consumer.devtools.benchservers import PARTITIONS
 from consumer.devtools.cputime import sample_cpu, us_per_event, usage_between
 from consumer.devtools.devenv import free_port
@@ -192,8 +193,8 @@ async def drain_with_baseline(
 
 
 _BASELINE_UPSERT_USER = """
-INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions, data_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
 ON CONFLICT (user_id) DO UPDATE SET
     email = EXCLUDED.email, name = EXCLUDED.name, status = EXCLUDED.status,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
@@ -230,16 +231,17 @@ async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -
             other = anothers_email_holder(owners, after)
             if other is not None:
                 return email_conflict(other)
-        event_row = event_rows([Verdict(record, event, result)])[0]
+        # The seed's baseline keeps no keys: it seals nothing, as the seed did not.
+        event_row = event_rows([Verdict(record, event, result)], [None], Sealer())[0]
         inserted = await conn.fetchval(
             "INSERT INTO user_events (source, event_id, user_id, type, time, sequence, "
-            "kafka_topic, kafka_partition, kafka_offset, payload, outcome) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11) "
+            "kafka_topic, kafka_partition, kafka_offset, payload, outcome, personal) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12) "
             "ON CONFLICT DO NOTHING RETURNING 1",
             *event_row,
         )
         if inserted and result is Outcome.APPLIED and after is not None:
-            user = user_rows([after])[0]
+            user = user_rows([after], {})[0]
             await conn.execute(_BASELINE_UPSERT_USER, *user)
     return None
 

@@ -18,14 +18,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from datetime import date
+from typing import Any, Literal
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged, rejected_unchecked
-from consumer.core.erasure import erasing_deletes, rows_erased, without_personal
+from consumer.core.erasure import erasing_deletes, sealing_keys
 from consumer.core.ordering import (
     BatchPlan,
     EventKey,
@@ -42,8 +43,9 @@ from consumer.core.rows import (
     state_from_row,
     user_rows,
 )
+from consumer.core.sealing import Sealer, new_key
 from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved
-from consumer.edges.store_erasure import erase_logged, record_erasures
+from consumer.edges.store_erasure import erase_plaintext, plaintext_through, record_erasures
 from consumer.edges.store_lookup import Lookups
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
 from consumer.edges.store_redrive import RedriveLog
@@ -111,6 +113,8 @@ class Store:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
         self._acquire_timeout = settings.db_pool_acquire_timeout_seconds
+        # Read once, at the first batch (the migrations have run by then): it never moves.
+        self._plaintext_through: date | Literal[False] | None = False
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
@@ -139,8 +143,11 @@ class Store:
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[BatchWriter]:
         """One transaction: commits when the block ends normally, rolls back otherwise."""
-        async with self.pool.acquire(timeout=self._acquire_timeout) as conn, conn.transaction():
-            yield BatchWriter(conn)
+        async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
+            if self._plaintext_through is False:
+                self._plaintext_through = await plaintext_through(conn)
+            async with conn.transaction():
+                yield BatchWriter(conn, self._plaintext_through)
 
     def redrive_log(self, dlq_topic: str) -> RedriveLog:
         """What ``dlq redrive`` keeps about ``dlq_topic``."""
@@ -196,8 +203,9 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
 class BatchWriter:
     """Writes inside one batch transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, plaintext_through: date | None = None) -> None:
         self.conn = conn
+        self._plaintext_through = plaintext_through
 
     async def apply(self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]) -> BatchPlan:
         """Apply valid events; returns each record's verdict, poison ones included."""
@@ -241,6 +249,7 @@ class BatchWriter:
         await conn.execute(LOCK_USERS, sorted({event.subject for _, event in accepted}))
         users = await conn.fetch(USERS, list({event.subject for _, event in accepted}))
         states = {row["user_id"]: state_from_row(row) for row in users}
+        keys = {row["user_id"]: row["data_key"] for row in users}
         maybe_logged = accepted if every_key else possibly_logged(accepted, states)
         logged_keys = await self._logged([(e.source, e.id) for _, e in maybe_logged])
         owners = await conn.fetch(EMAIL_OWNERS, claimed_emails(accepted))
@@ -250,25 +259,27 @@ class BatchWriter:
         if more := await self._logged(unchecked):
             plan = plan_batch(accepted, states, logged_keys + more, email_owners)
         logged_verdicts = plan.logged
-        scrubbed = without_personal(logged_verdicts, states)
+        sealed_with, keys_after = sealing_keys(logged_verdicts, keys, new_key)
         if erasing := erasing_deletes(logged_verdicts):
-            # Before this batch's rows go in: those are written without personal values.
-            erased = await erase_logged(conn, list(erasing))
-            erased.update(rows_erased(logged_verdicts, scrubbed))
-            await record_erasures(conn, "event", {u: v.event for u, v in erasing.items()}, erased)
+            # The key goes with the users row below; rows from before keys are nulled.
+            if self._plaintext_through is not None:
+                await erase_plaintext(conn, list(erasing), self._plaintext_through)
+            await record_erasures(conn, "event", {u: v.event for u, v in erasing.items()})
         if logged_verdicts:
             # Under the users' locks, no other writer adds these keys; one this plan did
             # not look up and is logged after all hits the primary key, and the batch
             # is redone record by record (see ``possibly_logged``).
             await conn.copy_records_to_table(
                 "user_events",
-                records=event_rows(logged_verdicts, scrubbed),
+                records=event_rows(logged_verdicts, sealed_with, Sealer(len(logged_verdicts))),
                 columns=EVENT_COLUMNS,
             )
         if plan.users:
             await conn.execute(CREATE_STAGING)
             await conn.copy_records_to_table(
-                "users_staging", records=user_rows(plan.users.values()), columns=USER_COLUMNS
+                "users_staging",
+                records=user_rows(plan.users.values(), keys_after),
+                columns=USER_COLUMNS,
             )
             await conn.execute(UPSERT_STAGED_USERS)
         return plan

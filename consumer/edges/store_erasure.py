@@ -1,50 +1,52 @@
-"""Erasure's statements: null a user's personal values in the event log, record the
-erasure, and the ``erase`` tool's transaction. The rules are ``consumer.core.erasure``'s.
+"""Erasure's statements: null the plain personal values of rows from before keys, record
+the erasure, count what a user's key can read, and the ``erase`` tool's transaction. The
+rules are ``consumer.core.erasure``'s; the key goes with the users row, written by the
+caller.
 
 Every statement runs inside the caller's transaction: a delete's erasure in its batch's,
-a request's in the tool's, so that the tombstone, the erased log rows and the record of
-the erasure commit together or not at all.
+a request's in the tool's, so that the tombstone (and so the key), the erased rows and
+the record of the erasure commit together or not at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import NamedTuple
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
-from consumer.core.erasure import request_tombstone
+from consumer.core.erasure import personal_of, request_tombstone
 from consumer.core.ordering import Version, apply_event
 from consumer.core.rows import state_from_row, user_rows, version_json
 from consumer.edges.store_users import LOCK_USERS, UPSERT_USER, USERS
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 
-_ERASE_LOGGED = """
+# Rows from before keys existed hold personal values in plain text, on the days up to
+# log_plaintext.through: only those days are searched (the planner prunes the others).
+_ERASE_PLAINTEXT = """
 UPDATE user_events SET payload = user_events_erased(payload)
-WHERE user_id = ANY($1::text[]) AND user_events_holds_personal(payload)
-RETURNING user_id
+WHERE user_id = ANY($1::text[]) AND recorded_on <= $2 AND user_events_holds_personal(payload)
 """
-_COUNT_PERSONAL = """
-SELECT count(*) FROM user_events
-WHERE user_id = $1 AND user_events_holds_personal(payload)
+_PLAINTEXT_THROUGH = "SELECT max(through) FROM log_plaintext"
+# The rows of a user that carried personal values, and of those how many can still be read:
+# sealed ones with the key the users row holds, plain ones as they are (in Python).
+_CARRIED = """
+SELECT payload::text AS payload, personal FROM user_events
+WHERE user_id = $1 AND (payload -> 'data' ? 'email' OR payload -> 'data' ? 'name')
 """
 _RECORD_ERASURES = """
-INSERT INTO erasures (user_id, trigger, event_source, event_id, reason, log_rows, version)
-SELECT u, $2, s, i, $3, n, v::jsonb
-FROM unnest($1::text[], $4::text[], $5::text[], $6::integer[], $7::text[]) AS e(u, s, i, n, v)
+INSERT INTO erasures (user_id, trigger, event_source, event_id, reason, version)
+SELECT u, $2, s, i, $3, v::jsonb
+FROM unnest($1::text[], $4::text[], $5::text[], $6::text[]) AS e(u, s, i, v)
 RETURNING erased_at
-"""
-_LAST_ERASURE = """
-SELECT erased_at, trigger, event_source, event_id FROM erasures
-WHERE user_id = $1 AND erased_at >= $2 ORDER BY erased_at LIMIT 1
 """
 _PREVIOUS_ERASURE = """
 SELECT erased_at, trigger, event_source, event_id FROM erasures
@@ -62,22 +64,29 @@ class Erasure(NamedTuple):
     event_id: str
 
 
-async def erase_logged(conn: Connection, user_ids: Sequence[str]) -> Counter[str]:
-    """Null the personal values of every log row of ``user_ids``; how many rows, per user."""
-    rows = await conn.fetch(_ERASE_LOGGED, list(user_ids))
-    return Counter(row["user_id"] for row in rows)
+async def plaintext_through(conn: Connection) -> date | None:
+    """The last day of the log that may hold plain personal values (None: no such day)."""
+    through: date | None = await conn.fetchval(_PLAINTEXT_THROUGH)
+    return through
 
 
-async def count_personal(conn: Connection, user_id: str) -> int:
-    """How many log rows of ``user_id`` still hold a personal value."""
-    return int(await conn.fetchval(_COUNT_PERSONAL, user_id))
+async def erase_plaintext(conn: Connection, user_ids: Sequence[str], through: date) -> None:
+    """Null the plain personal values of the log rows of ``user_ids`` (rows sealed with a
+    key need nothing: the key goes)."""
+    await conn.execute(_ERASE_PLAINTEXT, list(user_ids), through)
+
+
+async def readable_rows(conn: Connection, user_id: str, key: bytes | None) -> int:
+    """How many log rows of ``user_id`` hold personal values ``key`` (or anyone) can read."""
+    rows = await conn.fetch(_CARRIED, user_id)
+    payloads = ((orjson.loads(row["payload"]), row["personal"]) for row in rows)
+    return sum(1 for payload, sealed in payloads if personal_of(payload, sealed, key) is not None)
 
 
 async def record_erasures(
     conn: Connection,
     trigger: str,
     deletes: Mapping[str, AnyUserEvent],
-    log_rows: Mapping[str, int],
     reason: str | None = None,
 ) -> datetime | None:
     """One ``erasures`` row per user of ``deletes`` (the tombstone that erased it);
@@ -91,17 +100,9 @@ async def record_erasures(
         reason,
         [e.source for e in events],
         [e.id for e in events],
-        [log_rows.get(u, 0) for u in users],
         [version_json(Version.of(e)) for e in events],
     )
     return recorded[0]["erased_at"] if recorded else None
-
-
-async def erasure_after(conn: Connection, user_id: str, since: datetime) -> Erasure | None:
-    """The first erasure of ``user_id`` at or after ``since``: the one that reached a log
-    row recorded then."""
-    row = await conn.fetchrow(_LAST_ERASURE, user_id, since)
-    return None if row is None else Erasure(*row)
 
 
 async def erasure_counts(conn: Connection) -> dict[str, int]:
@@ -114,8 +115,8 @@ class RequestErasure:
     """What ``erase`` did to one user, or would do on a dry run: counts, never values."""
 
     user_id: str
-    users_row: bool  # the users row held an email or a name
-    log_rows: int  # log rows that held a personal value
+    users_row: bool  # the users row held an email, a name or a key
+    log_rows: int  # log rows whose personal values could still be read
     tombstoned: bool  # a tombstone was written (the user was not deleted already)
     previous: Erasure | None  # the last erasure before this request, if any
     erased_at: datetime | None  # when this request's erasure was recorded (None: nothing to do)
@@ -130,14 +131,18 @@ async def erase_on_request(
 ) -> RequestErasure:
     """Erase ``user_id`` as a delete would, in one transaction under the user's lock:
     its users row becomes a tombstone newer than anything it holds, its log rows lose
-    their personal values, and ``erasures`` records it with ``reason``. A user already
+    their personal values (its key goes; plain ones are nulled), and ``erasures`` records
+    it with ``reason``. A user already
     deleted and holding nothing is left as it is (a rerun changes nothing)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(LOCK_USERS, [user_id])
         row = await conn.fetchrow(USERS, [user_id])
         state = None if row is None else state_from_row(row)
-        log_rows = await count_personal(conn, user_id)
-        users_row = state is not None and (state.email is not None or state.name is not None)
+        key = None if row is None else row["data_key"]
+        log_rows = await readable_rows(conn, user_id, key)
+        users_row = state is not None and (
+            state.email is not None or state.name is not None or key is not None
+        )
         tombstoned = state is None or state.status != "deleted"
         previous = await conn.fetchrow(_PREVIOUS_ERASURE, user_id)
         outcome = RequestErasure(
@@ -154,7 +159,8 @@ async def erase_on_request(
         tombstone = request_tombstone(user_id, str(uuid.uuid4()), now, state)
         after, _ = apply_event(state, tombstone)
         assert after is not None and after.status == "deleted"  # newer than every register
-        await conn.execute(UPSERT_USER, *user_rows([after])[0])
-        erased = await erase_logged(conn, [user_id])
-        erased_at = await record_erasures(conn, "request", {user_id: tombstone}, erased, reason)
+        await conn.execute(UPSERT_USER, *user_rows([after], {})[0])  # the key goes
+        if (through := await plaintext_through(conn)) is not None:
+            await erase_plaintext(conn, [user_id], through)
+        erased_at = await record_erasures(conn, "request", {user_id: tombstone}, reason)
     return dataclasses.replace(outcome, erased_at=erased_at)

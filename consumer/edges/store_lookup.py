@@ -7,24 +7,26 @@ from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
+import orjson
+
+from consumer.core.erasure import was_erased
 
 _GROUP_OFFSETS = """
 SELECT partition, next_offset, updated_at FROM consumer_offsets
 WHERE group_id = $1 AND topic = $2
 """
-# With the erasure that reached its personal fields, if any: the first of its user's at
-# or after the row was recorded, else (a row written without them, its user erased
-# already) the last before.
+# With its user's key (to tell whether its personal values can still be read) and the
+# erasure that reached them, if any: the first of its user's at or after the row was
+# recorded, else (a row written without them, its user erased already) the last before.
 _LOGGED_EVENT = """
 SELECT e.source, e.event_id, e.user_id, e.type, e.time, e.sequence, e.kafka_topic,
        e.kafka_partition, e.kafka_offset, e.outcome, e.recorded_at,
-       CASE WHEN user_events_holds_personal(e.payload) THEN NULL ELSE x.erased_at END,
-       CASE WHEN user_events_holds_personal(e.payload) THEN NULL ELSE x.trigger END
+       e.payload::text AS payload, e.personal, u.data_key, x.erased_at, x.trigger
 FROM user_events AS e
+LEFT JOIN users AS u USING (user_id)
 LEFT JOIN LATERAL (
     SELECT erased_at, trigger FROM erasures
     WHERE user_id = e.user_id
-      AND (e.payload -> 'data' ? 'email' OR e.payload -> 'data' ? 'name')
     ORDER BY erased_at >= e.recorded_at DESC,
              CASE WHEN erased_at >= e.recorded_at THEN erased_at END,
              erased_at DESC
@@ -45,7 +47,7 @@ class StoredOffset(NamedTuple):
 
 
 class LoggedEvent(NamedTuple):
-    """A ``user_events`` row without its payload (which holds personal data)."""
+    """A ``user_events`` row without its payload (which may hold personal data)."""
 
     source: str
     event_id: str
@@ -80,4 +82,13 @@ class Lookups:
         """The event log's row for (source, id), if it holds one."""
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(_LOGGED_EVENT, source, event_id)
-        return None if row is None else LoggedEvent(*row)
+        if row is None:
+            return None
+        erased = was_erased(orjson.loads(row["payload"]), row["personal"], row["data_key"])
+        return LoggedEvent._make(
+            [
+                *tuple(row)[:11],
+                row["erased_at"] if erased else None,
+                row["trigger"] if erased else None,
+            ]
+        )

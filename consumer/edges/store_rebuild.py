@@ -3,9 +3,10 @@ it was written, the table replaced, and nothing else writing either meanwhile.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -19,7 +20,7 @@ _USERS = f"SELECT {', '.join(USER_COLUMNS)} FROM users"
 # The log, and among it, at the time each was made, the tombstones of erasure requests
 # (which came from outside Kafka, so the log does not hold them) as the deletes they are.
 _EVENTS = """
-SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload,
+SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload, personal,
        recorded_at AS at
 FROM user_events
 UNION ALL
@@ -27,10 +28,18 @@ SELECT '', -1, erasure_id,
        jsonb_build_object('specversion', '1.0', 'type', 'user.deleted',
                           'source', event_source, 'id', event_id, 'subject', user_id,
                           'time', version ->> 1)::text,
-       erased_at
+       NULL, erased_at
 FROM erasures WHERE trigger = 'request'
 ORDER BY at, kafka_topic, kafka_partition, kafka_offset
 """
+
+
+class LoggedRow(NamedTuple):
+    """A row of the log as rebuild reads it: its payload as a record, and its sealed
+    personal values (None: none, or a row from before keys)."""
+
+    record: KafkaRecord
+    sealed: bytes | None
 
 
 class UsersRewrite:
@@ -39,33 +48,39 @@ class UsersRewrite:
     def __init__(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         self._conn = conn
 
-    async def users(self) -> dict[str, UserState]:
-        """Every user as the table holds it now."""
-        return {row["user_id"]: state_from_row(row) for row in await self._conn.fetch(_USERS)}
+    async def users(self) -> tuple[dict[str, UserState], dict[str, bytes | None]]:
+        """Every user as the table holds it now, and each one's key."""
+        rows = await self._conn.fetch(_USERS)
+        return (
+            {row["user_id"]: state_from_row(row) for row in rows},
+            {row["user_id"]: row["data_key"] for row in rows},
+        )
 
     async def pruned_through(self) -> datetime | None:
         """The latest horizon a prune dropped rows up to; None if the log is whole."""
         return await pruned_through(self._conn)
 
-    async def logged_events(self, chunk_size: int) -> AsyncIterator[list[KafkaRecord]]:
-        """The event log in the order it was written, as records, ``chunk_size`` at a time."""
-        chunk: list[KafkaRecord] = []
+    async def logged_events(self, chunk_size: int) -> AsyncIterator[list[LoggedRow]]:
+        """The event log in the order it was written, as records with their sealed
+        personal values, ``chunk_size`` at a time."""
+        chunk: list[LoggedRow] = []
         async for row in self._conn.cursor(_EVENTS, prefetch=chunk_size):
-            chunk.append(
-                log_record(
-                    row["kafka_topic"], row["kafka_partition"], row["kafka_offset"], row["payload"]
-                )
+            record = log_record(
+                row["kafka_topic"], row["kafka_partition"], row["kafka_offset"], row["payload"]
             )
+            chunk.append(LoggedRow(record, row["personal"]))
             if len(chunk) >= chunk_size:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
 
-    async def replace_users(self, users: Iterable[UserState]) -> None:
-        """Make ``users`` the whole table."""
+    async def replace_users(
+        self, users: Iterable[UserState], keys: Mapping[str, bytes | None]
+    ) -> None:
+        """Make ``users`` the whole table, each with its key in ``keys``."""
         await self._conn.execute("DELETE FROM users")
-        rows = user_rows(users)
+        rows = user_rows(users, keys)
         if rows:
             await self._conn.copy_records_to_table("users", records=rows, columns=USER_COLUMNS)
 

@@ -29,7 +29,9 @@ from consumer.core.ordering import (
     plan_batch,
 )
 from consumer.core.records import KafkaRecord, Outcome, Rejection
+from consumer.core.sealing import new_key
 from consumer.edges.store import Store
+from consumer.edges.store_rebuild import LoggedRow
 from consumer.settings import Settings
 from consumer.tools.common import ToolError, tool_store
 from consumer.tools.runner import add_tool
@@ -55,16 +57,17 @@ class Projector:
     """Folds the event log, chunk by chunk, into user states with a projection rule."""
 
     rule: Rule = plan_batch
+    keys: Mapping[str, bytes | None] = field(default_factory=dict)  # what opens the log
     users: dict[str, UserState] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)  # lower(email) -> active user
     outcomes: Counter[str] = field(default_factory=Counter)
     read: int = 0
 
-    def feed(self, records: Sequence[KafkaRecord]) -> None:
+    def feed(self, rows: Sequence[LoggedRow]) -> None:
         accepted: list[tuple[KafkaRecord, AnyUserEvent]] = []
-        for record in records:
+        for record, sealed in rows:
             self.read += 1
-            event = decode_logged(record)
+            event = decode_logged(record, sealed, self.keys)
             if isinstance(event, Rejection):
                 self.outcomes[str(event.reason)] += 1
             else:
@@ -82,6 +85,17 @@ class Projector:
         for user_id, after in plan.users.items():
             move_email(self.owners, self.users.get(user_id), after)
             self.users[user_id] = after
+
+
+def kept_keys(
+    users: Mapping[str, UserState], keys: Mapping[str, bytes | None]
+) -> dict[str, bytes | None]:
+    """The key of each rebuilt user: its own for an active user (a new one if it had
+    none), none for a deleted one."""
+    return {
+        user_id: (keys.get(user_id) or new_key()) if user.status == "active" else None
+        for user_id, user in users.items()
+    }
 
 
 def row_of(user: UserState) -> tuple[Any, ...]:
@@ -162,11 +176,12 @@ async def rebuild(
                 "gone): users rebuilt from it would lose every user seen only then, so "
                 "rebuild refuses; the users table is unchanged"
             )
-        before = await table.users()
+        before, keys = await table.users()
+        projector.keys = keys
         async for chunk in table.logged_events(chunk_size):
             projector.feed(chunk)
         if not dry_run:
-            await table.replace_users(projector.users.values())
+            await table.replace_users(projector.users.values(), kept_keys(projector.users, keys))
     report = RebuildReport(
         dry_run,
         projector.read,

@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from user_events_schemas import binary_record, build_event, structured_record
 
+from consumer.core.erasure import personal_of
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.devtools.devenv import free_port
 from consumer.edges.deadletter import DeadLetterQueue
@@ -167,14 +168,23 @@ async def test_what_the_consumer_ignores_cannot_make_a_valid_event_unstorable(
     async with running_service(settings):
         await publish(bootstrap_servers, settings.kafka_topic, messages)
         await eventually(lambda: logged_is(database, 3))
-    rows = await fetch(database, "SELECT user_id, outcome, payload FROM user_events")
+    rows = await fetch(
+        database,
+        "SELECT e.user_id, e.outcome, e.payload, e.personal, u.data_key FROM user_events AS e "
+        "JOIN users AS u USING (user_id)",
+    )
     assert {r["user_id"]: r["outcome"] for r in rows} == {
         "nul": "applied",
         "huge": "applied",
         "data": "applied",
     }
-    payload = json.loads(next(r["payload"] for r in rows if r["user_id"] == "data"))
-    assert payload["data"] == {"email": "data@example.com", "name": "D"}
+    row = next(r for r in rows if r["user_id"] == "data")
+    payload = json.loads(row["payload"])
+    assert payload["data"] == {"email": None, "name": None}  # kept apart, sealed
+    assert personal_of(payload, row["personal"], row["data_key"]) == {
+        "email": "data@example.com",
+        "name": "D",
+    }
     assert "traceparent2" not in json.loads(rows[0]["payload"])
     assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
 

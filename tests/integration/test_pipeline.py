@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from user_events_schemas import binary_record, build_event, structured_record
 
+from consumer.core.erasure import personal_of
 from tests.integration.support import (
     count_logged,
     eventually,
@@ -68,7 +69,11 @@ async def test_events_in_both_cloudevents_modes_land_in_users_and_the_log(
         ("u2", "user.deleted", "applied"),
     ]
     assert all(r["kafka_topic"] == settings.kafka_topic for r in log)
-    assert json.loads(log[1]["payload"])["data"]["name"] == "Ada"
+    # The log keeps the personal values sealed with the user's key, which opens them.
+    [key] = await fetch(database, "SELECT data_key FROM users WHERE user_id = 'u1'")
+    payload = json.loads(log[1]["payload"])
+    assert payload["data"] == {"name": None}
+    assert personal_of(payload, log[1]["personal"], key["data_key"]) == {"name": "Ada"}
 
 
 async def test_a_redelivered_event_changes_nothing_and_is_logged_once(

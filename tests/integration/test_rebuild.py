@@ -97,11 +97,21 @@ async def test_rebuild_gives_the_live_state_on_a_shuffled_duplicated_history(
         live = await _users(database)
         assert any(row["status"] == "deleted" for row in live.values())
 
-        # Damage the projection; a dry run sees it and writes nothing.
+        # Damage the projection; a dry run sees it and writes nothing. (A row deleted by
+        # hand would take its key, and so its user's personal values, with it for good.)
         await fetch(database, "UPDATE users SET name = 'wrong' WHERE user_id = 'r1'")
-        await fetch(database, "DELETE FROM users WHERE user_id = 'r2'")
+        await fetch(database, "UPDATE users SET email = 'x@example.com' WHERE user_id = 'r2'")
+        await fetch(
+            database,
+            "INSERT INTO users SELECT 'stray', email, name, status, created_at, updated_at, "
+            "versions FROM users WHERE user_id = 'r1'",
+        )
         dry = await rebuild(store, dry_run=True)
-        assert (dry.diff["changed"], dry.diff["added"], dry.diff["removed"]) == (["r1"], ["r2"], [])
+        assert (dry.diff["changed"], dry.diff["added"], dry.diff["removed"]) == (
+            ["r1", "r2"],
+            [],
+            ["stray"],
+        )
         assert (await _users(database))["r1"]["name"] == "wrong"
 
         report = await rebuild(store)

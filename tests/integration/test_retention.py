@@ -13,7 +13,11 @@ import asyncpg
 import orjson
 import pytest
 
+from consumer.core.decode import decode
+from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.edges.migrate import apply_migrations
+from consumer.edges.store import Store
+from consumer.settings import Settings
 from tests.integration.privacy import SOURCE, Person, created, deleted, updated, where_found
 from tests.integration.support import (
     eventually,
@@ -88,7 +92,8 @@ async def test_migrating_a_0003_database_keeps_every_row_and_erases_the_deleted(
     database: str,
 ) -> None:
     gone, here = Person.new("gone"), Person.new("here")
-    history = [created(gone, 1), updated(gone.renamed(), 2), deleted(gone, 3), created(here, 1)]
+    renamed = gone.renamed()
+    history = [created(gone, 1), updated(renamed, 2), deleted(gone, 3), created(here, 1)]
     conn = await asyncpg.connect(database)
     try:
         await apply_migrations(conn, through=3)
@@ -151,8 +156,26 @@ async def test_migrating_a_0003_database_keeps_every_row_and_erases_the_deleted(
             await conn.execute("DELETE FROM user_events")
     finally:
         await conn.close()
-    assert await where_found(database, gone.canaries + gone.renamed().canaries) == []
+    assert await where_found(database, gone.canaries + renamed.canaries) == []
+    # The active user keeps its plain row from before keys, and gets a key for what comes.
     assert "user_events.payload" in await where_found(database, here.canaries)
+    [key] = await fetch(database, "SELECT data_key FROM users WHERE user_id = $1", here.user_id)
+    assert len(key["data_key"]) == 32
+
+    # Its delete now: the plain row is erased in place, the key goes.
+    store = await Store.open(Settings(database_url=database))
+    try:
+        record = KafkaRecord("t", 0, 9, 0, None, orjson.dumps(deleted(here, 2)), ())
+        decoded = decode(record, 10**6)
+        assert not isinstance(decoded, Rejection)
+        async with store.batch() as writer:
+            plan = await writer.apply([(record, decoded)])
+        assert [v.result for v in plan.verdicts] == [Outcome.APPLIED]
+    finally:
+        await store.close()
+    assert await where_found(database, here.canaries) == []
+    [key] = await fetch(database, "SELECT data_key FROM users WHERE user_id = $1", here.user_id)
+    assert key["data_key"] is None
 
 
 async def test_the_service_drops_days_past_log_retention_and_keeps_the_rest(

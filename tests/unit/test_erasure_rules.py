@@ -3,6 +3,7 @@ erases, the tombstone of a request, erased rows read back, and durations."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -15,13 +16,15 @@ from consumer.core.erasure import (
     ERASE_REQUEST_SOURCE,
     decode_logged,
     erasing_deletes,
+    personal_of,
     request_tombstone,
-    rows_erased,
-    without_personal,
+    sealing_keys,
+    was_erased,
 )
 from consumer.core.ordering import BatchPlan, UserState, Version, apply_event, plan_batch
 from consumer.core.records import KafkaRecord, Outcome, Rejection
-from consumer.core.rows import log_record
+from consumer.core.rows import EVENT_COLUMNS, event_rows, log_record
+from consumer.core.sealing import Sealer, new_key, unseal
 from consumer.edges.store_log import LogDay, days_before
 from consumer.tools.common import BadArgument
 from consumer.tools.erase import parse_request as erase_request
@@ -49,15 +52,28 @@ def plan(*events: dict[str, object], states: dict[str, UserState] | None = None)
     return plan_batch(accepted, states or {}, (), {})
 
 
-def test_a_batch_without_deletes_keeps_every_rows_personal_values() -> None:
+class Keys:
+    """New keys, named in the order they are made."""
+
+    def __init__(self) -> None:
+        self.made: list[bytes] = []
+
+    def __call__(self) -> bytes:
+        self.made.append(f"key{len(self.made)}".encode())
+        return self.made[-1]
+
+
+def test_a_new_user_gets_a_key_and_its_events_are_sealed_with_it() -> None:
     made = plan(
         event("user.created", "u", 1, PERSONAL), event("user.updated", "u", 2, {"name": "B"})
     )
-    assert without_personal(made.logged, {}) == set()
+    keys = Keys()
+    sealed_with, after = sealing_keys(made.logged, {}, keys)
+    assert sealed_with == [b"key0", b"key0"] and after == {"u": b"key0"}
     assert erasing_deletes(made.logged) == {}
 
 
-def test_rows_before_a_delete_in_the_batch_and_stale_ones_after_it_lose_personal_values() -> None:
+def test_a_delete_destroys_the_key_that_sealed_the_rows_before_it_and_stale_ones_get_none() -> None:
     made = plan(
         event("user.created", "u", 1, PERSONAL),
         event("user.created", "v", 1, {"email": "v@example.com", "name": "V"}),
@@ -66,18 +82,20 @@ def test_rows_before_a_delete_in_the_batch_and_stale_ones_after_it_lose_personal
     )
     logged = made.logged
     assert [v.result for v in logged] == [Outcome.APPLIED] * 3 + [Outcome.STALE]
-    assert without_personal(logged, {}) == {0, 2, 3}
+    sealed_with, after = sealing_keys(logged, {}, Keys())
+    assert sealed_with == [b"key0", b"key1", None, None]
+    assert after == {"u": None, "v": b"key1"}  # key0 is gone with the users row's key
     assert list(erasing_deletes(logged)) == ["u"]
-    assert rows_erased(logged, {0, 2, 3}) == {"u": 2}
 
 
-def test_a_user_created_again_after_its_delete_keeps_the_new_values() -> None:
+def test_a_user_created_again_after_its_delete_gets_a_new_key() -> None:
     made = plan(
         event("user.created", "u", 1, PERSONAL),
         event("user.deleted", "u", 2),
         event("user.created", "u", 3, {"email": "new@example.com", "name": "New"}),
     )
-    assert without_personal(made.logged, {}) == {0, 1}
+    sealed_with, after = sealing_keys(made.logged, {"u": b"old"}, Keys())
+    assert sealed_with == [b"old", None, b"key0"] and after == {"u": b"key0"}
 
 
 def test_an_event_of_a_user_deleted_before_the_batch_is_written_without_personal_values() -> None:
@@ -85,31 +103,52 @@ def test_an_event_of_a_user_deleted_before_the_batch_is_written_without_personal
     state = UserState("u", "deleted", None, None, T0, T0, tombstone, tombstone, tombstone)
     made = plan(event("user.created", "u", 1, PERSONAL), states={"u": state})
     assert made.logged[0].result is Outcome.STALE
-    assert without_personal(made.logged, {"u": state}) == {0}
-    payload = orjson.loads(stored_payload(made.logged[0].event, personal=False))
+    sealed_with, _ = sealing_keys(made.logged, {"u": None}, Keys())
+    assert sealed_with == [None]
+    [row] = event_rows(made.logged, sealed_with, Sealer())
+    payload = orjson.loads(row[EVENT_COLUMNS.index("payload")])
     assert payload["data"] == {"email": None, "name": None}
+    assert row[EVENT_COLUMNS.index("personal")] is None
 
 
-def test_an_erased_payload_keeps_only_the_keys_the_event_carried() -> None:
+def test_a_row_seals_only_the_personal_values_the_event_carried_and_for_its_user() -> None:
     made = plan(
-        event("user.created", "u", 1, PERSONAL), event("user.updated", "u", 2, {"name": "B"})
+        event("user.created", "u", 1, PERSONAL),
+        event("user.updated", "u", 2, {"name": "Bartholomew"}),
     )
-    payload = orjson.loads(stored_payload(made.logged[1].event, personal=False))
-    assert payload["data"] == {"name": None}
-    assert orjson.loads(stored_payload(made.logged[1].event))["data"] == {"name": "B"}
+    key = new_key()
+    row = event_rows(made.logged, [key, key], Sealer())[1]
+    payload = orjson.loads(row[EVENT_COLUMNS.index("payload")])
+    sealed = row[EVENT_COLUMNS.index("personal")]
+    assert payload["data"] == {"name": None}  # carried, never in plain
+    assert "Bartholomew" not in json.dumps(payload) and b"Bartholomew" not in sealed
+    assert unseal(key, "u", sealed) == {"name": "Bartholomew"}
+    assert unseal(key, "v", sealed) is None  # sealed for its user only
+    assert unseal(new_key(), "u", sealed) is None
+    assert personal_of(payload, sealed, key) == {"name": "Bartholomew"}
+    assert not was_erased(payload, sealed, key)
+    assert personal_of(payload, sealed, None) is None and was_erased(payload, sealed, None)
 
 
-def test_an_erased_row_reads_back_as_its_event_without_personal_values() -> None:
+def test_a_logged_row_reads_back_with_its_key_and_as_erased_without_it() -> None:
     [verdict] = plan(event("user.created", "u", 1, PERSONAL)).logged
-    erased = decode_logged(log_record("t", 0, 0, stored_payload(verdict.event, personal=False)))
+    key = new_key()
+    [row] = event_rows([verdict], [key], Sealer())
+    record = log_record("t", 0, 0, row[EVENT_COLUMNS.index("payload")])
+    sealed = row[EVENT_COLUMNS.index("personal")]
+    kept = decode_logged(record, sealed, {"u": key})
+    assert kept == verdict.event  # what rebuild reads back decodes to the same event
+    erased = decode_logged(record, sealed, {})
     assert not isinstance(erased, Rejection)
     assert erased.data is not None and (erased.data.email, erased.data.name) == (None, None)
     assert (erased.id, erased.subject, erased.sequence) == (verdict.event.id, "u", 1)
     state, outcome = apply_event(None, erased)
     assert outcome is Outcome.APPLIED and state is not None and state.email is None
-    kept = decode_logged(log_record("t", 0, 0, stored_payload(verdict.event)))
-    assert not isinstance(kept, Rejection) and kept.data is not None
-    assert kept.data.email == "a@example.com"
+    # A row from before keys, in plain text, reads back as it is.
+    plain = orjson.loads(stored_payload(verdict.event))
+    plain["data"] = PERSONAL
+    legacy = decode_logged(log_record("t", 0, 0, orjson.dumps(plain).decode()), None, {})
+    assert legacy == verdict.event
 
 
 def test_a_requests_tombstone_is_newer_than_everything_the_user_holds() -> None:

@@ -13,6 +13,7 @@ from user_events_schemas import build_event
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import log_record
 from consumer.edges.errors import DatabaseUnreachable
+from consumer.edges.store_rebuild import LoggedRow
 from consumer.settings import Settings
 from consumer.tools.common import ToolError
 from consumer.tools.dlq.criteria import Criteria
@@ -171,8 +172,10 @@ def test_the_rebuild_fold_matches_and_reports_a_diff() -> None:
         ),
     ]
     projector = Projector()
-    projector.feed([log_record("t", 0, i, json.dumps(e)) for i, e in enumerate(events[:2])])
-    projector.feed([log_record("t", 0, i, json.dumps(e)) for i, e in enumerate(events[2:], 2)])
+    # Rows as the log held them before keys: the values in plain, nothing sealed.
+    rows = [LoggedRow(log_record("t", 0, i, json.dumps(e)), None) for i, e in enumerate(events)]
+    projector.feed(rows[:2])
+    projector.feed(rows[2:])
     assert projector.users["u1"].name == "B"
     assert "u2" not in projector.users  # its email is held by an active user: a conflict
     assert projector.outcomes == {"applied": 2, "stale": 1, "conflict": 1}

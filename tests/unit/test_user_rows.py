@@ -19,7 +19,7 @@ def state(status: Version, email: Version, name: Version) -> UserState:
 
 
 def read_back(user: UserState) -> UserState:
-    (row,) = user_rows([user])
+    (row,) = user_rows([user], {user.user_id: b"key"})
     return state_from_row(dict(zip(USER_COLUMNS, row, strict=True)))
 
 
