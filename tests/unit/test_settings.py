@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +373,27 @@ def test_a_span_limit_the_sdk_refuses_stops_the_service_at_start_with_exit_2(
     env.setenv("HTTP_PORT", "0")
     assert asyncio.run(run_service(Settings(), stopping=asyncio.Event())) == 2
     assert "OTEL_SPAN_LINK_COUNT_LIMIT" in caplog.text
+
+
+# --- the event log's retention -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("", None), ("off", None)],
+)
+def test_log_retention_reads_a_duration_and_blank_or_off_keeps_everything(
+    env: pytest.MonkeyPatch, value: str, expected: timedelta | None
+) -> None:
+    env.setenv("LOG_RETENTION", value)
+    assert load_settings().log_retention == expected
+
+
+@pytest.mark.parametrize(("value", "says"), [("30", "not a duration"), ("0d", "longer than 0")])
+def test_a_bad_log_retention_exits_2_naming_the_variable(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str, says: str
+) -> None:
+    env.setenv("LOG_RETENTION", value)
+    line = refused(capsys)
+    assert line.startswith("user-events-consumer: invalid LOG_RETENTION: "), line
+    assert says in line, line
