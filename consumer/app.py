@@ -4,12 +4,13 @@ shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 
 from consumer.edges import metrics
-from consumer.edges.errors import retrying
+from consumer.edges.errors import DatabaseMisconfigured, retrying
 from consumer.edges.health import Health, keep_checking
 from consumer.edges.http import HttpServer
 from consumer.edges.logkeeping import keep_log
@@ -24,16 +25,43 @@ log = logging.getLogger(__name__)
 
 
 async def open_store(settings: Settings, stopping: asyncio.Event, migrate: bool) -> Store:
-    """The pool, once PostgreSQL answers, with the migrations applied."""
+    """The pool, once PostgreSQL answers, with the migrations applied; closed again if
+    this is interrupted (a signal while migrating)."""
     async for attempt in retrying(settings, "db_connect", stopping, metrics.count_retry):
         with attempt:
             store = await Store.open(settings)
-    if migrate:
-        async for attempt in retrying(settings, "migrate", stopping, metrics.count_retry):
-            with attempt:
-                async with store.pool.acquire() as conn:
-                    await apply_migrations(conn)
+    try:
+        if migrate:
+            async for attempt in retrying(settings, "migrate", stopping, metrics.count_retry):
+                with attempt:
+                    async with store.pool.acquire() as conn:
+                        await apply_migrations(conn)
+    except BaseException:
+        await store.close(1.0)
+        raise
     return store
+
+
+async def start_up(
+    settings: Settings,
+    stopping: asyncio.Event,
+    migrate: bool,
+    health: Health,
+    http: HttpServer,
+    spans: BatchSpans | None,
+) -> tuple[Store, ConsumerService]:
+    """PostgreSQL, the migrations, then Kafka, each waited for while unreachable. What
+    was opened is closed again if this is interrupted, so that a signal at any stage of
+    the start can end it (``run_service`` cancels it)."""
+    store = await open_store(settings, stopping, migrate)
+    try:
+        health.db_up(True)
+        http.store = store
+        service = await ConsumerService.start(settings, store, health, spans)
+    except BaseException:
+        await store.close(1.0)
+        raise
+    return store, service
 
 
 def stop_on_signals(stopping: asyncio.Event) -> None:
@@ -67,12 +95,20 @@ async def run_service(
     store = service = None
     deadline: float | None = None
     try:
-        store = await open_store(settings, stopping, migrate)
-        health.db_up(True)
-        http.store = store
-        service = await ConsumerService.start(
-            settings, store, health, batch_spans(settings, tracing)
+        starting = asyncio.create_task(
+            start_up(settings, stopping, migrate, health, http, batch_spans(settings, tracing))
         )
+        stop_requested = asyncio.create_task(stopping.wait())
+        await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            # A signal before the service is up (PostgreSQL or Kafka away, a migration
+            # waiting on a lock): stop starting, within the shutdown budget.
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(starting, settings.shutdown_timeout_seconds)
+            log.info("stopped while starting")
+            return 0
+        store, service = starting.result()
         http.status = service.status
         log.info(
             "consuming",
@@ -90,7 +126,6 @@ async def run_service(
             asyncio.create_task(keep_checking("PostgreSQL", store.ping, health.db_up)),
             asyncio.create_task(keep_log(store, settings)),
         ]
-        stop_requested = asyncio.create_task(stopping.wait())
         await asyncio.wait({running, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
         # From here on, everything (the batch in hand, the clients, the pool) shares one
         # budget: SHUTDOWN_TIMEOUT_SECONDS.
@@ -107,6 +142,10 @@ async def run_service(
             )
         log.info("stopping")
         return 0
+    except DatabaseMisconfigured as exc:
+        # Not an outage: waiting would not fix it. One line that names the mistake.
+        log.error("PostgreSQL refused the connection: %s (check DATABASE_URL)", exc)
+        return 2
     except Exception:
         if stopping.is_set():
             return 0  # asked to stop while still connecting

@@ -73,6 +73,20 @@ class DatabaseUnreachable(ConnectionError):
     accepting connections, too many, shutting down, ...): always transient."""
 
 
+class DatabaseMisconfigured(Exception):
+    """PostgreSQL refused the connection for a reason that waiting does not fix: a
+    database that does not exist (SQLSTATE 3D000), a role or password refused (class
+    28). Its message is the server's, which names the mistake (``database "usres" does
+    not exist``) and holds no secret."""
+
+
+# Told by SQLSTATE, through asyncpg's classes, never by the message.
+MISCONFIGURED_DB = (
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+)
+
+
 class OffsetsMoved(Exception):
     """The offsets stored for a batch's partitions are no longer where the batch starts:
     another member (or an earlier attempt of this one, whose COMMIT did land) has

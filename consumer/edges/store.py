@@ -44,7 +44,12 @@ from consumer.core.rows import (
     user_rows,
 )
 from consumer.core.sealing import Sealer, new_key
-from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved
+from consumer.edges.errors import (
+    MISCONFIGURED_DB,
+    DatabaseMisconfigured,
+    DatabaseUnreachable,
+    OffsetsMoved,
+)
 from consumer.edges.store_erasure import erase_plaintext, plaintext_through, record_erasures
 from consumer.edges.store_lookup import Lookups
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
@@ -192,10 +197,13 @@ def _offsets_of(rows: Iterable[asyncpg.Record]) -> dict[TopicPartitionKey, int]:
 
 
 async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
-    """The pool's way to open a connection: any failure to connect is transient (a
+    """The pool's way to open a connection: a database that does not exist or a role
+    refused is a configuration mistake; any other failure to connect is transient (a
     database refusing connections answers 55000, which is no connection error class)."""
     try:
         return await asyncpg.connect(*args, **kwargs)
+    except MISCONFIGURED_DB as exc:
+        raise DatabaseMisconfigured(str(exc)) from exc
     except asyncpg.PostgresError as exc:
         raise DatabaseUnreachable(type(exc).__name__) from exc
 

@@ -27,6 +27,7 @@ from consumer.edges.deadletter import DeadLetter
 from consumer.pipeline.batches import CommittedBatch
 from consumer.pipeline.batchspans import end_committed
 from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.tasks import start_task
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,14 @@ class AfterCommit:
         }
         self._partitions.committed(offsets)
         self.last_commit = committed.committed_at_wall
-        self._counting.add(asyncio.create_task(self._count(committed)))
+        self._counting.add(start_task(self._count(committed), "count"))
         self.follow(offsets)
 
     def follow(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Have Kafka's committed offsets follow ``offsets``, stored in PostgreSQL."""
         self._pending.update(offsets)
         if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_pending())
+            self._committer = start_task(self._commit_pending(), "kafka_commit")
 
     def reap(self) -> None:
         """Forget the finished tasks; raise what one of them raised."""

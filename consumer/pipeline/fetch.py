@@ -14,6 +14,7 @@ from aiokafka.errors import IllegalStateError
 from consumer.edges.health import Health
 from consumer.pipeline.lanes import WriteLanes
 from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.tasks import retrieved
 from consumer.pipeline.unreadable import UNPARSEABLE, read_around_unparseable
 from consumer.settings import Settings
 
@@ -51,11 +52,13 @@ class Fetcher:
         waits as long as the group is rebalancing). A fetch from only some partitions
         also ends, empty, when a write finishes: the next one may take from them all."""
         partitions = self._partitions_to_fetch()
-        fetching = asyncio.ensure_future(
-            self._consumer.getmany(
-                *partitions,
-                timeout_ms=self._settings.kafka_fetch_timeout_ms,
-                max_records=self._settings.kafka_max_poll_records,
+        fetching = retrieved(
+            asyncio.ensure_future(
+                self._consumer.getmany(
+                    *partitions,
+                    timeout_ms=self._settings.kafka_fetch_timeout_ms,
+                    max_records=self._settings.kafka_max_poll_records,
+                )
             )
         )
         wake_on = {fetching, stop_requested, *(self._lanes.tasks if partitions else ())}

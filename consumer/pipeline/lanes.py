@@ -15,6 +15,8 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from consumer.pipeline.tasks import start_task
+
 
 class WriteLanes:
     """The write tasks in flight, each with the partitions of its batch."""
@@ -38,7 +40,7 @@ class WriteLanes:
         self, partitions: frozenset[TopicPartition], write: Coroutine[Any, Any, None]
     ) -> None:
         """Run ``write``, a batch of ``partitions``, in a lane of its own."""
-        self._writes[asyncio.create_task(write)] = partitions
+        self._writes[start_task(write, "write")] = partitions
 
     def reap(self) -> None:
         """Forget the finished writes; raise what one of them raised."""

@@ -23,6 +23,7 @@ from consumer.edges.errors import retrying
 from consumer.edges.kafka import resume
 from consumer.edges.store import Store
 from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.tasks import start_task
 from consumer.settings import Settings
 
 
@@ -54,7 +55,7 @@ class Positioner:
         """Start positioning, unless it is under way or the service is stopping."""
         if self._stopping.is_set() or (self._task is not None and not self._task.done()):
             return
-        self._task = asyncio.create_task(self._keep_positioning())
+        self._task = start_task(self._keep_positioning(), "positioning")
 
     def cancel(self) -> None:
         if self._task is not None:

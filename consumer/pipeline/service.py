@@ -19,6 +19,7 @@ the work after a commit (``aftercommit``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -330,13 +331,21 @@ async def connect_to_kafka(
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
-    stopping = asyncio.Event()
-    async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
+    # Retried until Kafka answers: a signal meanwhile ends this by cancelling it (see
+    # ``consumer.app.start_up``), and what was started is stopped again.
+    never = asyncio.Event()
+    async for attempt in retrying(settings, "kafka_connect", never, metrics.count_retry):
         with attempt:
             producer = await start_producer(settings, linger_ms=5)
-    async for attempt in retrying(settings, "kafka_connect", stopping, metrics.count_retry):
-        with attempt:
-            await consumer.start()
+    try:
+        async for attempt in retrying(settings, "kafka_connect", never, metrics.count_retry):
+            with attempt:
+                await consumer.start()
+    except BaseException:
+        for client in (consumer, producer):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.stop(), 1.0)
+        raise
     health.kafka_up(True)
     dead_letters = DeadLetterQueue(
         producer,

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from aiokafka.errors import KafkaError
 
-from consumer.edges.errors import DatabaseUnreachable, is_transient
+from consumer.edges.errors import DatabaseMisconfigured, DatabaseUnreachable, is_transient
 from consumer.logs import configure_logging
 from consumer.settings import Settings, load_settings
 from consumer.tools.common import BadArgument, ToolError, fail
@@ -110,6 +110,8 @@ def explain(exc: Exception, settings: Settings) -> tuple[str, Exit]:
     kafka = f"Kafka at {settings.kafka_bootstrap_servers}"
     if isinstance(exc, ToolError):
         return str(exc), Exit.CANNOT_RUN
+    if isinstance(exc, DatabaseMisconfigured):
+        return f"PostgreSQL refused the connection: {exc} (check DATABASE_URL)", Exit.CANNOT_RUN
     if isinstance(exc, ssl.SSLError):
         # Not transient (waiting does not fix a certificate), but a setting to correct.
         return f"TLS failed ({name}): check the TLS settings (docs/security.md)", Exit.CANNOT_RUN

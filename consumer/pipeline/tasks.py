@@ -1,0 +1,40 @@
+"""Tasks whose errors are never left for asyncio to report as "never retrieved".
+
+The loop reaps its tasks and raises what they raised; but at shutdown, during an outage,
+a write or a Kafka commit can fail after the loop stopped reaping, and asyncio would log
+"Task exception was never retrieved" at ERROR when the task is collected: an operator
+reads that as a crash. A task started here has its error retrieved as it ends (and
+logged at DEBUG); whoever reaps it still gets it from ``result()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def start_task(work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+    """``asyncio.create_task(work)``, its error retrieved when it ends."""
+    task = asyncio.create_task(work, name=name)
+    task.add_done_callback(_retrieve)
+    return task
+
+
+def retrieved(future: asyncio.Future[T]) -> asyncio.Future[T]:
+    """``future``, its error retrieved when it ends."""
+    future.add_done_callback(_retrieve)
+    return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        return
+    if (exc := future.exception()) is not None:
+        name = future.get_name() if isinstance(future, asyncio.Task) else "future"
+        log.debug("a task ended with an error", extra={"task": name, "error": type(exc).__name__})
