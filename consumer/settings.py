@@ -191,6 +191,14 @@ class Settings(BaseSettings):
         1000, ge=1, description="Records of one partition that DLQ_MAX_RATIO looks back over."
     )
 
+    offset_past_end: Literal["hold", "earliest", "latest"] = Field(
+        "hold",
+        description="What to do with a partition whose stored offset lies past the end of "
+        "its log (a topic younger than the offsets): hold it, paused and reported (nothing "
+        "is lost silently); or reset it to the log's beginning or end, recorded in "
+        "offset_resets.",
+    )
+
     # The event log's retention (docs/privacy.md): off keeps every row for ever.
     log_retention: timedelta | None = Field(
         None,

@@ -63,6 +63,22 @@ async def _report(settings: Settings, stopping: asyncio.Event) -> None:
             )
 
 
+async def _forget_offsets(settings: Settings) -> int:
+    """The embedded broker keeps nothing, but PostgreSQL in the data directory does: its
+    stored offsets belong to the topic of an earlier run, and would lie past the end of
+    the new one. Forget the dev group's; returns how many there were."""
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        if await conn.fetchval("SELECT to_regclass('consumer_offsets')") is None:
+            return 0
+        status = await conn.execute(
+            "DELETE FROM consumer_offsets WHERE group_id = $1", settings.kafka_group_id
+        )
+        return int(status.split()[-1])
+    finally:
+        await conn.close()
+
+
 async def run_dev(data_dir: Path, rate: float) -> int:
     """Start embedded PostgreSQL and broker, the consumer and a demo publisher; Ctrl-C stops."""
     postgres = EmbeddedPostgres(data_dir / "postgres", port=_port_or_free(55432))
@@ -80,6 +96,12 @@ async def run_dev(data_dir: Path, rate: float) -> int:
             kafka_enable_idempotence="false",
         )
         await ensure_topics(settings, {settings.kafka_topic: 6, settings.kafka_dlq_topic: 1})
+        if reset := await _forget_offsets(settings):
+            print(
+                f"[dev] a fresh broker (it keeps nothing): the offsets stored for "
+                f"{reset} partitions in {data_dir} are reset, so the new topic is read",
+                flush=True,
+            )
         print(
             f"[dev] PostgreSQL: {postgres.url}\n"
             f"[dev] Kafka:      {broker.bootstrap_servers} (topics {settings.kafka_topic}, "

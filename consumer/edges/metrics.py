@@ -86,6 +86,11 @@ DLQ_GUARD_TRIPPED = Gauge(
     "1 while the dead-letter storm guard holds the partition, else 0.",
     ["topic", "partition"],
 )
+OFFSET_PAST_END = Gauge(
+    "user_events_offset_past_end",
+    "1 while the partition is held because its stored offset lies past the end of its log.",
+    ["topic", "partition"],
+)
 BUILD_INFO = Gauge("user_events_build_info", "Always 1, labelled with the version.", ["version"])
 RETRIES = Counter(
     "user_events_retries",

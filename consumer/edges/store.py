@@ -106,6 +106,16 @@ SELECT $1, c.topic, c.partition, c.next_offset
 FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS c(topic, partition, next_offset)
 ON CONFLICT DO NOTHING
 """
+_RESET_OFFSET = """
+WITH moved AS (
+    UPDATE consumer_offsets SET next_offset = $5, updated_at = now()
+    WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
+    RETURNING group_id, topic, partition
+)
+INSERT INTO offset_resets (group_id, topic, partition, old_offset, new_offset, reason)
+SELECT group_id, topic, partition, $4, $5, $6 FROM moved
+RETURNING reset_at
+"""
 _LOAD_OFFSETS = """
 SELECT topic, partition, next_offset FROM consumer_offsets
 WHERE group_id = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::integer[]))
@@ -186,6 +196,15 @@ class Store:
             )
             rows = await conn.fetch(_LOAD_OFFSETS, group_id, topics, partitions)
         return _offsets_of(rows)
+
+    async def reset_offset(
+        self, group_id: str, partition: TopicPartitionKey, old: int, new: int, reason: str
+    ) -> bool:
+        """Move a stored offset from ``old`` to ``new`` by compare-and-set, and record it
+        in ``offset_resets``, in one transaction; False if it was not at ``old``."""
+        async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
+            reset_at = await conn.fetchval(_RESET_OFFSET, group_id, *partition, old, new, reason)
+        return reset_at is not None
 
     def lookups(self) -> Lookups:
         """The read-only questions of ``status`` and ``event``."""

@@ -125,6 +125,7 @@ class AfterCommit:
                 metrics.CONSUMER_LAG,
                 metrics.CONSUMER_LAG_SECONDS,
                 metrics.DLQ_GUARD_TRIPPED,
+                metrics.OFFSET_PAST_END,
             ):
                 with contextlib.suppress(KeyError):
                     gauge.remove(tp.topic, str(tp.partition))

@@ -92,6 +92,9 @@ class Partitions:
     _stored: dict[TopicPartition, int] = field(default_factory=dict)
     # Per partition the storm guard holds: the offset of the record it is held at.
     _held: dict[TopicPartition, int] = field(default_factory=dict)
+    # Per partition held because its stored offset lies past the end of its log (the
+    # topic is younger than the offsets): that offset and the high watermark.
+    _past_end: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     # Per partition, for the lag in seconds: the start offset and the Kafka timestamp (ms)
     # of the first record of each batch taken and not yet committed, oldest first; and
     # when the partition was last positioned or committed (Unix time).
@@ -112,6 +115,7 @@ class Partitions:
             self._stored.pop(tp, None)
             self._unpositioned.discard(tp)
             self._held.pop(tp, None)
+            self._past_end.pop(tp, None)
             self._in_hand.pop(tp, None)
             self._progress.pop(tp, None)
 
@@ -167,7 +171,8 @@ class Partitions:
         positioned again: the owned ones are positioned once more, and a batch of them
         already taken is dropped too. Returns those to pause until then."""
         partitions = set(partitions)
-        again = (partitions & set(owned)) - self._held.keys()  # held ones stay held
+        # Held ones stay held.
+        again = (partitions & set(owned)) - self._held.keys() - self._past_end.keys()
         self._unpositioned |= again
         for tp in partitions:
             self._fence.pop(tp, None)
@@ -190,6 +195,34 @@ class Partitions:
     def held(self) -> dict[TopicPartition, int]:
         """The partitions the storm guard holds, each with the offset it is held at."""
         return dict(self._held)
+
+    def beyond_the_end(
+        self, highwaters: Mapping[TopicPartition, int | None]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """The positioned partitions, with no batch in hand, whose next offset lies past
+        their high watermark (read from fetch responses), each with the two. In a log
+        that only grows that cannot be: the log is younger than the stored offsets (a
+        topic deleted and created again, a new cluster, a fresh embedded broker)."""
+        found = {}
+        for tp, fence in self._fence.items():
+            highwater = highwaters.get(tp)
+            if highwater is not None and fence > highwater and not self._in_hand.get(tp):
+                found[tp] = (fence, highwater)
+        return found
+
+    def hold_past_end(self, tp: TopicPartition, stored: int, highwater: int) -> None:
+        """Hold ``tp``, whose stored offset ``stored`` lies past its log's end: neither
+        taken from, nor positioned, nor resumed until it is revoked (a restart, with
+        OFFSET_PAST_END set to reset it, releases it)."""
+        self._past_end[tp] = (stored, highwater)
+        self._fence.pop(tp, None)
+        self._unpositioned.discard(tp)
+        self._epochs[tp] = self._epochs.get(tp, 0) + 1
+
+    @property
+    def past_end(self) -> dict[TopicPartition, tuple[int, int]]:
+        """The partitions held past the end of their log: stored offset, high watermark."""
+        return dict(self._past_end)
 
     # --- taking and writing -----------------------------------------------------------
 
@@ -227,7 +260,7 @@ class Partitions:
         """The batch of ``partitions`` is done retrying; returns which of ``paused`` to
         resume: all but those another batch still retries or that wait to be positioned."""
         self._retrying.discard(partitions)
-        return set(paused) - self._unpositioned.union(*self._retrying, self._held)
+        return set(paused) - self._unpositioned.union(*self._retrying, self._held, self._past_end)
 
     def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
         """A batch stored ``offsets`` in PostgreSQL."""

@@ -60,5 +60,6 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         pause(self._consumer, to_pause)
         for tp in assigned:
             metrics.DLQ_GUARD_TRIPPED.labels(tp.topic, str(tp.partition)).set(0)
+            metrics.OFFSET_PAST_END.labels(tp.topic, str(tp.partition)).set(0)
         self._health.joined(True)
         self._positioner.soon()

@@ -57,6 +57,7 @@ from consumer.pipeline.batchspans import (
 from consumer.pipeline.fetch import Fetched, Fetcher
 from consumer.pipeline.lanes import WriteLanes
 from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.pastend import PastEndWatch
 from consumer.pipeline.positioning import Positioner
 from consumer.pipeline.rebalance import Rebalance
 from consumer.pipeline.status import member_status
@@ -99,6 +100,7 @@ class ConsumerService:
             self._on_retry,
             self._after_commit.follow,
         )
+        self._past_end = PastEndWatch(settings, store, consumer, self.partitions)
         self._fetcher = Fetcher(
             settings, consumer, self.partitions, self._lanes, health, self._stopping
         )
@@ -163,6 +165,7 @@ class ConsumerService:
                         self._lanes.start(batch.partitions, self._write(batch))
                     else:
                         self._drop(batch)
+                await self._past_end.check()
                 self._after_commit.update_lag()
             # The batches in hand are finished and committed.
             await self._lanes.wait_for(None)

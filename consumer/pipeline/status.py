@@ -72,6 +72,8 @@ def _state_of(tp: Any, partitions: Partitions, held: dict[Any, int], paused: Any
     """Why a partition is or is not being consumed."""
     if tp in held:
         return "held by the dead-letter guard"
+    if tp in partitions.past_end:
+        return "held: its stored offset is past the end of the log"
     if tp in partitions.unpositioned:
         return "positioning"
     if tp in paused:

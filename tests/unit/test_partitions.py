@@ -347,3 +347,30 @@ def test_the_oldest_unapplied_record_is_the_first_of_the_oldest_batch_in_hand() 
     assert state.oldest_unapplied(P0) == 3.0
     state.committed({P0: 3})
     assert state.oldest_unapplied(P0) is not None  # when it last moved
+
+
+def test_a_partition_whose_next_offset_is_past_its_high_watermark_is_found() -> None:
+    state = positioned({P0: 50, P1: 3, P2: 9})
+    # P0's log ends before its stored offset; P1 is caught up; P2's end is not known yet.
+    assert state.beyond_the_end({P0: 3, P1: 3, P2: None}) == {P0: (50, 3)}
+
+
+def test_a_partition_with_a_batch_in_hand_is_not_judged_past_the_end() -> None:
+    state = positioned({P0: 0})
+    state.take({P0: at(0, 1, 2)}, state.generation)  # its fence is 3, the batch not committed
+    assert state.beyond_the_end({P0: 2}) == {}
+
+
+def test_a_partition_held_past_the_end_is_neither_taken_nor_resumed_nor_positioned() -> None:
+    state = positioned({P0: 50, P1: 0})
+    generation = state.generation
+    state.hold_past_end(P0, 50, 3)
+    assert state.past_end == {P0: (50, 3)}
+    assert state.fence(P0) is None
+    assert state.take({P0: at(50, 51)}, generation).messages == []
+    assert state.retry_ended(frozenset({P1}), paused={P0, P1}) == {P1}
+    assert state.dropped({P0}, owned={P0, P1}) == set()  # stays held, not positioned again
+    assert state.beyond_the_end({P0: 3}) == {}  # found once
+    state.revoking()
+    state.revoked({P0})
+    assert state.past_end == {}
