@@ -1,0 +1,172 @@
+"""PostgreSQL behind a fault proxy, under the real `run` process: black-holed mid-drain,
+stopped by SIGTERM while black-holed, and flapping. Each time: detected, nothing lost or
+doubled once it heals, no dead letter, and no task error left for asyncio to report."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import pytest
+
+from consumer.devtools.devenv import free_port
+from consumer.settings import Settings
+from tests.integration.faultproxy import FaultProxy
+from tests.integration.support import (
+    assert_history_applied_exactly_once,
+    count_logged,
+    eventually,
+    get,
+    logged_is,
+    new_settings,
+    publish,
+    read_all,
+    sample,
+    scrape,
+    service_env,
+    user_history,
+)
+
+pytestmark = pytest.mark.integration
+
+USERS, UPDATES = 40, 9  # 400 events
+SHUTDOWN_TIMEOUT = 5.0
+ORPHANS = ("never retrieved", "was destroyed but it is pending", "Traceback")
+
+
+@asynccontextmanager
+async def postgresql_behind_proxy(database: str) -> AsyncIterator[tuple[FaultProxy, str]]:
+    parts = urlsplit(database)
+    proxy = await FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
+    try:
+        yield proxy, urlunsplit(parts._replace(netloc=netloc))
+    finally:
+        await proxy.stop()
+
+
+def start_run(settings: Settings, url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **service_env(settings),
+        "DATABASE_URL": url,
+        "HTTP_PORT": str(port),
+        "DB_COMMAND_TIMEOUT_SECONDS": "2",
+        "DB_CONNECT_TIMEOUT_SECONDS": "2",
+        "DB_POOL_ACQUIRE_TIMEOUT_SECONDS": "2",
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+
+
+def messages(events: list[dict[str, object]]) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    return [(str(e["subject"]).encode(), orjson.dumps(e), []) for e in events]
+
+
+def logged(log: Path) -> str:
+    return log.read_text()
+
+
+async def db_up_is(port: int, value: float) -> bool:
+    status, _ = await get(port, "/metrics")
+    return status == 200 and sample(await scrape(port), "user_events_db_up") == value
+
+
+async def test_postgresql_black_holed_mid_drain_is_detected_and_heals_exactly_once(
+    bootstrap_servers: str, database: str, tmp_path: Path
+) -> None:
+    settings = await new_settings(bootstrap_servers, database, partitions=3)
+    history = user_history(USERS, UPDATES)
+    half = len(history) // 2
+    await publish(bootstrap_servers, settings.kafka_topic, messages(history[:half]))
+    port, log = free_port(), tmp_path / "run.log"
+    async with postgresql_behind_proxy(database) as (proxy, url):
+        process = start_run(settings, url, port, log)
+        try:
+            await eventually(lambda: logged_is(database, half))
+            await proxy.set("blackhole")
+            await publish(bootstrap_servers, settings.kafka_topic, messages(history[half:]))
+            # Seen within two of the health checks' rounds (5 s each, 5 s timeout).
+            await eventually(lambda: db_up_is(port, 0), timeout=20)
+            status, _ = await get(port, "/readyz")
+            assert status == 503
+            assert await count_logged(database) == half  # nothing lands meanwhile
+            await proxy.set("pass")
+            await eventually(lambda: logged_is(database, len(history)), timeout=60)
+            await eventually(lambda: db_up_is(port, 1), timeout=20)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 30)
+    assert code == 0, await asyncio.to_thread(logged, log)
+    await assert_history_applied_exactly_once(database, USERS, UPDATES)
+    assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
+
+
+async def test_sigterm_while_postgresql_is_black_holed_mid_batch_exits_0_and_loses_nothing(
+    bootstrap_servers: str, database: str, tmp_path: Path
+) -> None:
+    settings = await new_settings(bootstrap_servers, database, partitions=3)
+    history = user_history(USERS, UPDATES)
+    half = len(history) // 2
+    await publish(bootstrap_servers, settings.kafka_topic, messages(history[:half]))
+    port, log = free_port(), tmp_path / "run.log"
+    async with postgresql_behind_proxy(database) as (proxy, url):
+        process = start_run(settings, url, port, log)
+        try:
+            await eventually(lambda: logged_is(database, half))
+            await proxy.set("blackhole")
+            await publish(bootstrap_servers, settings.kafka_topic, messages(history[half:]))
+            await asyncio.sleep(1.5)  # a batch of the second half is in hand, waiting
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT + 3)
+        finally:
+            process.kill()
+        text = await asyncio.to_thread(logged, log)
+        assert code == 0, text
+        assert not any(orphan in text for orphan in ORPHANS), text
+        assert await count_logged(database) == half
+
+        await proxy.set("pass")
+        again = start_run(settings, url, port, tmp_path / "again.log")
+        try:
+            await eventually(lambda: logged_is(database, len(history)), timeout=60)
+        finally:
+            again.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(again.wait, 30) == 0
+    await assert_history_applied_exactly_once(database, USERS, UPDATES)
+    assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
+
+
+async def test_postgresql_flapping_between_refusing_and_passing_loses_and_doubles_nothing(
+    bootstrap_servers: str, database: str, tmp_path: Path
+) -> None:
+    settings = await new_settings(bootstrap_servers, database, partitions=3)
+    history = user_history(USERS, UPDATES)
+    chunks = [history[i : i + 50] for i in range(0, len(history), 50)]
+    port, log = free_port(), tmp_path / "run.log"
+    async with postgresql_behind_proxy(database) as (proxy, url):
+        process = start_run(settings, url, port, log)
+        try:
+            for i, chunk in enumerate(chunks):
+                await publish(bootstrap_servers, settings.kafka_topic, messages(chunk))
+                await proxy.set("refuse" if i % 2 == 0 else "pass")
+                await asyncio.sleep(0.7)
+            await proxy.set("pass")
+            await eventually(lambda: logged_is(database, len(history)), timeout=60)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 30)
+    assert code == 0, await asyncio.to_thread(logged, log)
+    await assert_history_applied_exactly_once(database, USERS, UPDATES)
+    assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
