@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test fuzz lint typecheck bench schemas clean
+.PHONY: dev test fuzz chaos lint typecheck bench schemas clean
 
 $(STAMP): pyproject.toml schemas/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,18 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check consumer schemas tests
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n 2 --dist worksteal
+	$(BIN)/pytest -q -n 2 --dist worksteal --ignore=tests/chaos
 
 # The end-to-end fuzz test with many more generated batches than `make test` sends
 # (FUZZ_EXAMPLES=N to choose; 500 take about 8 minutes).
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(BIN)/pytest -q tests/integration/test_fuzz.py
+
+# A seeded random schedule of faults (PostgreSQL and the broker behind proxies that pass,
+# refuse or black-hole; SIGTERMs and restarts) during a drain; prints its seed.
+# CHAOS_SECONDS=N to choose the length (300 by default), CHAOS_SEED=S to replay one.
+chaos: $(STAMP)
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(BIN)/pytest -q -s tests/chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check consumer schemas tests

@@ -186,10 +186,15 @@ class ConsumerService:
         """Leave the group and close every client, within ``within_seconds`` in all."""
         self._stopping.set()  # a last rebalance while leaving starts no positioning
         deadline = time.monotonic() + within_seconds
-        for closing in (self.consumer.stop(), self.dead_letters.producer.stop()):
+        for stop in (self.consumer.stop, self.dead_letters.producer.stop):
             try:
-                await asyncio.wait_for(closing, max(0.1, deadline - time.monotonic()))
-            except (TimeoutError, KafkaError, OSError) as exc:
+                await asyncio.wait_for(stop(), max(0.1, deadline - time.monotonic()))
+            except (TimeoutError, KafkaError, OSError, asyncio.CancelledError) as exc:
+                # aiokafka's consumer, stopped while the broker is away, awaits fetch tasks
+                # it cancelled itself and lets their CancelledError out: not ours, unless
+                # this task is being cancelled.
+                if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                    raise
                 log.warning(
                     "a Kafka client did not close cleanly", extra={"error": type(exc).__name__}
                 )
@@ -316,6 +321,11 @@ class ConsumerService:
         self._on_retry(operation, exc)
         self.partitions.retrying(partitions)
         pause(self.consumer, partitions & self.consumer.assignment())
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def connect_to_kafka(
