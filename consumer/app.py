@@ -19,6 +19,7 @@ from consumer.edges.store import Store
 from consumer.edges.tracing import Tracing
 from consumer.pipeline.batchspans import BatchSpans
 from consumer.pipeline.service import ConsumerService
+from consumer.pipeline.tasks import report_unretrieved
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ async def run_service(
     if stopping is None:
         stopping = asyncio.Event()
         stop_on_signals(stopping)
+    asyncio.get_running_loop().set_exception_handler(report_unretrieved)
 
     metrics.export_known_series(settings.kafka_topic)
     metrics.export_build_info()
