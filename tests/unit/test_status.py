@@ -102,3 +102,14 @@ def test_a_partition_over_the_limit_makes_the_report_incomplete() -> None:
 def test_a_table_right_aligns_numbers_and_left_aligns_text() -> None:
     table = render_table(["n", "name"], [["5", "ab"], ["120", "c"]])
     assert table.splitlines() == ["  n  name", "  5  ab", "120  c"]
+
+
+def test_a_stored_offset_past_the_end_of_the_log_is_said_and_makes_the_report_incomplete() -> None:
+    view = GroupView.unknown("the group could not be described (KafkaTimeoutError)")
+    parts = [partition(0, 0.0), partition(1, 0.0, stored=6902)]  # high watermark 12
+    report = StatusReport("t", "g", NOW, view, parts)
+    assert report.past_end == [1] and not report.complete
+    assert report.partitions[1].lag_records == 0  # what used to hide it
+    assert "stored offset past the end of the log on partitions 1" in report.render()
+    assert report.to_json()["past_end"] == [1]
+    assert StatusReport("t", "g", NOW, view, parts[:1]).complete

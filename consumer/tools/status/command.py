@@ -26,7 +26,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "last commit. Joins no group and changes nothing, not even the schema.",
     )
     parser.epilog = (
-        "Exit codes: 0 shown; 1 a partition lags more than --max-lag-seconds; 2 could not "
+        "Exit codes: 0 shown; 1 a partition lags more than --max-lag-seconds, or its stored "
+        "offset lies past the end of its log; 2 could not "
         "run (a bad argument, PostgreSQL or Kafka unreachable, a missing topic, a schema "
         "behind). See docs/replay.md."
     )

@@ -116,6 +116,12 @@ class PartitionStatus:
     def lag_records(self) -> int:
         return max(0, self.high_watermark - self.position)
 
+    @property
+    def past_end(self) -> bool:
+        """The stored offset lies past the end of the log: the topic is younger than the
+        offsets (``OFFSET_PAST_END`` says what the service does about it)."""
+        return self.position > self.high_watermark
+
 
 @dataclass(slots=True)
 class StatusReport:
@@ -139,9 +145,15 @@ class StatusReport:
         ]
 
     @property
+    def past_end(self) -> list[int]:
+        """Partitions whose stored offset lies past the end of their log."""
+        return [p.partition for p in self.partitions if p.past_end]
+
+    @property
     def complete(self) -> bool:
-        """False when a partition lags over ``max_lag_seconds``: the exit code is then 1."""
-        return not self.lagging
+        """False when a partition lags over ``max_lag_seconds``, or lies past the end of
+        its log (its lag reads 0, yet nothing of it is read): the exit code is then 1."""
+        return not self.lagging and not self.past_end
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +167,7 @@ class StatusReport:
             "owners_unknown": self.group.unknown_owners,
             "max_lag_seconds": self.max_lag_seconds,
             "lagging": self.lagging,
+            "past_end": self.past_end,
             "partitions": [self._partition_json(p) for p in self.partitions],
         }
 
@@ -206,6 +219,12 @@ class StatusReport:
                 "nothing stored in PostgreSQL for partitions "
                 f"{_list(not_stored)}: lag counted from Kafka's committed offset, else the "
                 "beginning"
+            )
+        if self.past_end:
+            lines.append(
+                f"stored offset past the end of the log on partitions {_list(self.past_end)}: "
+                "the topic is younger than the offsets (see OFFSET_PAST_END in "
+                "docs/operations.md)"
             )
         if self.max_lag_seconds is not None:
             limit = f"{self.max_lag_seconds:g} s"
