@@ -60,6 +60,8 @@ def test_the_issue_s_panels_exist() -> None:
     assert "partition" in panels["Lag in seconds by partition"]["targets"][0]["expr"]
     uses("Held by the dead-letter guard", "user_events_dlq_guard_tripped")
     assert "partition" in panels["Held by the dead-letter guard"]["targets"][0]["expr"]
+    uses("Held past the end of the log", "user_events_offset_past_end")
+    assert "partition" in panels["Held past the end of the log"]["targets"][0]["expr"]
     uses("Event age percentiles", "user_events_event_age_seconds_bucket")
     assert len(panels["Event age percentiles"]["targets"]) == 3
     uses("Batch size", "user_events_batch_size_bucket")

@@ -16,6 +16,7 @@ REQUIRED = {
     "user_events_event_age_seconds_bucket": "event age p99",
     "user_events_consumer_lag_seconds": "time lag",
     "user_events_dlq_guard_tripped": "storm guard tripped",
+    "user_events_offset_past_end": "stored offset past the end of the log",
 }
 
 
@@ -45,6 +46,7 @@ def test_the_issue_s_alerts_exist() -> None:
     assert 'up{job="user-events-consumer"} == 0' in exprs
     assert 'user_events_consumer_lag_seconds{job="user-events-consumer"}) > 300' in exprs
     assert 'user_events_dlq_guard_tripped{job="user-events-consumer"} == 1' in exprs
+    assert 'user_events_offset_past_end{job="user-events-consumer"}) > 0' in exprs
 
 
 def test_every_alert_has_a_firing_unit_test_and_a_runbook() -> None:
