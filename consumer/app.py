@@ -25,15 +25,24 @@ from consumer.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def open_store(settings: Settings, stopping: asyncio.Event, migrate: bool) -> Store:
+async def open_store(
+    settings: Settings, stopping: asyncio.Event, migrate: bool, health: Health | None = None
+) -> Store:
     """The pool, once PostgreSQL answers, with the migrations applied; closed again if
-    this is interrupted (a signal while migrating)."""
-    async for attempt in retrying(settings, "db_connect", stopping, metrics.count_retry):
+    this is interrupted (a signal while migrating). Waiting out an outage counts as
+    coming round for ``health``."""
+
+    def retried(operation: str, exc: BaseException) -> None:
+        metrics.count_retry(operation, exc)
+        if health is not None:
+            health.beat()
+
+    async for attempt in retrying(settings, "db_connect", stopping, retried):
         with attempt:
             store = await Store.open(settings)
     try:
         if migrate:
-            async for attempt in retrying(settings, "migrate", stopping, metrics.count_retry):
+            async for attempt in retrying(settings, "migrate", stopping, retried):
                 with attempt:
                     async with store.pool.acquire() as conn:
                         await apply_migrations(conn)
@@ -54,7 +63,7 @@ async def start_up(
     """PostgreSQL, the migrations, then Kafka, each waited for while unreachable. What
     was opened is closed again if this is interrupted, so that a signal at any stage of
     the start can end it (``run_service`` cancels it)."""
-    store = await open_store(settings, stopping, migrate)
+    store = await open_store(settings, stopping, migrate, health)
     try:
         health.db_up(True)
         http.store = store

@@ -13,6 +13,7 @@ records the reset beside it.
 from __future__ import annotations
 
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -23,6 +24,10 @@ from consumer.pipeline.partitions import Partitions
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# How long a partition must be seen past the end before anything is done: a new leader
+# can report a high watermark behind the old one's for a moment.
+CONFIRM_SECONDS = 5.0
 
 
 class PastEndWatch:
@@ -35,11 +40,20 @@ class PastEndWatch:
         self._store = store
         self._consumer = consumer
         self._partitions = partitions
+        self._since: dict[TopicPartition, float] = {}  # when each was first seen past the end
 
     async def check(self) -> None:
-        """Hold or reset each partition found past the end of its log."""
+        """Hold or reset each partition found past the end of its log for
+        ``CONFIRM_SECONDS`` in a row."""
         highwaters = {tp: self._consumer.highwater(tp) for tp in self._consumer.assignment()}
-        for tp, (stored, highwater) in self._partitions.beyond_the_end(highwaters).items():
+        found = self._partitions.beyond_the_end(highwaters)
+        now = time.monotonic()
+        for tp in set(self._since) - found.keys():
+            del self._since[tp]
+        for tp, (stored, highwater) in found.items():
+            if now - self._since.setdefault(tp, now) < CONFIRM_SECONDS:
+                continue
+            del self._since[tp]
             if self._settings.offset_past_end == "hold":
                 self._hold(tp, stored, highwater)
             else:

@@ -27,7 +27,7 @@ import signal
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumer.core.ordering import BatchPlan
@@ -323,6 +323,12 @@ class ConsumerService:
         pause(self.consumer, partitions & self.consumer.assignment())
 
 
+def _retried(health: Health, operation: str, exc: BaseException) -> None:
+    """Waiting out an unreachable broker at start counts as coming round (``/healthz``)."""
+    metrics.count_retry(operation, exc)
+    health.beat()
+
+
 def _being_cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
@@ -347,18 +353,22 @@ async def connect_to_kafka(
     # Retried until Kafka answers: a signal meanwhile ends this by cancelling it (see
     # ``consumer.app.start_up``), and what was started is stopped again.
     never = asyncio.Event()
-    async for attempt in retrying(settings, "kafka_connect", never, metrics.count_retry):
-        with attempt:
-            producer = await start_producer(settings, linger_ms=5)
+    on_retry = functools.partial(_retried, health)
+    producer: AIOKafkaProducer | None = None
     try:
-        async for attempt in retrying(settings, "kafka_connect", never, metrics.count_retry):
+        async for attempt in retrying(settings, "kafka_connect", never, on_retry):
+            with attempt:
+                producer = await start_producer(settings, linger_ms=5)
+        async for attempt in retrying(settings, "kafka_connect", never, on_retry):
             with attempt:
                 await consumer.start()
     except BaseException:
         for client in (consumer, producer):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.stop(), 1.0)
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), 1.0)
         raise
+    assert producer is not None
     health.kafka_up(True)
     dead_letters = DeadLetterQueue(
         producer,

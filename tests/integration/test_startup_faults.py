@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 SHUTDOWN_TIMEOUT = 4.0
 # What asyncio logs for a task error nobody retrieved, or a task left running.
-ORPHANS = ("never retrieved", "was destroyed but it is pending", "Traceback")
+ORPHANS = ("never retrieved", "was destroyed but it is pending", "Traceback", "Unclosed")
 
 
 def start_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
