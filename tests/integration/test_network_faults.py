@@ -269,3 +269,55 @@ async def test_sigterm_while_kafka_is_black_holed_exits_0_and_a_restart_finishes
             again.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(again.wait, 30) == 0
         await assert_history_applied_exactly_once(database, USERS, UPDATES)
+
+
+async def test_kafka_flapping_between_refusing_and_passing_loses_and_doubles_nothing(
+    database: str, tmp_path: Path
+) -> None:
+    async with broker_behind_proxy() as (proxy, bootstrap):
+        settings = await new_settings(bootstrap, database, partitions=3)
+        history = user_history(USERS, UPDATES)
+        chunks = [history[i : i + 50] for i in range(0, len(history), 50)]
+        port, log = free_port(), tmp_path / "run.log"
+        process = start_run(settings, database, port, log)
+        try:
+            for i, chunk in enumerate(chunks):
+                await proxy.set("pass")
+                await publish(bootstrap, settings.kafka_topic, messages(chunk))
+                await proxy.set("refuse" if i % 2 == 0 else "pass")
+                await asyncio.sleep(0.7)
+            await proxy.set("pass")
+            await eventually(lambda: logged_is(database, len(history)), timeout=90)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, 30)
+        text = await asyncio.to_thread(logged, log)
+        assert code == 0, text
+        assert not any(orphan in text for orphan in ORPHANS), text
+        await assert_history_applied_exactly_once(database, USERS, UPDATES)
+        assert await read_all(bootstrap, settings.kafka_dlq_topic) == []
+
+
+async def test_a_tool_stopped_by_ctrl_c_while_kafka_is_black_holed_exits_130_at_once(
+    database: str, tmp_path: Path
+) -> None:
+    async with broker_behind_proxy() as (proxy, bootstrap):
+        settings = await new_settings(bootstrap, database, partitions=1)
+        await publish(bootstrap, settings.kafka_topic, messages(user_history(5, 1)))
+        await proxy.set("blackhole")
+        tool = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "consumer.cli",
+            "replay",
+            "--from",
+            "earliest",
+            env=service_env(settings),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        await asyncio.sleep(2)  # it waits on the broker
+        tool.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(tool.communicate(), 10)
+        assert tool.returncode == 130, err
+        assert err.decode().strip().splitlines()[-1] == "user-events-consumer: interrupted"
