@@ -13,11 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from consumer.devtools.devenv import free_port
+from consumer.edges.migrate import MIGRATION_LOCK_KEY
 from tests.conftest import database_url
-from tests.integration.support import new_settings, service_env
+from tests.integration.support import eventually, new_settings, service_env
 from tests.integration.test_tool_exits import run_cli
 
 pytestmark = pytest.mark.integration
@@ -126,3 +128,36 @@ async def test_a_configuration_mistake_is_named_in_one_line_and_exits_2(
     assert ended.error_line == (
         f"user-events-consumer: PostgreSQL refused the connection: {says} (check DATABASE_URL)"
     )
+
+
+async def test_a_signal_while_migrating_waits_for_no_lock_and_exits_0(
+    bootstrap_servers: str, database: str, tmp_path: Path
+) -> None:
+    """Another replica holds the migrations' lock (a long migration): the signal ends
+    the wait."""
+    settings = await new_settings(bootstrap_servers, database, partitions=1)
+    holder = await asyncpg.connect(database)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        log = tmp_path / "run.log"
+        process = start_run(service_env(settings), log)
+        try:
+
+            async def waiting_for_the_lock() -> bool:
+                return bool(
+                    await holder.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                )
+
+            await eventually(waiting_for_the_lock)
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT + 2)
+        finally:
+            process.kill()
+    finally:
+        await holder.close()
+    text = logged(log)
+    assert code == 0, text
+    assert '"message": "stopped while starting"' in text
+    assert not any(orphan in text for orphan in ORPHANS), text
