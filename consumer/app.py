@@ -16,6 +16,7 @@ from consumer.edges.http import HttpServer
 from consumer.edges.logkeeping import keep_log
 from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import Store
+from consumer.edges.store_log import add_days_ahead
 from consumer.edges.tracing import Tracing
 from consumer.pipeline.batchspans import BatchSpans
 from consumer.pipeline.service import ConsumerService
@@ -41,11 +42,13 @@ async def open_store(
         with attempt:
             store = await Store.open(settings)
     try:
-        if migrate:
-            async for attempt in retrying(settings, "migrate", stopping, retried):
-                with attempt:
-                    async with store.pool.acquire() as conn:
+        async for attempt in retrying(settings, "migrate", stopping, retried):
+            with attempt:
+                async with store.pool.acquire() as conn:
+                    if migrate:
                         await apply_migrations(conn)
+                    else:  # the schema is current; the log's coming days may be missing
+                        await add_days_ahead(conn)
     except BaseException:
         await store.close(1.0)
         raise

@@ -7,7 +7,8 @@ personal values only sealed with their user's key (``consumer.core.sealing``). A
 applied ``user.deleted`` erases its user: the ``users`` row loses email, name and key,
 so every log row sealed with that key becomes unreadable, without touching one (rows
 from before keys existed are nulled in place). An event of a deleted user that comes
-later (a stale one) is logged without its personal values, so nothing brings them back.
+later (a stale one) is logged without its personal values, as every stale event is, so
+nothing brings them back.
 """
 
 from __future__ import annotations
@@ -48,18 +49,23 @@ def sealing_keys(
     ``keys`` are the users' keys as the batch found them (absent or None: no key). An
     applied ``user.deleted`` destroys the key, so that the rows it sealed, this batch's
     included, are erased with it. An applied event of a user without a key (a new user,
-    or one created again after a delete) gets a new one. A stale event of a deleted user
-    finds no key, and is logged without its personal values.
+    or one created again after a delete) gets a new one. A stale event is logged without
+    its personal values, whoever its user is now.
     """
     current = dict(keys)
     sealed_with: list[bytes | None] = []
     for verdict in verdicts:
         user = verdict.event.subject
-        if verdict.result is Outcome.APPLIED:
-            if verdict.event.type == _DELETED:
-                current[user] = None
-            elif current.get(user) is None:
-                current[user] = new_key()
+        if verdict.result is not Outcome.APPLIED:
+            # A stale event changed nothing, and may be of an earlier life of the user
+            # (before a delete and a new create): sealed with today's key, it would bring
+            # an erased value back. Its values stay in its Kafka record only.
+            sealed_with.append(None)
+            continue
+        if verdict.event.type == _DELETED:
+            current[user] = None
+        elif current.get(user) is None:
+            current[user] = new_key()
         sealed_with.append(current.get(user))
     return sealed_with, current
 

@@ -31,13 +31,13 @@ async def care_for_log(store: Store, settings: Settings) -> Prune | None:
     """One round of upkeep; returns the prune it made, if any. Replicas run it side by
     side: adding a day is idempotent, and only one of them prunes at a time."""
     async with store.pool.acquire() as conn:
-        await add_days_ahead(conn)
         pruned = None
         try:
+            await add_days_ahead(conn)
             if settings.log_retention is not None:
                 pruned = await _prune(conn, datetime.now(UTC) - settings.log_retention)
         finally:
-            # Even when the prune failed: a stuck prune must show in the oldest row's age.
+            # Even when a step failed: a stuck prune must show in the oldest row's age.
             await _measure(conn)
     return pruned
 

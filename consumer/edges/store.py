@@ -287,11 +287,11 @@ class BatchWriter:
             plan = plan_batch(accepted, states, logged_keys + more, email_owners)
         logged_verdicts = plan.logged
         sealed_with, keys_after = sealing_keys(logged_verdicts, keys, new_key)
-        if erasing := erasing_deletes(logged_verdicts):
+        # Tables in the order ``rebuild`` locks them (user_events, erasures, users), so
+        # that neither waits on the other in a circle.
+        if (erasing := erasing_deletes(logged_verdicts)) and self._plaintext_through:
             # The key goes with the users row below; rows from before keys are nulled.
-            if self._plaintext_through is not None:
-                await erase_plaintext(conn, list(erasing), self._plaintext_through)
-            await record_erasures(conn, "event", {u: v.event for u, v in erasing.items()})
+            await erase_plaintext(conn, list(erasing), self._plaintext_through)
         if logged_verdicts:
             # Under the users' locks, no other writer adds these keys; one this plan did
             # not look up and is logged after all hits the primary key, and the batch
@@ -301,6 +301,8 @@ class BatchWriter:
                 records=event_rows(logged_verdicts, sealed_with, Sealer(len(logged_verdicts))),
                 columns=EVENT_COLUMNS,
             )
+        if erasing:
+            await record_erasures(conn, "event", {u: v.event for u, v in erasing.items()})
         if plan.users:
             await conn.execute(CREATE_STAGING)
             await conn.copy_records_to_table(

@@ -159,8 +159,9 @@ async def erase_on_request(
         tombstone = request_tombstone(user_id, str(uuid.uuid4()), now, state)
         after, _ = apply_event(state, tombstone)
         assert after is not None and after.status == "deleted"  # newer than every register
-        await conn.execute(UPSERT_USER, *user_rows([after], {})[0])  # the key goes
+        # In the order ``rebuild`` locks the tables: user_events, erasures, users.
         if (through := await plaintext_through(conn)) is not None:
             await erase_plaintext(conn, [user_id], through)
         erased_at = await record_erasures(conn, "request", {user_id: tombstone}, reason)
+        await conn.execute(UPSERT_USER, *user_rows([after], {})[0])  # the key goes
     return dataclasses.replace(outcome, erased_at=erased_at)

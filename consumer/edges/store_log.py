@@ -42,7 +42,11 @@ WHERE i.inhparent = 'user_events'::regclass
 _RECORD_PRUNE = """
 INSERT INTO log_prunes (horizon, days, rows, pruned_by) VALUES ($1, $2, $3, $4)
 """
-_PRUNES = "SELECT min(pruned_at) AS first, max(horizon) AS horizon FROM log_prunes WHERE rows > 0"
+# Any prune that dropped a day: a day's row count is an estimate, and may read 0.
+_PRUNES = """
+SELECT max(horizon) AS horizon FROM log_prunes WHERE cardinality(days) > 0
+"""
+_TODAY = "SELECT (now() AT TIME ZONE 'UTC')::date"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,10 @@ async def prune(
             await conn.execute("SELECT pg_advisory_xact_lock($1)", PRUNE_LOCK_KEY)
         elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PRUNE_LOCK_KEY):
             return None
-        doomed = days_before(await log_days(conn), horizon)
+        # Never the database's today, whatever the horizon and the caller's clock say:
+        # the live writers insert there.
+        today = await conn.fetchval(_TODAY)
+        doomed = [d for d in days_before(await log_days(conn), horizon) if d.day < today]
         rows, estimated = 0, False
         for day in doomed:
             if day.estimate >= 0:

@@ -160,22 +160,30 @@ FROM (
 ) AS days;
 
 -- The users whose personal data a delete should have erased already: every row of a user
--- deleted now, and every row up to a user's last applied delete (re-created since).
+-- deleted now, and every row before a user's last applied delete (re-created since):
+-- recorded in an earlier batch, or in the delete's own batch with an older version. And
+-- every stale row: the service now writes none with personal values.
 CREATE TEMPORARY TABLE erased_before ON COMMIT DROP AS
-SELECT e.user_id,
-       max(e.recorded_at) AS deleted_at,
-       (array_agg(jsonb_build_array(e.sequence, e.time, e.source, e.event_id)
-                  ORDER BY e.recorded_at DESC, e.kafka_offset DESC))[1] AS version
+SELECT DISTINCT ON (e.user_id)
+       e.user_id, e.recorded_at AS deleted_at, e.sequence AS deleted_sequence,
+       e.time AS deleted_time,
+       jsonb_build_array(e.sequence, e.time, e.source, e.event_id) AS version
 FROM user_events_0003 AS e
 WHERE e.type = 'user.deleted' AND e.outcome = 'applied'
-GROUP BY e.user_id;
+ORDER BY e.user_id, e.recorded_at DESC, e.kafka_offset DESC;
 
 INSERT INTO user_events (
     source, event_id, user_id, type, time, sequence, kafka_topic, kafka_partition,
     kafka_offset, payload, outcome, recorded_at, recorded_on)
 SELECT e.source, e.event_id, e.user_id, e.type, e.time, e.sequence, e.kafka_topic,
        e.kafka_partition, e.kafka_offset,
-       CASE WHEN u.status = 'deleted' OR e.recorded_at <= d.deleted_at
+       CASE WHEN u.status = 'deleted'
+                 OR e.outcome = 'stale'
+                 OR e.recorded_at < d.deleted_at
+                 OR (e.recorded_at = d.deleted_at
+                     AND CASE WHEN e.sequence IS NOT NULL AND d.deleted_sequence IS NOT NULL
+                              THEN e.sequence <= d.deleted_sequence
+                              ELSE e.time <= d.deleted_time END)
             THEN user_events_erased(e.payload) ELSE e.payload END,
        e.outcome, e.recorded_at, (e.recorded_at AT TIME ZONE 'UTC')::date
 FROM user_events_0003 AS e

@@ -18,6 +18,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.edges import metrics
+from consumer.edges.errors import is_transient
 from consumer.edges.kafka import pause
 from consumer.edges.store import Store
 from consumer.pipeline.partitions import Partitions
@@ -53,11 +54,24 @@ class PastEndWatch:
         for tp, (stored, highwater) in found.items():
             if now - self._since.setdefault(tp, now) < CONFIRM_SECONDS:
                 continue
-            del self._since[tp]
             if self._settings.offset_past_end == "hold":
                 self._hold(tp, stored, highwater)
             else:
-                await self._reset(tp, stored, highwater)
+                try:
+                    await self._reset(tp, stored, highwater)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    log.warning(  # PostgreSQL or Kafka away: tried again next round
+                        "could not reset a stored offset past the end of the log yet",
+                        extra={
+                            "topic": tp.topic,
+                            "partition": tp.partition,
+                            "error": type(exc).__name__,
+                        },
+                    )
+                    continue
+            del self._since[tp]
 
     def _hold(self, tp: TopicPartition, stored: int, highwater: int) -> None:
         self._partitions.hold_past_end(tp, stored, highwater)

@@ -90,8 +90,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         _prune,
         help="drop the event log's days recorded before a horizon",
         description="Drop every day of the event log (a partition of user_events) recorded "
-        "wholly before the horizon, in one transaction, and record it. Replicas pruning "
-        "on LOG_RETENTION wait for it. After a prune that dropped rows, rebuild refuses "
+        "wholly before the horizon (never the database's today), in one transaction, and "
+        "record it. Replicas pruning on LOG_RETENTION skip their round while it runs. "
+        "After a prune that dropped days, rebuild refuses "
         "(the log no longer holds all of history). See docs/privacy.md.",
     )
     parser.epilog = (

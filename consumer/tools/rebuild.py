@@ -76,7 +76,8 @@ class Projector:
         plan = self.rule(
             accepted,
             {u: self.users[u] for u in subjects if u in self.users},
-            (),  # the log's keys are unique: nothing in it is a duplicate of another row
+            (),  # the log's keys are unique within a day, and across days but for the cases
+            # docs/privacy.md lists: nothing in it is a duplicate of another row
             {m: self.owners[m] for m in claimed_emails(accepted) if m in self.owners},
         )
         for verdict in plan.verdicts:
@@ -210,7 +211,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.epilog = (
         "Exit codes: 0 rebuilt (or reported); 1 PostgreSQL answered an error; 2 could not "
-        "run (PostgreSQL unreachable, a schema behind on a dry run). See docs/replay.md."
+        "run (PostgreSQL unreachable, a schema behind on a dry run, a pruned log). See "
+        "docs/replay.md."
     )
     parser.add_argument(
         "--dry-run",

@@ -221,3 +221,14 @@ def test_erase_refuses_what_it_cannot_keep_for_ever(user: str, reason: str, says
     with pytest.raises(BadArgument, match=says):
         erase_request(user, reason, False)
     assert erase_request("u", " ticket 1 ", True).reason == "ticket 1"
+
+
+def test_a_late_event_of_an_earlier_life_is_never_sealed_with_the_new_key() -> None:
+    """Created, deleted, created again (the person signed up again): a late update of
+    the first life is stale, and must not bring the erased email back under the new key."""
+    second = Version(3, T0 + timedelta(seconds=3), "/s", "c2")
+    state = UserState("u", "active", "new@example.com", "New", T0, T0, second, second, second)
+    late = plan(event("user.updated", "u", 1, {"email": "old@example.com"}), states={"u": state})
+    assert late.logged[0].result is Outcome.STALE
+    sealed_with, after = sealing_keys(late.logged, {"u": b"new-key"}, Keys())
+    assert sealed_with == [None] and after == {"u": b"new-key"}
