@@ -78,6 +78,19 @@ def logged(log: Path) -> str:
     return log.read_text()
 
 
+async def ended_cleanly(code: int, log: Path) -> None:
+    """Exit 0, and nothing in the log that asyncio says of a task left behind."""
+    text = await asyncio.to_thread(logged, log)
+    assert code == 0, text
+    assert not any(orphan in text for orphan in ORPHANS), text
+
+
+async def applied_exactly_once(database: str, bootstrap: str, settings: Settings) -> None:
+    """The state of one clean pass over the history, and no dead letter."""
+    await assert_history_applied_exactly_once(database, USERS, UPDATES)
+    assert await read_all(bootstrap, settings.kafka_dlq_topic) == []
+
+
 async def db_up_is(port: int, value: float) -> bool:
     status, _ = await get(port, "/metrics")
     return status == 200 and sample(await scrape(port), "user_events_db_up") == value
@@ -108,9 +121,8 @@ async def test_postgresql_black_holed_mid_drain_is_detected_and_heals_exactly_on
         finally:
             process.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(process.wait, 30)
-    assert code == 0, await asyncio.to_thread(logged, log)
-    await assert_history_applied_exactly_once(database, USERS, UPDATES)
-    assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
+    await ended_cleanly(code, log)
+    await applied_exactly_once(database, bootstrap_servers, settings)
 
 
 async def test_sigterm_while_postgresql_is_black_holed_mid_batch_exits_0_and_loses_nothing(
@@ -132,9 +144,7 @@ async def test_sigterm_while_postgresql_is_black_holed_mid_batch_exits_0_and_los
             code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT + 3)
         finally:
             process.kill()
-        text = await asyncio.to_thread(logged, log)
-        assert code == 0, text
-        assert not any(orphan in text for orphan in ORPHANS), text
+        await ended_cleanly(code, log)
         assert await count_logged(database) == half
 
         await proxy.set("pass")
@@ -144,8 +154,7 @@ async def test_sigterm_while_postgresql_is_black_holed_mid_batch_exits_0_and_los
         finally:
             again.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(again.wait, 30) == 0
-    await assert_history_applied_exactly_once(database, USERS, UPDATES)
-    assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
+    await applied_exactly_once(database, bootstrap_servers, settings)
 
 
 async def test_postgresql_flapping_between_refusing_and_passing_loses_and_doubles_nothing(
@@ -167,9 +176,8 @@ async def test_postgresql_flapping_between_refusing_and_passing_loses_and_double
         finally:
             process.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(process.wait, 30)
-    assert code == 0, await asyncio.to_thread(logged, log)
-    await assert_history_applied_exactly_once(database, USERS, UPDATES)
-    assert await read_all(bootstrap_servers, settings.kafka_dlq_topic) == []
+    await ended_cleanly(code, log)
+    await applied_exactly_once(database, bootstrap_servers, settings)
 
 
 @asynccontextmanager
@@ -231,11 +239,8 @@ async def test_kafka_black_holed_mid_drain_is_detected_and_heals_exactly_once(
         finally:
             process.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(process.wait, 30)
-        text = await asyncio.to_thread(logged, log)
-        assert code == 0, text
-        assert not any(orphan in text for orphan in ORPHANS), text
-        await assert_history_applied_exactly_once(database, USERS, UPDATES)
-        assert await read_all(bootstrap, settings.kafka_dlq_topic) == []
+        await ended_cleanly(code, log)
+        await applied_exactly_once(database, bootstrap, settings)
 
 
 async def test_sigterm_while_kafka_is_black_holed_exits_0_and_a_restart_finishes_once(
@@ -256,9 +261,7 @@ async def test_sigterm_while_kafka_is_black_holed_exits_0_and_a_restart_finishes
             code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT + 3)
         finally:
             process.kill()
-        text = await asyncio.to_thread(logged, log)
-        assert code == 0, text
-        assert not any(orphan in text for orphan in ORPHANS), text
+        await ended_cleanly(code, log)
 
         await proxy.set("pass")
         await publish(bootstrap, settings.kafka_topic, messages(history[half:]))
@@ -291,11 +294,8 @@ async def test_kafka_flapping_between_refusing_and_passing_loses_and_doubles_not
         finally:
             process.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(process.wait, 30)
-        text = await asyncio.to_thread(logged, log)
-        assert code == 0, text
-        assert not any(orphan in text for orphan in ORPHANS), text
-        await assert_history_applied_exactly_once(database, USERS, UPDATES)
-        assert await read_all(bootstrap, settings.kafka_dlq_topic) == []
+        await ended_cleanly(code, log)
+        await applied_exactly_once(database, bootstrap, settings)
 
 
 async def test_a_tool_stopped_by_ctrl_c_while_kafka_is_black_holed_exits_130_at_once(
