@@ -321,3 +321,31 @@ async def test_a_tool_stopped_by_ctrl_c_while_kafka_is_black_holed_exits_130_at_
         _, err = await asyncio.wait_for(tool.communicate(), 10)
         assert tool.returncode == 130, err
         assert err.decode().strip().splitlines()[-1] == "user-events-consumer: interrupted"
+
+
+async def test_sigterm_while_positioning_with_postgresql_black_holed_exits_0(
+    bootstrap_servers: str, database: str, tmp_path: Path
+) -> None:
+    """The partitions are assigned, and their stored offsets cannot be read: the signal
+    ends the wait."""
+    settings = await new_settings(bootstrap_servers, database, partitions=3)
+    port, log = free_port(), tmp_path / "run.log"
+    async with postgresql_behind_proxy(database) as (proxy, url):
+        process = start_run(settings, url, port, log)
+        try:
+
+            async def consuming() -> bool:
+                return '"message": "consuming"' in await asyncio.to_thread(logged, log)
+
+            await eventually(consuming)  # started: the group is joined next
+            await proxy.set("blackhole")
+
+            async def positioning_waits() -> bool:
+                return '"operation": "load_offsets"' in await asyncio.to_thread(logged, log)
+
+            await eventually(positioning_waits, timeout=30)
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, SHUTDOWN_TIMEOUT + 3)
+        finally:
+            process.kill()
+    await ended_cleanly(code, log)
