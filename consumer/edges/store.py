@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -44,12 +44,8 @@ from consumer.core.rows import (
     user_rows,
 )
 from consumer.core.sealing import Sealer, new_key
-from consumer.edges.errors import (
-    MISCONFIGURED_DB,
-    DatabaseMisconfigured,
-    DatabaseUnreachable,
-    OffsetsMoved,
-)
+from consumer.edges.connect import connect
+from consumer.edges.errors import OffsetsMoved
 from consumer.edges.store_erasure import erase_plaintext, plaintext_through, record_erasures
 from consumer.edges.store_lookup import Lookups
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
@@ -135,7 +131,7 @@ class Store:
     async def open(cls, settings: Settings) -> Store:
         pool = await asyncpg.create_pool(
             settings.database_url.get_secret_value(),
-            connect=_connect,
+            connect=connect,
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             timeout=settings.db_connect_timeout_seconds,
@@ -213,18 +209,6 @@ class Store:
 
 def _offsets_of(rows: Iterable[asyncpg.Record]) -> dict[TopicPartitionKey, int]:
     return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
-
-
-async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
-    """The pool's way to open a connection: a database that does not exist or a role
-    refused is a configuration mistake; any other failure to connect is transient (a
-    database refusing connections answers 55000, which is no connection error class)."""
-    try:
-        return await asyncpg.connect(*args, **kwargs)
-    except MISCONFIGURED_DB as exc:
-        raise DatabaseMisconfigured(str(exc)) from exc
-    except asyncpg.PostgresError as exc:
-        raise DatabaseUnreachable(type(exc).__name__) from exc
 
 
 class BatchWriter:

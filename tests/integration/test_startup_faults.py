@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -161,3 +162,36 @@ async def test_a_signal_while_migrating_waits_for_no_lock_and_exits_0(
     assert code == 0, text
     assert '"message": "stopped while starting"' in text
     assert not any(orphan in text for orphan in ORPHANS), text
+
+
+async def test_a_server_without_tls_when_sslmode_requires_it_is_named_and_exits_2(
+    bootstrap_servers: str, database: str, tmp_path: Path
+) -> None:
+    settings = await new_settings(bootstrap_servers, database, partitions=1)
+    conn = await asyncpg.connect(database)
+    try:
+        tls = await conn.fetchval("SHOW ssl")
+    finally:
+        await conn.close()
+    if tls == "on":
+        # This suite's servers run without TLS (the local one and the embedded one); a
+        # server with it cannot refuse it.
+        pytest.skip("the suite's PostgreSQL server speaks TLS")
+    parts = urlsplit(database)
+    host, port = parts.hostname, parts.port or 5432
+    env = {**service_env(settings), "DATABASE_URL": f"{database}?sslmode=require"}
+    log = tmp_path / "run.log"
+    process = start_run(env, log)
+    try:
+        code = await asyncio.to_thread(process.wait, 30)
+    finally:
+        process.kill()
+    text = logged(log)
+    says = f"the server at {host}:{port} does not accept TLS, which sslmode asks for"
+    assert code == 2, text
+    errors = [e for e in map(json.loads, text.splitlines()) if e["level"] == "ERROR"]
+    assert [e["message"] for e in errors] == [
+        f"PostgreSQL refused the connection: {says} (check DATABASE_URL)"
+    ], text
+    ended = await run_cli(["status"], env)
+    assert ended.code == 2 and says in ended.error_line
