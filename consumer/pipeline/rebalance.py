@@ -39,6 +39,11 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._health = health
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            log.info(
+                "rebalancing: partitions revoked",
+                extra={"partitions": sorted(tp.partition for tp in revoked)},
+            )
         self._partitions.revoking()
         self._health.joined(False)  # until the group settles again
         # The batches being written finish and commit; none starts after this point.

@@ -349,3 +349,34 @@ async def test_sigterm_while_positioning_with_postgresql_black_holed_exits_0(
         finally:
             process.kill()
     await ended_cleanly(code, log)
+
+
+async def test_sigterm_during_a_rebalance_exits_0_and_the_other_member_finishes_once(
+    bootstrap_servers: str, database: str, tmp_path: Path
+) -> None:
+    settings = await new_settings(bootstrap_servers, database, partitions=3)
+    history = user_history(USERS, UPDATES)
+    half = len(history) // 2
+    await publish(bootstrap_servers, settings.kafka_topic, messages(history[:half]))
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_run(settings, database, free_port(), first_log)
+    second = None
+    try:
+        await eventually(lambda: logged_is(database, half))
+        second = start_run(settings, database, free_port(), second_log)
+
+        async def rebalancing() -> bool:  # the first member is told to give partitions up
+            return "partitions revoked" in await asyncio.to_thread(logged, first_log)
+
+        await eventually(rebalancing, timeout=30)
+        first.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(first.wait, SHUTDOWN_TIMEOUT + 3)
+        await ended_cleanly(code, first_log)
+        await publish(bootstrap_servers, settings.kafka_topic, messages(history[half:]))
+        await eventually(lambda: logged_is(database, len(history)), timeout=90)
+    finally:
+        first.kill()
+        if second is not None:
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(second.wait, 30) == 0
+    await applied_exactly_once(database, bootstrap_servers, settings)
