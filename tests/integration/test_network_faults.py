@@ -78,6 +78,18 @@ def logged(log: Path) -> str:
     return log.read_text()
 
 
+async def half_published(
+    bootstrap: str, database: str
+) -> tuple[Settings, list[dict[str, object]], int]:
+    """Fresh topics with the first half of the history published: the settings, the
+    history and where its second half starts."""
+    settings = await new_settings(bootstrap, database, partitions=3)
+    history = user_history(USERS, UPDATES)
+    half = len(history) // 2
+    await publish(bootstrap, settings.kafka_topic, messages(history[:half]))
+    return settings, history, half
+
+
 async def ended_cleanly(code: int, log: Path) -> None:
     """Exit 0, and nothing in the log that asyncio says of a task left behind."""
     text = await asyncio.to_thread(logged, log)
@@ -99,10 +111,7 @@ async def db_up_is(port: int, value: float) -> bool:
 async def test_postgresql_black_holed_mid_drain_is_detected_and_heals_exactly_once(
     bootstrap_servers: str, database: str, tmp_path: Path
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database, partitions=3)
-    history = user_history(USERS, UPDATES)
-    half = len(history) // 2
-    await publish(bootstrap_servers, settings.kafka_topic, messages(history[:half]))
+    settings, history, half = await half_published(bootstrap_servers, database)
     port, log = free_port(), tmp_path / "run.log"
     async with postgresql_behind_proxy(database) as (proxy, url):
         process = start_run(settings, url, port, log)
@@ -128,10 +137,7 @@ async def test_postgresql_black_holed_mid_drain_is_detected_and_heals_exactly_on
 async def test_sigterm_while_postgresql_is_black_holed_mid_batch_exits_0_and_loses_nothing(
     bootstrap_servers: str, database: str, tmp_path: Path
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database, partitions=3)
-    history = user_history(USERS, UPDATES)
-    half = len(history) // 2
-    await publish(bootstrap_servers, settings.kafka_topic, messages(history[:half]))
+    settings, history, half = await half_published(bootstrap_servers, database)
     port, log = free_port(), tmp_path / "run.log"
     async with postgresql_behind_proxy(database) as (proxy, url):
         process = start_run(settings, url, port, log)
@@ -220,10 +226,7 @@ async def test_kafka_black_holed_mid_drain_is_detected_and_heals_exactly_once(
     database: str, tmp_path: Path
 ) -> None:
     async with broker_behind_proxy() as (proxy, bootstrap):
-        settings = await new_settings(bootstrap, database, partitions=3)
-        history = user_history(USERS, UPDATES)
-        half = len(history) // 2
-        await publish(bootstrap, settings.kafka_topic, messages(history[:half]))
+        settings, history, half = await half_published(bootstrap, database)
         port, log = free_port(), tmp_path / "run.log"
         process = start_run(settings, database, port, log)
         try:
@@ -247,10 +250,7 @@ async def test_sigterm_while_kafka_is_black_holed_exits_0_and_a_restart_finishes
     database: str, tmp_path: Path
 ) -> None:
     async with broker_behind_proxy() as (proxy, bootstrap):
-        settings = await new_settings(bootstrap, database, partitions=3)
-        history = user_history(USERS, UPDATES)
-        half = len(history) // 2
-        await publish(bootstrap, settings.kafka_topic, messages(history[:half]))
+        settings, history, half = await half_published(bootstrap, database)
         port, log = free_port(), tmp_path / "run.log"
         process = start_run(settings, database, port, log)
         try:
@@ -354,10 +354,7 @@ async def test_sigterm_while_positioning_with_postgresql_black_holed_exits_0(
 async def test_sigterm_during_a_rebalance_exits_0_and_the_other_member_finishes_once(
     bootstrap_servers: str, database: str, tmp_path: Path
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database, partitions=3)
-    history = user_history(USERS, UPDATES)
-    half = len(history) // 2
-    await publish(bootstrap_servers, settings.kafka_topic, messages(history[:half]))
+    settings, history, half = await half_published(bootstrap_servers, database)
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     first = start_run(settings, database, free_port(), first_log)
     second = None
