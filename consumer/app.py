@@ -19,6 +19,7 @@ from consumer.edges.store import Store
 from consumer.edges.store_log import add_days_ahead
 from consumer.edges.tracing import Tracing
 from consumer.pipeline.batchspans import BatchSpans
+from consumer.pipeline.parkkeeping import keep_parked
 from consumer.pipeline.service import ConsumerService
 from consumer.pipeline.tasks import report_unretrieved
 from consumer.settings import Settings
@@ -139,6 +140,7 @@ async def run_service(
             ),
             asyncio.create_task(keep_checking("PostgreSQL", store.ping, health.db_up)),
             asyncio.create_task(keep_log(store, settings)),
+            asyncio.create_task(keep_parked(store, service.dead_letters, settings)),
         ]
         await asyncio.wait({running, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
         # From here on, everything (the batch in hand, the clients, the pool) shares one

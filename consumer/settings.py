@@ -211,6 +211,26 @@ class Settings(BaseSettings):
         "LOG_RETENTION is set) and reads its oldest row and erasure counts for /metrics.",
     )
 
+    # Parking (docs/parking.md): an update whose user was never created, or an event whose
+    # email another active user holds, waits in PostgreSQL for what it lacks.
+    park_ttl: timedelta = Field(
+        timedelta(hours=24),
+        description="How long a parked event waits for its user's create or its email to "
+        "be freed before it is dead-lettered (24h, 90m); 0: no parking, dead-letter at once.",
+    )
+    park_max_per_user: int = Field(
+        100, ge=1, description="Most events parked for one user; past it, dead-letter at once."
+    )
+    park_max_rows: int = Field(
+        100_000, ge=1, description="Most events parked in all; past it, dead-letter at once."
+    )
+    park_sweep_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often the service expires parked events past PARK_TTL, heals those "
+        "whose wait is over, and reads the parked count for /metrics.",
+    )
+
     # Traces, off unless one of these standard OpenTelemetry variables asks for them. The
     # SDK reads every other OTEL_* variable itself: OTEL_SERVICE_NAME,
     # OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS, OTEL_TRACES_SAMPLER,
@@ -254,6 +274,23 @@ class Settings(BaseSettings):
                 raise _invalid("LOG_RETENTION", "must be longer than 0 (leave it unset: off)")
             return duration
         return value
+
+    @field_validator("park_ttl", mode="before")
+    @classmethod
+    def _park_ttl(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip() == "0":
+                return timedelta(0)
+            try:
+                return parse_duration(value)
+            except ValueError as exc:
+                raise _invalid("PARK_TTL", str(exc)) from None
+        return value
+
+    @property
+    def parking(self) -> bool:
+        """Whether events that wait for something are parked (PARK_TTL above 0)."""
+        return self.park_ttl > timedelta(0)
 
     @field_validator(
         "otel_traces_exporter",

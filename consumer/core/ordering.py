@@ -121,8 +121,10 @@ _NEVER_CREATED = Rejection(
     "user.updated for a user that was never created",
     errors=(FieldError("subject", "user_not_created"),),
 )
+# Not parked: a tombstone wins, and a deleted user's personal values are not kept waiting
+# (docs/parking.md).
 _DELETED = Rejection(
-    Reason.UNKNOWN_USER,
+    Reason.USER_DELETED,
     "user.updated for a deleted user",
     errors=(FieldError("subject", "user_deleted"),),
 )
@@ -193,6 +195,19 @@ class BatchPlan:
 
     verdicts: list[Verdict] = field(default_factory=list)
     users: dict[str, UserState] = field(default_factory=dict)
+    # Parking (``consumer.core.parking``), all empty without it: the events this batch
+    # parked (new ones only), the parked events it healed with when each was parked and
+    # why, and the parked events it dead-letters now (a reason that cannot heal).
+    parked: list[tuple[Verdict, Rejection]] = field(default_factory=list)
+    healed: list[tuple[Verdict, datetime, Rejection]] = field(default_factory=list)
+    released: list[tuple[KafkaRecord, Rejection]] = field(default_factory=list)
+
+    def merge(self, other: BatchPlan) -> None:
+        self.verdicts.extend(other.verdicts)
+        self.users.update(other.users)
+        self.parked.extend(other.parked)
+        self.healed.extend(other.healed)
+        self.released.extend(other.released)
 
     @property
     def logged(self) -> list[Verdict]:
@@ -215,34 +230,78 @@ def plan_batch(
     ``logged_keys`` are the (source, id) keys already in the event log; ``email_owners``
     maps a lower-cased email to the active user holding it.
     """
-    current = dict(states)
-    owners = dict(email_owners)
-    seen = set(logged_keys)
-    plan = BatchPlan()
-    verdicts, users = plan.verdicts, plan.users  # bound once: this loop runs per event
-    for record, event in accepted:
-        key = (event.source, event.id)
-        if key in seen:
-            verdicts.append(Verdict(record, event, Outcome.DUPLICATE))
-            continue
-        before = current.get(event.subject)
-        after, result = apply_event(before, event)
-        if result is Outcome.APPLIED and after is not None:
-            # Most events keep the user's email and status (a rename): whoever held the
-            # email still does, so there is nothing to check or move.
-            if before is None or after.email != before.email or after.status != before.status:
-                holder = anothers_email_holder(owners, after)
-                if holder is not None:
-                    result = email_conflict(holder)
-                else:
-                    move_email(owners, before, after)
-            if result is Outcome.APPLIED:
-                current[after.user_id] = after
-                users[after.user_id] = after
-        if not isinstance(result, Rejection):
-            seen.add(key)
-        verdicts.append(Verdict(record, event, result))
-    return plan
+    planner = Planner(states, logged_keys, email_owners)
+    return BatchPlan(planner.decide(accepted), planner.users)
+
+
+class Planner:
+    """Decides events one after another against the state the ones before left: a batch's
+    events, then the parked events they heal (``consumer.core.parking``), which may heal
+    more in turn. ``users`` holds every user changed so far; ``freed`` the lower-cased
+    emails their holders gave up."""
+
+    def __init__(
+        self,
+        states: Mapping[str, UserState],
+        logged_keys: Iterable[EventKey],
+        email_owners: Mapping[str, str],
+        looked_up: Iterable[str] = (),
+    ) -> None:
+        self.current = dict(states)
+        self.owners = dict(email_owners)
+        self.seen = set(logged_keys)
+        self.users: dict[str, UserState] = {}
+        self.freed: set[str] = set()
+        # The emails whose holders were read (held or not): ``owners`` knows them.
+        self._looked_up = set(email_owners).union(looked_up)
+
+    def learn(
+        self,
+        states: Mapping[str, UserState],
+        logged_keys: Iterable[EventKey],
+        email_owners: Mapping[str, str],
+        looked_up: Iterable[str],
+    ) -> None:
+        """Add what was read for more users and emails; what the planner already knows
+        (its own decisions included) stays as it is."""
+        for user_id, state in states.items():
+            self.current.setdefault(user_id, state)
+        self.seen.update(logged_keys)
+        for email in looked_up:
+            if email not in self._looked_up:
+                self._looked_up.add(email)
+                if email in email_owners:
+                    self.owners[email] = email_owners[email]
+
+    def knows_email(self, email: str) -> bool:
+        return email in self._looked_up
+
+    def decide(self, accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[Verdict]:
+        current, owners, seen, users = self.current, self.owners, self.seen, self.users
+        verdicts: list[Verdict] = []
+        for record, event in accepted:
+            key = (event.source, event.id)
+            if key in seen:
+                verdicts.append(Verdict(record, event, Outcome.DUPLICATE))
+                continue
+            before = current.get(event.subject)
+            after, result = apply_event(before, event)
+            if result is Outcome.APPLIED and after is not None:
+                # Most events keep the user's email and status (a rename): whoever held the
+                # email still does, so there is nothing to check or move.
+                if before is None or after.email != before.email or after.status != before.status:
+                    holder = anothers_email_holder(owners, after)
+                    if holder is not None:
+                        result = email_conflict(holder)
+                    elif (freed := move_email(owners, before, after)) is not None:
+                        self.freed.add(freed)
+                if result is Outcome.APPLIED:
+                    current[after.user_id] = after
+                    users[after.user_id] = after
+            if not isinstance(result, Rejection):
+                seen.add(key)
+            verdicts.append(Verdict(record, event, result))
+        return verdicts
 
 
 def claimed_emails(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
@@ -283,9 +342,15 @@ def anothers_email_holder(owners: Mapping[str, str], user: UserState) -> str | N
     return None
 
 
-def move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> None:
-    """Update ``owners`` for a user that changed from ``before`` to ``after``."""
+def move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> str | None:
+    """Update ``owners`` for a user that changed from ``before`` to ``after``; returns the
+    lower-cased email it gave up, if any."""
+    freed = None
     if before is not None and before.email and owners.get(before.email.lower()) == before.user_id:
-        del owners[before.email.lower()]
+        freed = before.email.lower()
+        del owners[freed]
     if after.status == "active" and after.email:
         owners[after.email.lower()] = after.user_id
+        if freed == after.email.lower():
+            freed = None
+    return freed

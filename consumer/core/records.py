@@ -52,4 +52,5 @@ class Outcome(StrEnum):
     APPLIED = "applied"
     STALE = "stale"
     DUPLICATE = "duplicate"
+    PARKED = "parked"
     DEAD_LETTERED = "dead_lettered"

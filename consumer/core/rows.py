@@ -7,6 +7,8 @@ keeps the structured event as its payload, which is a record again for ``rebuild
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from itertools import repeat
 from typing import Any, Protocol
 
 import orjson
@@ -39,6 +41,7 @@ EVENT_COLUMNS = (
     "payload",
     "outcome",
     "personal",
+    "parked_at",
 )
 
 
@@ -119,13 +122,18 @@ def user_rows(
 
 
 def event_rows(
-    verdicts: Iterable[Verdict], keys: Iterable[bytes | None], sealer: Sealer
+    verdicts: Iterable[Verdict],
+    keys: Iterable[bytes | None],
+    sealer: Sealer,
+    parked_at: Iterable[datetime | None] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Rows for ``user_events`` (in ``EVENT_COLUMNS`` order), each verdict's personal values
-    sealed with its key in ``keys`` (None: not written)."""
+    sealed with its key in ``keys`` (None: not written); ``parked_at``: when each healed
+    event was parked (None: all were applied as they arrived)."""
     rows = []
     seal = sealer.seal
-    for v, key in zip(verdicts, keys, strict=True):
+    waited = repeat(None) if parked_at is None else parked_at
+    for v, key, since in zip(verdicts, keys, waited, strict=False):
         event, record = v.event, v.record
         payload, personal = stored_parts(event)
         rows.append(
@@ -142,6 +150,7 @@ def event_rows(
                 payload,
                 str(v.result),
                 None if key is None or personal is None else seal(key, event.subject, personal),
+                since,
             )
         )
     return rows

@@ -235,8 +235,8 @@ async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -
         event_row = event_rows([Verdict(record, event, result)], [None], Sealer())[0]
         inserted = await conn.fetchval(
             "INSERT INTO user_events (source, event_id, user_id, type, time, sequence, "
-            "kafka_topic, kafka_partition, kafka_offset, payload, outcome, personal) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12) "
+            "kafka_topic, kafka_partition, kafka_offset, payload, outcome, personal, parked_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13) "
             "ON CONFLICT DO NOTHING RETURNING 1",
             *event_row,
         )

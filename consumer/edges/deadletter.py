@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 DeadLetter = tuple[KafkaRecord, Rejection]
 OutgoingHeaders = list[tuple[str, bytes | None]]
+# Where a record was: (topic, partition, offset).
+RecordAt = tuple[str, int, int]
 
 # What a dead letter loses, in this order, when it cannot be sent whole. The
 # ``dlq.dropped`` header names what it lost ("value", "value,key", "value,key,headers").
@@ -57,6 +59,9 @@ ORIGINAL_OFFSET = "dlq.original.offset"
 ORIGINAL_TIMESTAMP = "dlq.original.timestamp"
 CONSUMER_GROUP = "dlq.consumer.group"
 FAILED_AT = "dlq.failed.at"
+# On a parked event that expired: when it was parked, and how long it waited.
+PARKED_AT = "dlq.parked.at"
+PARKED_SECONDS = "dlq.parked.seconds"
 VALUE = "dlq.value"
 # The ``dlq.value`` header: a record with neither key nor value is sent with an empty
 # value, since Kafka producers refuse a record with neither.
@@ -95,9 +100,14 @@ class DeadLetterMessage(NamedTuple):
 
 
 def provenance_headers(
-    record: KafkaRecord, rejection: Rejection, group_id: str, failed_at: datetime
+    record: KafkaRecord,
+    rejection: Rejection,
+    group_id: str,
+    failed_at: datetime,
+    parked_at: datetime | None = None,
 ) -> OutgoingHeaders:
-    """The ``dlq.*`` headers: why the record is poison and where it came from."""
+    """The ``dlq.*`` headers: why the record is poison and where it came from (and, for a
+    parked event that expired, since when it waited)."""
     provenance = {
         REASON: str(rejection.reason),
         ERROR: rejection.error,
@@ -109,6 +119,9 @@ def provenance_headers(
         CONSUMER_GROUP: group_id,
         FAILED_AT: failed_at.isoformat(timespec="milliseconds"),
     }
+    if parked_at is not None:
+        provenance[PARKED_AT] = parked_at.isoformat(timespec="milliseconds")
+        provenance[PARKED_SECONDS] = str(max(0, int((failed_at - parked_at).total_seconds())))
     return [(name, value.encode()) for name, value in provenance.items()]
 
 
@@ -141,12 +154,13 @@ def dead_letter_message(
     failed_at: datetime,
     max_bytes: int,
     at_least_dropped: int = 0,
+    parked_at: datetime | None = None,
 ) -> DeadLetterMessage:
     """The dead letter of ``record``: its key, value and headers byte for byte, plus the
     provenance headers, without the first ``at_least_dropped`` parts of ``DROP_ORDER``,
     and without as many more as it takes to fit in ``max_bytes`` (the producer's limit,
     measured as the producer measures it)."""
-    provenance = provenance_headers(record, rejection, group_id, failed_at)
+    provenance = provenance_headers(record, rejection, group_id, failed_at, parked_at)
     key, value, own_headers = record.key, record.value, record.headers
     if rejection.unread:
         at_least_dropped = len(DROP_ORDER)  # nothing of it was read: say so
@@ -186,6 +200,10 @@ def _fits(
     return size + 64 <= max_bytes
 
 
+def _at(record: KafkaRecord) -> RecordAt:
+    return (record.topic, record.partition, record.offset)
+
+
 class DeadLetterQueue:
     """Sends poison records to the dead-letter topic and waits until they are acknowledged."""
 
@@ -203,17 +221,22 @@ class DeadLetterQueue:
         self.max_bytes = max_bytes  # the producer's max_request_size
         self._start_producer = start_producer
 
-    async def send_all(self, dead_letters: Sequence[DeadLetter]) -> None:
+    async def send_all(
+        self, dead_letters: Sequence[DeadLetter], parked: Mapping[RecordAt, datetime] | None = None
+    ) -> None:
         """Returns once every record's dead letter is acknowledged; raises if one was not
-        (a transient failure: the batch is retried) or if one is refused even bare."""
+        (a transient failure: the batch is retried) or if one is refused even bare.
+        ``parked``: when each expired parked event among them was parked."""
         if not dead_letters:
             return
+        parked = parked or {}
         failed_at = datetime.now(UTC)
         refused: list[DeadLetter] = []
         deliveries: list[tuple[DeadLetter, asyncio.Future[object]]] = []
         for dead in dead_letters:
             try:
-                deliveries.append((dead, await self._send(dead, failed_at, 0)))
+                parked_at = parked.get(_at(dead[0]))
+                deliveries.append((dead, await self._send(dead, failed_at, 0, parked_at)))
             except REFUSALS:
                 refused.append(dead)  # by the producer itself, before sending anything
         outcomes = await asyncio.gather(*(f for _, f in deliveries), return_exceptions=True)
@@ -230,28 +253,34 @@ class DeadLetterQueue:
         if failure is not None:
             raise failure
         for dead in refused:
-            await self._send_alone(dead, failed_at)
+            await self._send_alone(dead, failed_at, parked.get(_at(dead[0])))
 
     async def _send(
-        self, dead: DeadLetter, failed_at: datetime, at_least_dropped: int
+        self,
+        dead: DeadLetter,
+        failed_at: datetime,
+        at_least_dropped: int,
+        parked_at: datetime | None,
     ) -> asyncio.Future[object]:
         record, rejection = dead
         message = dead_letter_message(
-            record, rejection, self.group_id, failed_at, self.max_bytes, at_least_dropped
+            record, rejection, self.group_id, failed_at, self.max_bytes, at_least_dropped, parked_at
         )
         future: asyncio.Future[object] = await self.producer.send(
             self.topic, value=message.value, key=message.key, headers=message.headers
         )
         return future
 
-    async def _send_alone(self, dead: DeadLetter, failed_at: datetime) -> None:
+    async def _send_alone(
+        self, dead: DeadLetter, failed_at: datetime, parked_at: datetime | None
+    ) -> None:
         """Send a refused dead letter by itself (the broker may have refused the batch it
         was in), then with one more part dropped at each refusal."""
         record, _ = dead
         refusal: Exception | None = None
         for at_least_dropped in range(len(DROP_ORDER) + 1):
             try:
-                delivery = await self._send(dead, failed_at, at_least_dropped)
+                delivery = await self._send(dead, failed_at, at_least_dropped, parked_at)
             except REFUSALS as exc:  # by the producer: nothing was sent
                 refusal = exc
             else:

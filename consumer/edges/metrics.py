@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from consumer import __version__
@@ -118,6 +118,61 @@ LOG_RETENTION = Gauge(
 ERASURE_TRIGGERS = ("event", "request")
 
 
+# Parking (docs/parking.md). The gauges are read from parked_events by every replica's
+# sweep: each replica reports the same figure (aggregate with max, not sum).
+
+
+class ParkedNow(Collector):
+    """``user_events_parked`` and ``user_events_parked_oldest_age_seconds``: what waits
+    in parked_events, as the last sweep read it. A collector rather than a Gauge: the
+    registry would refuse a gauge named as the ``user_events_parked_total`` counter's
+    family, though the text format names them apart."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.oldest_age_seconds = 0.0
+
+    def update(self, rows: int, oldest_age_seconds: float) -> None:
+        self.rows, self.oldest_age_seconds = rows, oldest_age_seconds
+
+    def describe(self) -> list[Metric]:
+        return []  # so that the registry does not reserve the counter's family name
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "user_events_parked", "Events parked in PostgreSQL, waiting to heal.", self.rows
+        )
+        yield GaugeMetricFamily(
+            "user_events_parked_oldest_age_seconds",
+            "Age of the oldest parked event (0 when none is parked).",
+            self.oldest_age_seconds,
+        )
+
+
+PARKED = ParkedNow()
+REGISTRY.register(PARKED)
+PARK_TTL = Gauge(
+    "user_events_park_ttl_seconds", "PARK_TTL: how long a parked event may wait (0: no parking)."
+)
+PARKED_TOTAL = Counter(
+    "user_events_parked",
+    "Events this replica parked instead of dead-lettering, by reason.",
+    ["reason"],
+)
+HEALED_TOTAL = Counter(
+    "user_events_healed",
+    "Parked events applied (or found stale) when what they waited for "
+    "landed, by the reason they were parked for.",
+    ["reason"],
+)
+PARK_EXPIRED_TOTAL = Counter(
+    "user_events_park_expired",
+    "Parked events dead-lettered after waiting PARK_TTL, by reason.",
+    ["reason"],
+)
+PARKED_REASONS = ("unknown_user", "conflict")
+
+
 class ErasureTotals(Collector):
     """``user_events_erasures_total{trigger}``: the erasures recorded in the database, by
     what asked for them (a ``user.deleted``, or an ``erase`` request from outside Kafka).
@@ -158,6 +213,9 @@ def export_known_series(topic: str) -> None:
         RETRIES.labels(operation)
     for state in ("in_use", "idle"):
         DB_POOL_CONNECTIONS.labels(state)
+    for parked_for in PARKED_REASONS:
+        for counter in (PARKED_TOTAL, HEALED_TOTAL, PARK_EXPIRED_TOTAL):
+            counter.labels(parked_for)
 
 
 def export_build_info() -> None:

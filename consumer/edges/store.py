@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 import asyncpg
@@ -30,10 +30,19 @@ from consumer.core.erasure import erasing_deletes, sealing_keys
 from consumer.core.ordering import (
     BatchPlan,
     EventKey,
+    Planner,
+    UserState,
     Verdict,
     claimed_emails,
     email_conflict,
-    plan_batch,
+)
+from consumer.core.parking import (
+    Parked,
+    ParkingLimits,
+    choose_parked,
+    healing_order,
+    parkable,
+    sort_decided,
 )
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
@@ -48,6 +57,15 @@ from consumer.edges.connect import connect
 from consumer.edges.errors import OffsetsMoved
 from consumer.edges.store_erasure import erase_plaintext, plaintext_through, record_erasures
 from consumer.edges.store_lookup import Lookups
+from consumer.edges.store_parking import (
+    forget,
+    park,
+    parked_counts,
+    read_parked,
+    still_waiting,
+    try_lock_users,
+    waiting_for,
+)
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
 from consumer.edges.store_redrive import RedriveLog
 from consumer.edges.store_users import (
@@ -70,6 +88,9 @@ TopicPartitionKey = tuple[str, int]
 # 5,000 events/s fell behind by 9 s within 30 s). Planning costs little per batch.
 # A startup parameter, not a SET: the pool's RESET ALL on release would undo a SET.
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+# Healing goes on while what it heals changes more users or frees more emails; each parked
+# event heals once, so this only bounds a pathological chain within one transaction.
+_MOST_HEALING_ROUNDS = 1000
 Connection = asyncpg.Connection | PoolConnectionProxy
 
 _LOGGED_KEYS = """
@@ -126,6 +147,11 @@ class Store:
         self._acquire_timeout = settings.db_pool_acquire_timeout_seconds
         # Read once, at the first batch (the migrations have run by then): it never moves.
         self._plaintext_through: date | Literal[False] | None = False
+        self.parking = (
+            ParkingLimits(settings.park_max_per_user, settings.park_max_rows)
+            if settings.parking
+            else None
+        )
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
@@ -158,7 +184,7 @@ class Store:
             if self._plaintext_through is False:
                 self._plaintext_through = await plaintext_through(conn)
             async with conn.transaction():
-                yield BatchWriter(conn, self._plaintext_through)
+                yield BatchWriter(conn, self._plaintext_through, self.parking)
 
     def redrive_log(self, dlq_topic: str) -> RedriveLog:
         """What ``dlq redrive`` keeps about ``dlq_topic``."""
@@ -214,9 +240,15 @@ def _offsets_of(rows: Iterable[asyncpg.Record]) -> dict[TopicPartitionKey, int]:
 class BatchWriter:
     """Writes inside one batch transaction."""
 
-    def __init__(self, conn: Connection, plaintext_through: date | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        plaintext_through: date | None = None,
+        parking: ParkingLimits | None = None,
+    ) -> None:
         self.conn = conn
         self._plaintext_through = plaintext_through
+        self._parking = parking  # None: rejections are dead-lettered at once
 
     async def apply(self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]) -> BatchPlan:
         """Apply valid events; returns each record's verdict, poison ones included."""
@@ -257,19 +289,59 @@ class BatchWriter:
         self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]], every_key: bool = False
     ) -> BatchPlan:
         conn = self.conn
-        await conn.execute(LOCK_USERS, sorted({event.subject for _, event in accepted}))
-        users = await conn.fetch(USERS, list({event.subject for _, event in accepted}))
+        subjects = {event.subject for _, event in accepted}
+        await conn.execute(LOCK_USERS, sorted(subjects))
+        users = await conn.fetch(USERS, list(subjects))
         states = {row["user_id"]: state_from_row(row) for row in users}
         keys = {row["user_id"]: row["data_key"] for row in users}
         maybe_logged = accepted if every_key else possibly_logged(accepted, states)
         logged_keys = await self._logged([(e.source, e.id) for _, e in maybe_logged])
-        owners = await conn.fetch(EMAIL_OWNERS, claimed_emails(accepted))
+        emails = claimed_emails(accepted)
+        owners = await conn.fetch(EMAIL_OWNERS, emails)
         email_owners = {row["email"]: row["user_id"] for row in owners}
-        plan = plan_batch(accepted, states, logged_keys, email_owners)
+        planner = Planner(states, logged_keys, email_owners, emails)
+        plan = BatchPlan(planner.decide(accepted), planner.users)
         unchecked = [] if every_key else rejected_unchecked(plan, maybe_logged)
         if more := await self._logged(unchecked):
-            plan = plan_batch(accepted, states, logged_keys + more, email_owners)
+            planner = Planner(states, logged_keys + more, email_owners, emails)
+            plan = BatchPlan(planner.decide(accepted), planner.users)
+        if self._parking is not None:
+            await self._park(plan)
+            # What waits for the users this batch changed, or for the emails it freed.
+            await self._heal(planner, plan, keys, subjects, set(planner.users), planner.freed)
+        await self._write(plan, keys)
+        return plan
+
+    async def heal_waiting(self, user_ids: Sequence[str]) -> BatchPlan:
+        """Decide again the parked events of ``user_ids`` whose locks are free (the
+        sweep's catch-up; see ``consumer.edges.store_parking``)."""
+        locked = await try_lock_users(self.conn, user_ids)
+        if not locked or self._parking is None:
+            return BatchPlan()
+        states, keys = await self._read_users(locked)
+        planner = Planner(states, [], {})
+        plan = BatchPlan(users=planner.users)
+        await self._heal(planner, plan, keys, locked, set(locked), set())
+        await self._write(plan, keys)
+        return plan
+
+    async def _read_users(
+        self, user_ids: Collection[str]
+    ) -> tuple[dict[str, UserState], dict[str, bytes | None]]:
+        rows = await self.conn.fetch(USERS, list(user_ids))
+        return (
+            {row["user_id"]: state_from_row(row) for row in rows},
+            {row["user_id"]: row["data_key"] for row in rows},
+        )
+
+    async def _write(self, plan: BatchPlan, keys: dict[str, bytes | None]) -> None:
+        """The plan's log rows (healed events after the batch's), erasures and users rows."""
+        conn = self.conn
         logged_verdicts = plan.logged
+        parked_at: list[datetime | None] | None = None
+        if plan.healed:
+            parked_at = [None] * len(logged_verdicts) + [t for _, t, _ in plan.healed]
+            logged_verdicts = [*logged_verdicts, *(v for v, _, _ in plan.healed)]
         sealed_with, keys_after = sealing_keys(logged_verdicts, keys, new_key)
         # Tables in the order ``rebuild`` locks them (user_events, erasures, users), so
         # that neither waits on the other in a circle.
@@ -280,9 +352,10 @@ class BatchWriter:
             # Under the users' locks, no other writer adds these keys; one this plan did
             # not look up and is logged after all hits the primary key, and the batch
             # is redone record by record (see ``possibly_logged``).
+            sealer = Sealer(len(logged_verdicts))
             await conn.copy_records_to_table(
                 "user_events",
-                records=event_rows(logged_verdicts, sealed_with, Sealer(len(logged_verdicts))),
+                records=event_rows(logged_verdicts, sealed_with, sealer, parked_at),
                 columns=EVENT_COLUMNS,
             )
         if erasing:
@@ -295,7 +368,79 @@ class BatchWriter:
                 columns=USER_COLUMNS,
             )
             await conn.execute(UPSERT_STAGED_USERS)
-        return plan
+
+    async def _park(self, plan: BatchPlan) -> None:
+        """Park the plan's parkable rejections that the limits allow (``plan.verdicts``
+        then says ``PARKED`` for them, and ``plan.parked`` holds the new ones)."""
+        assert self._parking is not None
+        candidates = {v.event.subject for v in plan.verdicts if parkable(v)}
+        if not candidates:
+            return
+        counts = await parked_counts(self.conn, candidates, self._parking.rows)
+        plan.verdicts, parkings = choose_parked(
+            plan.verdicts, counts.per_user, counts.rows, self._parking, counts.keys
+        )
+        await park(self.conn, parkings)
+        plan.parked.extend(
+            (Verdict(p.record, p.event, Outcome.PARKED), p.rejection) for p in parkings
+        )
+
+    async def _heal(
+        self,
+        planner: Planner,
+        plan: BatchPlan,
+        keys: dict[str, bytes | None],
+        locked: Collection[str],
+        touched: Collection[str],
+        freed: Collection[str],
+    ) -> None:
+        """Decide again the events parked for ``touched`` users and ``freed`` emails, then
+        for what those changed in turn, until nothing more heals. Users outside the lock
+        set are locked without waiting; a busy one keeps its events for the sweep."""
+        conn = self.conn
+        locked = set(locked)
+        for _ in range(_MOST_HEALING_ROUNDS):
+            rows = await waiting_for(conn, touched, freed)
+            if not rows:
+                return
+            if others := {row["user_id"] for row in rows} - locked:
+                got = await try_lock_users(conn, others)
+                locked |= got
+                rows = [row for row in rows if row["user_id"] in locked]
+                states, more_keys = await self._read_users(got)
+                for user_id, key in more_keys.items():
+                    keys.setdefault(user_id, key)
+                planner.learn(states, [], {}, ())
+            parked: list[Parked] = []
+            gone: list[EventKey] = []  # no longer decodes: dead-lettered
+            for row in rows:
+                read = read_parked(row)
+                if isinstance(read, Parked):
+                    parked.append(read)
+                else:
+                    plan.released.append(read)
+                    gone.append((row["source"], row["event_id"]))
+            entries = [(p.record, p.event) for p in parked]
+            emails = [e for e in claimed_emails(entries) if not planner.knows_email(e)]
+            owners = await conn.fetch(EMAIL_OWNERS, emails) if emails else []
+            planner.learn(
+                {},
+                await self._logged([(event.source, event.id) for _, event in entries]),
+                {row["email"]: row["user_id"] for row in owners},
+                emails,
+            )
+            freed_before = set(planner.freed)
+            order = healing_order(parked)
+            decided = sort_decided(order, planner.decide((p.record, p.event) for p in order))
+            plan.healed.extend((v, p.parked_at, p.rejection) for v, p in decided.healed)
+            plan.released.extend((p.record, rejection) for p, rejection in decided.released)
+            await still_waiting(conn, decided.waiting)
+            await forget(conn, [*gone, *((p.event.source, p.event.id) for p in decided.done)])
+            touched = {v.event.subject for v, _ in decided.healed if v.result is Outcome.APPLIED}
+            freed = planner.freed - freed_before
+            if not touched and not freed:
+                return
+        log.warning("healing stopped after %d rounds; the sweep goes on", _MOST_HEALING_ROUNDS)
 
     async def _logged(self, keys: Sequence[EventKey]) -> list[EventKey]:
         """Those of ``keys`` that are in the event log."""
@@ -319,7 +464,10 @@ class BatchWriter:
                 # outcome for this record, not a failure of the batch. That writer has
                 # committed (the index waited for it), so this transaction sees the holder.
                 holder = await self._email_holder(record, event)
-                merged.verdicts.append(Verdict(record, event, email_conflict(holder)))
+                conflict = BatchPlan([Verdict(record, event, email_conflict(holder))])
+                if self._parking is not None:
+                    await self._park(conflict)
+                merged.merge(conflict)
                 continue
             except (asyncpg.DataError, OverflowError) as exc:
                 # OverflowError: asyncpg's COPY encoders raise it, not a DataError, for a
@@ -336,8 +484,7 @@ class BatchWriter:
                     )
                 )
                 continue
-            merged.verdicts.extend(single.verdicts)
-            merged.users.update(single.users)
+            merged.merge(single)
         return merged
 
     async def _email_holder(self, record: KafkaRecord, event: AnyUserEvent) -> str | None:

@@ -25,6 +25,7 @@ from consumer.core.decode import AnyUserEvent
 from consumer.core.erasure import personal_of, request_tombstone
 from consumer.core.ordering import Version, apply_event
 from consumer.core.rows import state_from_row, user_rows, version_json
+from consumer.edges.store_parking import drop_users, parked_of_user
 from consumer.edges.store_users import LOCK_USERS, UPSERT_USER, USERS
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -117,13 +118,14 @@ class RequestErasure:
     user_id: str
     users_row: bool  # the users row held an email, a name or a key
     log_rows: int  # log rows whose personal values could still be read
+    parked: int  # parked events of the user (each holds the record, personal values and all)
     tombstoned: bool  # a tombstone was written (the user was not deleted already)
     previous: Erasure | None  # the last erasure before this request, if any
     erased_at: datetime | None  # when this request's erasure was recorded (None: nothing to do)
 
     @property
     def needed(self) -> bool:
-        return self.users_row or self.log_rows > 0 or self.tombstoned
+        return self.users_row or self.log_rows > 0 or self.parked > 0 or self.tombstoned
 
 
 async def erase_on_request(
@@ -149,6 +151,7 @@ async def erase_on_request(
             user_id,
             users_row,
             log_rows,
+            await parked_of_user(conn, user_id),
             tombstoned,
             None if previous is None else Erasure(*previous),
             None,
@@ -163,5 +166,8 @@ async def erase_on_request(
         if (through := await plaintext_through(conn)) is not None:
             await erase_plaintext(conn, [user_id], through)
         erased_at = await record_erasures(conn, "request", {user_id: tombstone}, reason)
+        # Parked events go without being decided again: the request is to erase, and
+        # dead-lettering them would make one more copy.
+        await drop_users(conn, [user_id])
         await conn.execute(UPSERT_USER, *user_rows([after], {})[0])  # the key goes
     return dataclasses.replace(outcome, erased_at=erased_at)

@@ -60,6 +60,11 @@ class UsersRewrite:
         """The latest horizon a prune dropped rows up to; None if the log is whole."""
         return await pruned_through(self._conn)
 
+    async def parked(self) -> int:
+        """Events parked now: not in the log, so not in the rebuild; they stay parked."""
+        count: int = await self._conn.fetchval("SELECT count(*) FROM parked_events")
+        return count
+
     async def logged_events(self, chunk_size: int) -> AsyncIterator[list[LoggedRow]]:
         """The event log in the order it was written, as records with their sealed
         personal values, ``chunk_size`` at a time."""

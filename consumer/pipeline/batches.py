@@ -155,7 +155,9 @@ async def write_batch(
             result = (plan, dead)
             if dead_letters is None:
                 raise _RolledBack
-            await dead_letters.send_all(dead)
+            # Parked events that can no longer heal go too; they count as the batch's
+            # outcome nowhere, being records of earlier batches.
+            await dead_letters.send_all([*dead, *plan.released])
     except _RolledBack:
         pass
     assert result is not None

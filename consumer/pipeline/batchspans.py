@@ -42,6 +42,7 @@ OUTCOMES = {
     Outcome.DUPLICATE: "user_events.batch.duplicate",
     Outcome.STALE: "user_events.batch.stale",
     Outcome.DEAD_LETTERED: "user_events.batch.dead_lettered",
+    Outcome.PARKED: "user_events.batch.parked",
 }
 _propagator = TraceContextTextMapPropagator()
 # What ``retrying`` calls before it tries an operation again.

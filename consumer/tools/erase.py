@@ -70,6 +70,7 @@ class EraseReport:
             "already_erased": not e.needed,
             "users_row": e.users_row,
             "log_rows": e.log_rows,
+            "parked_events": e.parked,
             "tombstoned": e.tombstoned,
             "previous_erasure": None
             if previous is None
@@ -90,8 +91,10 @@ class EraseReport:
             "the users row" if e.users_row else "no users row data",
             "tombstone written" if e.tombstoned else "tombstone renewed",
         ]
+        if e.parked:
+            parts.insert(1, f"{e.parked} parked events")
         if self.dry_run:
-            parts[2] = "would write a tombstone" if e.tombstoned else "would renew the tombstone"
+            parts[-1] = "would write a tombstone" if e.tombstoned else "would renew the tombstone"
             return f"user {e.user_id}: would erase {', '.join(parts)}"
         assert e.erased_at is not None
         return f"user {e.user_id}: erased {', '.join(parts)}; recorded at {utc_text(e.erased_at)}"

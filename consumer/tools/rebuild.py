@@ -133,6 +133,7 @@ class RebuildReport:
     users_after: int
     diff: dict[str, list[str]]
     outcomes: dict[str, int]
+    parked: int = 0
 
     @property
     def complete(self) -> bool:
@@ -149,17 +150,23 @@ class RebuildReport:
             "removed": len(self.diff["removed"]),
             "changed": len(self.diff["changed"]),
             "outcomes": self.outcomes,
+            "parked_kept": self.parked,
         }
 
     def render(self) -> str:
         d = self.to_json()
         verb = "would rebuild" if self.dry_run else "rebuilt"
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
-        return (
+        text = (
             f"{verb} users from {d['events']} logged events ({outcomes or 'none'})\n"
             f"users: {d['users_before']} before, {d['users_after']} after; "
             f"added {d['added']}, removed {d['removed']}, changed {d['changed']}"
         )
+        if self.parked:
+            # Not in the log: the rebuild leaves them parked, and the live service's sweep
+            # heals those whose wait the rebuilt table ends.
+            text += f"\nparked events: {self.parked} kept, still waiting (docs/parking.md)"
+        return text
 
 
 # --- I/O ----------------------------------------------------------------------
@@ -183,6 +190,7 @@ async def rebuild(
             projector.feed(chunk)
         if not dry_run:
             await table.replace_users(projector.users.values(), kept_keys(projector.users, keys))
+        parked = await table.parked()
     report = RebuildReport(
         dry_run,
         projector.read,
@@ -190,6 +198,7 @@ async def rebuild(
         len(projector.users),
         diff_users(before, projector.users),
         dict(projector.outcomes),
+        parked,
     )
     log.info("rebuild finished", extra=report.to_json())
     return report

@@ -15,8 +15,9 @@ REASONS: dict[str, str] = {
     "invalid": "fails the schema",
     "unknown_type": "a type other than user.created, user.updated, user.deleted",
     "conflict": "the email belongs to another active user",
-    "unknown_user": "an update for a user id never created, or deleted",
+    "unknown_user": "an update for a user id never created (after waiting PARK_TTL for it)",
     "too_large": "key, value and headers together over the consumer's MAX_MESSAGE_BYTES",
+    "user_deleted": "an update for a deleted user, newer than its delete",
 }
 """Every ``dlq.reason``, in the consumer's order, with what it means."""
 
@@ -92,6 +93,18 @@ OPTIONAL_HEADERS: dict[str, dict[str, Any]] = {
             "a redrive sets it to one more, and refuses a record redriven --max-redrives "
             "times. Carried over from the record, which had it from the last redrive."
         ),
+    },
+    "dlq.parked.at": {
+        "type": "string",
+        "format": "date-time",
+        "description": (
+            "Only on an event that was parked (unknown_user, conflict) and that nothing "
+            "healed within the consumer's PARK_TTL: when it was parked, RFC 3339."
+        ),
+    },
+    "dlq.parked.seconds": {
+        **_DECIMAL,
+        "description": "With dlq.parked.at: how long it waited, in whole seconds.",
     },
 }
 """The headers a dead letter carries only in the cases their descriptions name."""

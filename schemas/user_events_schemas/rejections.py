@@ -30,6 +30,7 @@ class Reason(StrEnum):
     CONFLICT = "conflict"
     UNKNOWN_USER = "unknown_user"
     TOO_LARGE = "too_large"
+    USER_DELETED = "user_deleted"
 
 
 class FieldError(NamedTuple):

@@ -74,21 +74,29 @@ async def where_found(database: str, values: tuple[str, ...]) -> list[str]:
     try:
         columns = await conn.fetch(
             """
-            SELECT c.table_name, c.column_name FROM information_schema.columns AS c
+            SELECT c.table_name, c.column_name, c.udt_name FROM information_schema.columns AS c
             JOIN information_schema.tables AS t USING (table_schema, table_name)
             WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
-              AND c.data_type = ANY($1::text[])
+              AND (c.data_type = ANY($1::text[]) OR c.udt_name IN ('bytea', '_bytea'))
             """,
             list(_TEXT_TYPES),
         )
         assert any(row["table_name"] == "users" for row in columns)  # the scan sees tables
+        # The scan reaches bytes too (a record kept byte for byte): printable ASCII stays
+        # itself in the 'escape' encoding.
+        assert any(row["udt_name"] == "bytea" for row in columns)
         patterns = [f"%{value}%" for value in values]
         found = []
         for row in columns:
             table, column = row["table_name"], row["column_name"]
+            if row["udt_name"] == "bytea":
+                text = f"encode(\"{column}\", 'escape')"
+            elif row["udt_name"] == "_bytea":
+                text = f"(SELECT string_agg(encode(v, 'escape'), ' ') FROM unnest(\"{column}\") v)"
+            else:
+                text = f'"{column}"::text'
             hits = await conn.fetchval(
-                f'SELECT count(*) FROM "{table}" WHERE "{column}"::text ILIKE ANY($1::text[])',
-                patterns,
+                f'SELECT count(*) FROM "{table}" WHERE {text} ILIKE ANY($1::text[])', patterns
             )
             if hits:
                 found.append(f"{table}.{column}")

@@ -27,6 +27,8 @@ from consumer.edges.deadletter import (
     ORIGINAL_PARTITION,
     ORIGINAL_TIMESTAMP,
     ORIGINAL_TOPIC,
+    PARKED_AT,
+    PARKED_SECONDS,
     REASON,
     VALUE,
     dead_letter_message,
@@ -52,7 +54,8 @@ def test_the_documented_dead_letter_headers_are_the_ones_the_consumer_names() ->
     always = [REASON, ERROR, ERRORS, ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET]
     always += [ORIGINAL_TIMESTAMP, CONSUMER_GROUP, FAILED_AT]
     assert list(deadletter.REQUIRED_HEADERS) == always
-    assert set(deadletter.OPTIONAL_HEADERS) == {DROPPED, VALUE, REDRIVE_COUNT}
+    optional = {DROPPED, VALUE, REDRIVE_COUNT, PARKED_AT, PARKED_SECONDS}
+    assert set(deadletter.OPTIONAL_HEADERS) == optional
 
 
 def validator(ref: str) -> jsonschema.Draft7Validator:

@@ -99,7 +99,8 @@ def test_an_update_for_an_unknown_or_deleted_user_is_poison() -> None:
     assert isinstance(verdict, Rejection) and verdict.reason is Reason.UNKNOWN_USER
     state = fold([ev("user.created", "u", 1), ev("user.deleted", "u", 2)])
     _, verdict = apply_event(state, ev("user.updated", "u", 3, name="x"))
-    assert isinstance(verdict, Rejection) and verdict.reason is Reason.UNKNOWN_USER
+    # Its own reason: it cannot heal (the tombstone wins), so it is never parked.
+    assert isinstance(verdict, Rejection) and verdict.reason is Reason.USER_DELETED
     _, verdict = apply_event(state, ev("user.updated", "u", 1, name="x"))
     assert verdict is Outcome.STALE
 

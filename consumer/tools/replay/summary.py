@@ -1,4 +1,5 @@
-"""What a replay did, per partition: read, applied, duplicate, stale, dead-lettered. Pure."""
+"""What a replay did, per partition: read, applied, duplicate, stale, parked, dead-lettered;
+and the parked events it healed. Pure."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from consumer.core.ordering import BatchPlan
 from consumer.core.records import KafkaRecord, Outcome
 from consumer.edges.deadletter import DeadLetter
 
-COUNTS = ("read", "applied", "duplicate", "stale", "dead_lettered")
+COUNTS = ("read", "applied", "duplicate", "stale", "parked", "dead_lettered")
 
 
 @dataclass(slots=True)
@@ -22,6 +23,7 @@ class PartitionSummary:
     applied: int = 0
     duplicate: int = 0
     stale: int = 0
+    parked: int = 0
     dead_lettered: int = 0
 
     def counts(self) -> tuple[int, ...]:
@@ -33,6 +35,8 @@ class ReplaySummary:
     topic: str
     dry_run: bool
     partitions: dict[int, PartitionSummary] = field(default_factory=dict)
+    # Parked events (of any partition, parked earlier) that the replayed events healed.
+    healed: int = 0
 
     @property
     def complete(self) -> bool:
@@ -52,6 +56,7 @@ class ReplaySummary:
             "dry_run": self.dry_run,
             "partitions": {str(p): asdict(s) for p, s in sorted(self.partitions.items())},
             "total": {k: v for k, v in asdict(self.total()).items() if k not in ("start", "end")},
+            "healed": self.healed,
         }
 
     def render(self) -> str:
@@ -65,6 +70,8 @@ class ReplaySummary:
             )
         counts = self.total().counts()
         lines.append(f"{'total':>9} {'':>10} {'':>10} " + " ".join(f"{n:>13}" for n in counts))
+        if self.healed:
+            lines.append(f"healed {self.healed} parked events (docs/parking.md)")
         return "\n".join(lines)
 
 
@@ -85,5 +92,8 @@ def tally(
             part.duplicate += 1
         elif verdict.result is Outcome.STALE:
             part.stale += 1
+        elif verdict.result is Outcome.PARKED:
+            part.parked += 1
+    summary.healed += len(plan.healed)
     for record, _ in dead:
         summary.partitions[record.partition].dead_lettered += 1
