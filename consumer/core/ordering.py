@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
 
@@ -268,13 +268,19 @@ class Planner:
             self.current.setdefault(user_id, state)
         self.seen.update(logged_keys)
         for email in looked_up:
-            if email not in self._looked_up:
+            if not self.knows_email(email):
                 self._looked_up.add(email)
                 if email in email_owners:
                     self.owners[email] = email_owners[email]
 
     def knows_email(self, email: str) -> bool:
-        return email in self._looked_up
+        """Whether the planner knows who holds ``email`` (read, claimed or freed since):
+        the database does not, until the batch is written."""
+        return email in self._looked_up or email in self.owners
+
+    def _freed(self, email: str) -> None:
+        self.freed.add(email)
+        self._looked_up.add(email)  # held by no one now, whatever the database says
 
     def decide(self, accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[Verdict]:
         current, owners, seen, users = self.current, self.owners, self.seen, self.users
@@ -294,7 +300,7 @@ class Planner:
                     if holder is not None:
                         result = email_conflict(holder)
                     elif (freed := move_email(owners, before, after)) is not None:
-                        self.freed.add(freed)
+                        self._freed(freed)
                 if result is Outcome.APPLIED:
                     current[after.user_id] = after
                     users[after.user_id] = after
@@ -302,6 +308,84 @@ class Planner:
                 seen.add(key)
             verdicts.append(Verdict(record, event, result))
         return verdicts
+
+    @overload
+    def decide_group(
+        self, entries: Sequence[tuple[KafkaRecord, AnyUserEvent]]
+    ) -> list[Verdict]: ...
+
+    @overload
+    def decide_group(
+        self, entries: Sequence[tuple[KafkaRecord, AnyUserEvent]], all_or_nothing: bool
+    ) -> list[Verdict] | None: ...
+
+    def decide_group(
+        self, entries: Sequence[tuple[KafkaRecord, AnyUserEvent]], all_or_nothing: bool = False
+    ) -> list[Verdict] | None:
+        """Decide the waiting events of one user together, in the order given (their
+        versions'): folded onto the user's state, with its email checked once, on the
+        state they end in. A user's own newer event may give up the email an older one
+        claims (a create with an email someone took since, then a change of it): checked
+        one by one, each would wait for the other. While the end state's email is
+        another's, the event that claimed it waits (a conflict) and the rest are folded
+        again without it; with ``all_or_nothing``, nothing is decided then (None)."""
+        user_id = entries[0][1].subject
+        before = self.current.get(user_id)
+        waiting: dict[int, Rejection] = {}
+        while True:
+            state = before
+            results: list[Outcome | Rejection] = []
+            for i, (_, event) in enumerate(entries):
+                if i in waiting:
+                    results.append(waiting[i])
+                elif (event.source, event.id) in self.seen:
+                    results.append(Outcome.DUPLICATE)
+                else:
+                    after, result = apply_event(state, event)
+                    if result is Outcome.APPLIED:
+                        state = after
+                    results.append(result)
+            holder = None
+            if state is not None and state is not before and _claims(before, state):
+                holder = anothers_email_holder(self.owners, state)
+            if holder is None:
+                break
+            if all_or_nothing:
+                return None
+            assert state is not None  # a holder is only looked for on a state
+            waiting[_claimant(entries, results, state)] = email_conflict(holder)
+        if state is not None and state is not before:
+            self.current[user_id] = state
+            self.users[user_id] = state
+            if (freed := move_email(self.owners, before, state)) is not None:
+                self._freed(freed)
+        verdicts = []
+        for (record, event), result in zip(entries, results, strict=True):
+            if not isinstance(result, Rejection):
+                self.seen.add((event.source, event.id))
+            verdicts.append(Verdict(record, event, result))
+        return verdicts
+
+
+def _claims(before: UserState | None, after: UserState) -> bool:
+    """Whether ``after`` may claim an email ``before`` did not hold (the check
+    ``decide`` skips for most events: a rename keeps what the user held)."""
+    return before is None or after.email != before.email or after.status != before.status
+
+
+def _claimant(
+    entries: Sequence[tuple[KafkaRecord, AnyUserEvent]],
+    results: Sequence[Outcome | Rejection],
+    state: UserState,
+) -> int:
+    """The applied entry that gave ``state`` its email (else its status: a re-creation);
+    else the last applied one."""
+    applied = [i for i, result in enumerate(results) if result is Outcome.APPLIED]
+    for version in (state.email_version, state.status_version):
+        for i in applied:
+            if Version.of(entries[i][1]) == version:
+                return i
+    return applied[-1]
 
 
 def claimed_emails(accepted: Iterable[tuple[KafkaRecord, AnyUserEvent]]) -> list[str]:
@@ -344,11 +428,16 @@ def anothers_email_holder(owners: Mapping[str, str], user: UserState) -> str | N
 
 def move_email(owners: dict[str, str], before: UserState | None, after: UserState) -> str | None:
     """Update ``owners`` for a user that changed from ``before`` to ``after``; returns the
-    lower-cased email it gave up, if any."""
+    lower-cased email it gave up, if any (an active user's email is its own, whether or
+    not ``owners`` was told)."""
     freed = None
-    if before is not None and before.email and owners.get(before.email.lower()) == before.user_id:
-        freed = before.email.lower()
-        del owners[freed]
+    if before is not None and before.email:
+        held = before.email.lower()
+        if owners.get(held) == before.user_id:
+            del owners[held]
+            freed = held
+        elif before.status == "active" and held not in owners:
+            freed = held
     if after.status == "active" and after.email:
         owners[after.email.lower()] = after.user_id
         if freed == after.email.lower():

@@ -307,8 +307,11 @@ class BatchWriter:
             plan = BatchPlan(planner.decide(accepted), planner.users)
         if self._parking is not None:
             await self._park(plan)
-            # What waits for the users this batch changed, or for the emails it freed.
-            await self._heal(planner, plan, keys, subjects, set(planner.users), planner.freed)
+            # What waits for the users this batch changed or parked events of (a user's
+            # waiting events are decided together), or for the emails it freed.
+            parked_for = {v.event.subject for v in plan.verdicts if v.result is Outcome.PARKED}
+            touched = parked_for.union(planner.users)
+            await self._heal(planner, plan, keys, subjects, touched, set(planner.freed))
         await self._write(plan, keys)
         return plan
 
@@ -394,15 +397,14 @@ class BatchWriter:
         touched: Collection[str],
         freed: Collection[str],
     ) -> None:
-        """Decide again the events parked for ``touched`` users and ``freed`` emails, then
-        for what those changed in turn, until nothing more heals. Users outside the lock
-        set are locked without waiting; a busy one keeps its events for the sweep."""
+        """Decide again the events parked for ``touched`` users and for users waiting for
+        ``freed`` emails, each user's together; then for what those changed in turn,
+        until nothing more heals. Users outside the lock set are locked without waiting;
+        a busy one keeps its events for the sweep."""
         conn = self.conn
         locked = set(locked)
         for _ in range(_MOST_HEALING_ROUNDS):
             rows = await waiting_for(conn, touched, freed)
-            if not rows:
-                return
             if others := {row["user_id"] for row in rows} - locked:
                 got = await try_lock_users(conn, others)
                 locked |= got
@@ -411,16 +413,18 @@ class BatchWriter:
                 for user_id, key in more_keys.items():
                     keys.setdefault(user_id, key)
                 planner.learn(states, [], {}, ())
-            parked: list[Parked] = []
+            if not rows:
+                return
+            groups: dict[str, list[Parked]] = {}
             gone: list[EventKey] = []  # no longer decodes: dead-lettered
             for row in rows:
                 read = read_parked(row)
                 if isinstance(read, Parked):
-                    parked.append(read)
+                    groups.setdefault(read.event.subject, []).append(read)
                 else:
                     plan.released.append(read)
                     gone.append((row["source"], row["event_id"]))
-            entries = [(p.record, p.event) for p in parked]
+            entries = [(p.record, p.event) for group in groups.values() for p in group]
             emails = [e for e in claimed_emails(entries) if not planner.knows_email(e)]
             owners = await conn.fetch(EMAIL_OWNERS, emails) if emails else []
             planner.learn(
@@ -430,13 +434,19 @@ class BatchWriter:
                 emails,
             )
             freed_before = set(planner.freed)
-            order = healing_order(parked)
-            decided = sort_decided(order, planner.decide((p.record, p.event) for p in order))
-            plan.healed.extend((v, p.parked_at, p.rejection) for v, p in decided.healed)
-            plan.released.extend((p.record, rejection) for p, rejection in decided.released)
-            await still_waiting(conn, decided.waiting)
-            await forget(conn, [*gone, *((p.event.source, p.event.id) for p in decided.done)])
-            touched = {v.event.subject for v, _ in decided.healed if v.result is Outcome.APPLIED}
+            touched = set()
+            done: list[EventKey] = list(gone)
+            for user_id in sorted(groups):
+                order = healing_order(groups[user_id])
+                verdicts = planner.decide_group([(p.record, p.event) for p in order])
+                decided = sort_decided(order, verdicts)
+                plan.healed.extend((v, p.parked_at, p.rejection) for v, p in decided.healed)
+                plan.released.extend((p.record, r) for p, r in decided.released)
+                await still_waiting(conn, decided.waiting)
+                done.extend((p.event.source, p.event.id) for p in decided.done)
+                if any(v.result is Outcome.APPLIED for v, _ in decided.healed):
+                    touched.add(user_id)
+            await forget(conn, done)
             freed = planner.freed - freed_before
             if not touched and not freed:
                 return

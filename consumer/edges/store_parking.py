@@ -40,9 +40,12 @@ SELECT source, event_id, user_id FROM parked_events WHERE user_id = ANY($1::text
 """
 # Counting stops at the limit: past it, the answer is the same.
 _PARKED_ROWS_UP_TO = "SELECT count(*) FROM (SELECT 1 FROM parked_events LIMIT $1) AS s"
+# Every parked event of the users given, and of the users waiting for one of the emails
+# given: a user's waiting events are decided together (``Planner.decide_group``).
 _WAITING_FOR = """
 SELECT * FROM parked_events
-WHERE user_id = ANY($1::text[]) OR waits_for_email = ANY($2::text[])
+WHERE user_id = ANY($1::text[])
+   OR user_id IN (SELECT user_id FROM parked_events WHERE waits_for_email = ANY($2::text[]))
 """
 _FORGET = """
 DELETE FROM parked_events
@@ -121,7 +124,7 @@ async def parked_counts(conn: Connection, user_ids: Collection[str], limit: int)
 async def waiting_for(
     conn: Connection, user_ids: Collection[str], emails: Collection[str]
 ) -> list[asyncpg.Record]:
-    """The parked rows of ``user_ids``, and those waiting for one of ``emails``."""
+    """The parked rows of ``user_ids``, and of the users waiting for one of ``emails``."""
     if not user_ids and not emails:
         return []
     return await conn.fetch(_WAITING_FOR, list(user_ids), list(emails))

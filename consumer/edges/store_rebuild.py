@@ -19,18 +19,20 @@ from consumer.edges.store_log import pruned_through
 _USERS = f"SELECT {', '.join(USER_COLUMNS)} FROM users"
 # The log, and among it, at the time each was made, the tombstones of erasure requests
 # (which came from outside Kafka, so the log does not hold them) as the deletes they are.
+# Within one transaction (one recorded_at), the events a batch healed were decided after
+# its own (and together per user): they are read after them.
 _EVENTS = """
 SELECT kafka_topic, kafka_partition, kafka_offset, payload::text AS payload, personal,
-       recorded_at AS at
+       recorded_at AS at, parked_at IS NOT NULL AS healed
 FROM user_events
 UNION ALL
 SELECT '', -1, erasure_id,
        jsonb_build_object('specversion', '1.0', 'type', 'user.deleted',
                           'source', event_source, 'id', event_id, 'subject', user_id,
                           'time', version ->> 1)::text,
-       NULL, erased_at
+       NULL, erased_at, false
 FROM erasures WHERE trigger = 'request'
-ORDER BY at, kafka_topic, kafka_partition, kafka_offset
+ORDER BY at, healed, kafka_topic, kafka_partition, kafka_offset
 """
 
 
@@ -40,6 +42,8 @@ class LoggedRow(NamedTuple):
 
     record: KafkaRecord
     sealed: bytes | None
+    healed: bool = False  # a parked event, applied when what it waited for landed
+    at: datetime | None = None  # when its transaction wrote it
 
 
 class UsersRewrite:
@@ -73,10 +77,12 @@ class UsersRewrite:
             record = log_record(
                 row["kafka_topic"], row["kafka_partition"], row["kafka_offset"], row["payload"]
             )
-            chunk.append(LoggedRow(record, row["personal"]))
-            if len(chunk) >= chunk_size:
+            # A chunk ends before a row of the batch's own, so that the events one
+            # transaction healed are folded together.
+            if len(chunk) >= chunk_size and not row["healed"]:
                 yield chunk
                 chunk = []
+            chunk.append(LoggedRow(record, row["personal"], row["healed"], row["at"]))
         if chunk:
             yield chunk
 

@@ -40,10 +40,14 @@ def take_unseen(
     has not taken yet; partitions missing from it are skipped. A fetch can complete
     before a seek and be handed over after it: offsets below the fence are then records
     already applied, or already in a batch in hand, and are dropped here.
+
+    The batch holds its partitions in order (topic, partition), as ``rebuild`` reads a
+    transaction's rows back: a user's create in one partition and its update in another
+    are then decided in the same order by both.
     """
     taken: list[Any] = []
     starts: dict[TopicPartition, int] = {}
-    for tp, messages in fetched.items():
+    for tp, messages in sorted(fetched.items()):
         expected = fence.get(tp)
         if expected is None or not messages:
             continue

@@ -23,7 +23,10 @@ from consumer.core.erasure import decode_logged
 from consumer.core.ordering import (
     BatchPlan,
     EventKey,
+    Planner,
     UserState,
+    Verdict,
+    Version,
     claimed_emails,
     move_email,
     plan_batch,
@@ -64,14 +67,35 @@ class Projector:
     read: int = 0
 
     def feed(self, rows: Sequence[LoggedRow]) -> None:
+        """Fold ``rows``: a batch's own events through the rule, one by one; the parked
+        events a transaction healed (read right after its own) as it decided them, each
+        user's together (``consumer.core.parking``)."""
         accepted: list[tuple[KafkaRecord, AnyUserEvent]] = []
-        for record, sealed in rows:
+        healed: list[tuple[KafkaRecord, AnyUserEvent]] = []
+        healed_at = None
+        for record, sealed, was_parked, at in rows:
             self.read += 1
+            if healed and (not was_parked or at != healed_at):  # that transaction's end
+                self._fold(accepted)
+                self._fold_healed(healed)
+                accepted, healed = [], []
             event = decode_logged(record, sealed, self.keys)
             if isinstance(event, Rejection):
                 self.outcomes[str(event.reason)] += 1
+            elif was_parked:
+                healed.append((record, event))
+                healed_at = at
             else:
                 accepted.append((record, event))
+        self._fold(accepted)
+        self._fold_healed(healed)
+
+    def _count(self, verdicts: Iterable[Verdict]) -> None:
+        for verdict in verdicts:
+            result = verdict.result
+            self.outcomes[str(result.reason if isinstance(result, Rejection) else result)] += 1
+
+    def _fold(self, accepted: list[tuple[KafkaRecord, AnyUserEvent]]) -> None:
         subjects = {event.subject for _, event in accepted}
         plan = self.rule(
             accepted,
@@ -80,12 +104,35 @@ class Projector:
             # docs/privacy.md lists: nothing in it is a duplicate of another row
             {m: self.owners[m] for m in claimed_emails(accepted) if m in self.owners},
         )
-        for verdict in plan.verdicts:
-            result = verdict.result
-            self.outcomes[str(result.reason if isinstance(result, Rejection) else result)] += 1
+        self._count(plan.verdicts)
         for user_id, after in plan.users.items():
             move_email(self.owners, self.users.get(user_id), after)
             self.users[user_id] = after
+
+    def _fold_healed(self, healed: list[tuple[KafkaRecord, AnyUserEvent]]) -> None:
+        """Each user's healed events together, in version order, as healing decided them.
+        A user whose email is still another's waits for the others (the batch healed it
+        in a later round, once they freed it); if none can go first, they are decided as
+        they are, and counted for what they are."""
+        if not healed:
+            return
+        groups: dict[str, list[tuple[KafkaRecord, AnyUserEvent]]] = {}
+        for entry in sorted(healed, key=lambda e: Version.of(e[1])):
+            groups.setdefault(entry[1].subject, []).append(entry)
+        # ``owners`` holds every active user's email: one it lacks is free.
+        planner = Planner(self.users, (), self.owners, claimed_emails(healed))
+        pending = sorted(groups)
+        while pending:
+            decided = {u: planner.decide_group(groups[u], all_or_nothing=True) for u in pending}
+            deferred = [u for u, verdicts in decided.items() if verdicts is None]
+            if len(deferred) == len(pending):
+                decided = {u: planner.decide_group(groups[u]) for u in deferred}
+                deferred = []
+            for verdicts in decided.values():
+                self._count(verdicts or ())
+            pending = deferred
+        self.users.update(planner.users)
+        self.owners = planner.owners
 
 
 def kept_keys(
