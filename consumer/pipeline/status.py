@@ -1,5 +1,6 @@
 """What ``GET /status`` says about this member: its partitions, where each stands, what
-is paused and why, the last commit, and whether PostgreSQL and the broker answer."""
+is paused and why, the last commit, whether PostgreSQL and the broker answer, and how many
+events are parked (as the parked events' sweep last read them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from consumer import __version__
 from consumer.core.guard import GuardLimits
+from consumer.edges import metrics
 from consumer.edges.health import Health
 from consumer.pipeline.aftercommit import AfterCommit
 from consumer.pipeline.partitions import Partitions
@@ -65,6 +67,18 @@ def member_status(
             "window": limits.window,
             "held": len(held),
         },
+        "parked": parked_status(settings, metrics.PARKED),
+    }
+
+
+def parked_status(settings: Settings, parked: metrics.ParkedNow) -> dict[str, Any]:
+    """The events parked in PostgreSQL (for the whole group, not this member alone), as
+    the sweep read them last (every PARK_SWEEP_INTERVAL_SECONDS): no query of its own."""
+    return {
+        "events": parked.rows,
+        "oldest_age_seconds": round(parked.oldest_age_seconds, 3),
+        "ttl_seconds": settings.park_ttl.total_seconds(),
+        "read_every_seconds": settings.park_sweep_interval_seconds,
     }
 
 

@@ -1,5 +1,6 @@
 """`event` on the real broker and PostgreSQL: applied, stale, duplicate, dead-lettered
-(by source and id in either mode, or by position), pending and unknown events."""
+(by source and id in either mode, or by position), pending and unknown events. Parked and
+healed events: tests/integration/test_parking_tools.py."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def event(kind: str, user: str, seq: int, event_id: str, **data: str) -> dict[st
 CREATED = event("user.created", "u1", 1, "e-1", email="ada@example.com", name="Ada")
 RENAMED = event("user.updated", "u1", 3, "e-3", name="Bea")
 STALE = event("user.updated", "u1", 2, "e-2", name="Old")  # older than RENAMED
-GHOST = event("user.updated", "ghost", 1, "e-ghost", name="Cy")  # no such user
+GHOST = event("user.updated", "ghost", 1, "e-ghost", name="Cy")  # no such user (no parking)
 INVALID = {
     **event("user.created", "u2", 1, "e-bad", email="d@example.com", name="D"),
     "data": {"email": "not-an-address", "name": "D"},
@@ -73,7 +74,8 @@ async def ask(settings: Settings, query: ByKey | ByPosition) -> EventAnswer:
 async def test_event_tells_applied_stale_duplicate_dead_lettered_pending_and_unknown_apart(
     bootstrap_servers: str, database: str
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database, partitions=1)
+    # Parking off (PARK_TTL=0): GHOST is dead-lettered at once, not parked.
+    settings = await new_settings(bootstrap_servers, database, partitions=1, park_ttl=timedelta(0))
     topic, dlq = settings.kafka_topic, settings.kafka_dlq_topic
     async with running_service(settings):
         await publish(bootstrap_servers, topic, RECORDS)

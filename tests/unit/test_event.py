@@ -1,10 +1,10 @@
 """The pure part of `event`: the question, which event a record names, which dead letters
-hold it, and the verdict."""
+hold it, the verdict, and how a parked or healed event is told."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from user_events_schemas import binary_record, build_event, structured_record
@@ -12,7 +12,7 @@ from user_events_schemas import binary_record, build_event, structured_record
 from consumer.core.decode import AnyUserEvent, decode
 from consumer.core.identity import event_key
 from consumer.core.records import KafkaRecord, Reason, Rejection
-from consumer.edges.store_lookup import LoggedEvent
+from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
 from consumer.tools.common import BadArgument
 from consumer.tools.event.answer import (
     ByKey,
@@ -95,12 +95,20 @@ def test_a_dead_letter_is_the_events_by_source_and_id_or_by_original_position() 
     assert seen.error == "data.email: value_error for a***@***.com"  # masked all the same
 
 
+def parked(
+    reason: str = "unknown_user", offset: int = 4, held_by: str | None = None
+) -> ParkedEvent:
+    checked = T0 + timedelta(minutes=12, seconds=5)
+    return ParkedEvent(*KEY, "u1", reason, "t", 0, offset, T0, checked, held_by)
+
+
 def answer(
     logged_event: LoggedEvent | None = None,
     letters: list[DeadLetterSeen] | None = None,
     at: int | None = None,
     stored: int | None = None,
     decoded: AnyUserEvent | Rejection | None = None,
+    parked_event: ParkedEvent | None = None,
 ) -> EventAnswer:
     seen = None
     if at is not None:
@@ -108,7 +116,9 @@ def answer(
             decoded if decoded is not None else decode(record(*structured_record(EVENT)[1:]), 10**6)
         )
         seen = RecordSeen(("t", 0, at), 0, value)
-    return EventAnswer(ByKey(*KEY), "t.dlq", KEY, logged_event, letters or [], seen, stored)
+    return EventAnswer(
+        ByKey(*KEY), "t.dlq", KEY, logged_event, letters or [], seen, stored, parked_event
+    )
 
 
 def test_the_verdict_follows_the_log_then_the_dead_letters_then_the_position() -> None:
@@ -141,3 +151,67 @@ def test_the_text_says_where_the_event_is_and_never_its_personal_data() -> None:
     assert "a@example.com" not in text and "a@example.com" not in json.dumps(
         answer(logged(2), [dead], at=4).to_json()
     )
+
+
+def test_a_parked_event_is_found_parked_unless_logged_or_its_record_is_refused() -> None:
+    dead = DeadLetterSeen.of(letter(record(*structured_record(EVENT)[1:]), "unknown_user"))
+    assert (
+        answer(parked_event=parked()).verdict == "parked" and answer(parked_event=parked()).complete
+    )
+    assert answer(parked_event=parked(), at=4, stored=9).verdict == "parked"
+    # Another copy, or one the consumer has not reached: parked with it.
+    assert answer(parked_event=parked(), at=6, stored=5).verdict == "parked"
+    # Dead-lettered when it expired, redriven, parked again: parked is where it is now.
+    assert answer(None, [dead], at=4, parked_event=parked(offset=8)).verdict == "parked"
+    refused = Rejection(Reason.UNDECODABLE, "value is not a JSON object")
+    assert answer(None, [dead], at=4, decoded=refused, parked_event=parked()).verdict == (
+        "dead_lettered"
+    )
+    assert answer(logged(4), parked_event=parked()).verdict == "applied"
+
+
+def test_a_parked_event_says_why_for_what_and_since_when_and_never_the_email() -> None:
+    text = answer(parked_event=parked()).render()
+    assert text.splitlines() == [
+        f"event {KEY[0]} e1: parked",
+        "  event log: not there",
+        "  parked: unknown_user, user u1, from t 0:4, parked at 2026-01-01T00:00:00.000Z "
+        "(12 min 5 s ago)",
+        "  waits for the user's user.created (user id u1)",
+        "  dead letters in t.dlq: none",
+    ]
+    assert answer(parked_event=parked()).to_json()["parked"] == {
+        "reason": "unknown_user",
+        "user_id": "u1",
+        "waits_for": {"what": "user_created", "user_id": "u1"},
+        "parked_at": "2026-01-01T00:00:00.000Z",
+        "parked_seconds": 725.0,
+        "kafka": {"topic": "t", "partition": 0, "offset": 4},
+    }
+    held = answer(parked_event=parked("conflict", held_by="u9"))
+    assert "  waits for its email to be freed by another active user (held now by user u9)" in (
+        held.render().splitlines()
+    )
+    assert held.to_json()["parked"]["waits_for"] == {"what": "email_freed", "email_held_by": "u9"}
+    freed = answer(parked_event=parked("conflict")).render()
+    assert "(no active user holds it now: the next sweep heals it)" in freed
+    assert "@" not in held.render() + json.dumps(held.to_json())
+
+
+def test_a_healed_event_stays_applied_or_stale_and_says_how_long_it_waited() -> None:
+    healed = logged(4)._replace(
+        recorded_at=T0 + timedelta(seconds=3, milliseconds=250), parked_at=T0
+    )
+    assert healed.healed_after_seconds == 3.25
+    found = answer(healed)
+    assert found.verdict == "applied"
+    assert found.render().splitlines()[2] == (
+        "  healed after 3.2 s: parked at 2026-01-01T00:00:00.000Z until what it waited for landed"
+    )
+    log = found.to_json()["log"]
+    assert (log["parked_at"], log["healed_after_seconds"]) == ("2026-01-01T00:00:00.000Z", 3.25)
+    stale = answer(logged(4, "stale")._replace(recorded_at=T0 + timedelta(hours=2), parked_at=T0))
+    assert stale.verdict == "stale" and "  healed after 2 h 0 min: parked at" in stale.render()
+    never = answer(logged(4))
+    assert never.to_json()["log"]["healed_after_seconds"] is None
+    assert "healed" not in never.render() and never.to_json()["parked"] is None

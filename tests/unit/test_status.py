@@ -1,5 +1,5 @@
 """The pure part of `status`: where a partition is read from, lag in seconds, the owners
-from a group description, the exit decision and the table."""
+from a group description, the exit decision, the table and the parked events' line."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from consumer.edges.store_lookup import ParkedSummary
 from consumer.tools.display import render_table
 from consumer.tools.status.report import (
     GroupView,
     Owner,
     PartitionStatus,
     StatusReport,
+    age_text,
     group_view,
     lag_seconds,
     read_from,
@@ -113,3 +115,50 @@ def test_a_stored_offset_past_the_end_of_the_log_is_said_and_makes_the_report_in
     assert "stored offset past the end of the log on partitions 1" in report.render()
     assert report.to_json()["past_end"] == [1]
     assert StatusReport("t", "g", NOW, view, parts[:1]).complete
+
+
+def parked(**by_reason: int) -> ParkedSummary:
+    oldest = NOW - timedelta(hours=3, minutes=20, seconds=7) if by_reason else None
+    return ParkedSummary(by_reason, oldest, NOW)
+
+
+def test_parked_events_are_counted_by_reason_and_never_make_the_report_incomplete() -> None:
+    view = GroupView.unknown("the group could not be described (KafkaTimeoutError)")
+    waiting = StatusReport(
+        "t", "g", NOW, view, [partition(0, 0.0)], parked=parked(conflict=1, unknown_user=2)
+    )
+    assert waiting.complete  # parked events are shown, never a reason to exit 1
+    assert waiting.to_json()["parked"] == {
+        "events": 3,
+        "by_reason": {"unknown_user": 2, "conflict": 1},
+        "oldest_parked_at": "2026-03-01T08:39:53.000Z",
+        "oldest_age_seconds": 12_007.0,
+    }
+    assert (
+        "parked events: 3 (2 unknown_user, 1 conflict), the oldest parked at "
+        "2026-03-01T08:39:53Z, 3 h 20 min ago"
+    ) in waiting.render().splitlines()
+    none = StatusReport("t", "g", NOW, view, [partition(0, 0.0)], parked=parked())
+    assert "parked events: none" in none.render().splitlines()
+    assert none.to_json()["parked"] == {
+        "events": 0,
+        "by_reason": {"unknown_user": 0, "conflict": 0},
+        "oldest_parked_at": None,
+        "oldest_age_seconds": 0.0,
+    }
+    assert StatusReport("t", "g", NOW, view, []).to_json()["parked"] is None
+
+
+def test_an_age_reads_in_the_two_largest_units_that_matter() -> None:
+    assert [
+        age_text(s) for s in (0, 4.24, 59.94, 59.96, 725, 3600, 12_007, 86_400 * 2 + 14_500)
+    ] == [
+        "0.0 s",
+        "4.2 s",
+        "59.9 s",
+        "1 min 0 s",  # not 60.0 s
+        "12 min 5 s",
+        "1 h 0 min",
+        "3 h 20 min",
+        "2 d 4 h",
+    ]

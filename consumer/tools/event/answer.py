@@ -18,7 +18,7 @@ from consumer.edges.deadletter import (
     ORIGINAL_PARTITION,
     ORIGINAL_TOPIC,
 )
-from consumer.edges.store_lookup import LoggedEvent
+from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
 from consumer.tools.common import BadArgument, parse_pairs
 from consumer.tools.display import utc_text
 from consumer.tools.dlq.letters import (
@@ -31,10 +31,11 @@ from consumer.tools.dlq.letters import (
     redrive_count,
 )
 from consumer.tools.dlq.masking import mask_text
+from consumer.tools.status.report import age_text
 
 Position = tuple[str, int, int]  # topic, partition, offset
 
-FOUND = ("applied", "stale", "duplicate", "dead_lettered")
+FOUND = ("applied", "stale", "duplicate", "parked", "dead_lettered")
 _VERDICT_TEXT = {"dead_lettered": "dead-lettered", "not_found": "not found"}
 
 
@@ -180,10 +181,35 @@ def record_key(record: KafkaRecord, decoded: AnyUserEvent | Rejection) -> EventK
 _ERASED_BY = {"event": "by the user's user.deleted", "request": "by an erase request"}
 
 
+def waits_for(parked: ParkedEvent) -> dict[str, Any]:
+    """What a parked event waits for, by its reason; never the email a conflict claims."""
+    if parked.reason == "unknown_user":
+        return {"what": "user_created", "user_id": parked.user_id}
+    if parked.reason == "conflict":
+        return {"what": "email_freed", "email_held_by": parked.email_held_by}
+    return {"what": parked.reason}
+
+
+def waits_for_text(parked: ParkedEvent) -> str:
+    wait = waits_for(parked)
+    if wait["what"] == "user_created":
+        return f"the user's user.created (user id {parked.user_id})"
+    if wait["what"] == "email_freed":
+        holder = wait["email_held_by"]
+        now = (
+            f"held now by user {holder}"
+            if holder is not None
+            else "no active user holds it now: the next sweep heals it"
+        )
+        return f"its email to be freed by another active user ({now})"
+    return str(wait["what"])
+
+
 @dataclass(slots=True)
 class EventAnswer:
-    """Where the event is: the event log, the dead-letter topic, both (dead-lettered, then
-    redriven and applied), or neither."""
+    """Where the event is: the event log, the parked events (waiting for its user's create
+    or its email), the dead-letter topic, the log and the topic both (dead-lettered, then
+    redriven and applied), or none of them."""
 
     query: ByKey | ByPosition
     dlq_topic: str
@@ -192,17 +218,22 @@ class EventAnswer:
     dead_letters: list[DeadLetterSeen] = field(default_factory=list)
     record: RecordSeen | None = None
     stored_offset: int | None = None  # the group's, on the partition asked by position
+    parked: ParkedEvent | None = None
 
     @property
     def verdict(self) -> str:
-        """applied, stale or duplicate (the log), dead_lettered, pending (a position the
+        """applied, stale or duplicate (the log), parked (waiting in parked_events; a copy
+        of a parked event is parked with it), dead_lettered, pending (a position the
         consumer has not reached), or not_found."""
         record, logged = self.record, self.logged
-        if logged is not None and (record is None or record.key is not None):
+        decoded = record is None or record.key is not None
+        if logged is not None and decoded:
             where = (logged.kafka_topic, logged.kafka_partition, logged.kafka_offset)
             return (
                 "duplicate" if record is not None and where != record.position else logged.outcome
             )
+        if self.parked is not None and decoded:
+            return "parked"
         if record is not None:
             if any(letter.original == record.position for letter in self.dead_letters):
                 return "dead_lettered"
@@ -216,11 +247,11 @@ class EventAnswer:
 
     @property
     def complete(self) -> bool:
-        """False when the event was not found: the exit code is then 1."""
+        """False when the event was not found (or not reached): the exit code is then 1."""
         return self.verdict in FOUND
 
     def to_json(self) -> dict[str, Any]:
-        logged = self.logged
+        logged, parked = self.logged, self.parked
         return {
             "query": _query_json(self.query),
             "verdict": self.verdict,
@@ -244,6 +275,20 @@ class EventAnswer:
                 "personal_fields_erased": None
                 if logged.erased_at is None
                 else {"at": _iso(logged.erased_at), "by": logged.erased_by},
+                "parked_at": None if logged.parked_at is None else _iso(logged.parked_at),
+                "healed_after_seconds": logged.healed_after_seconds,
+            },
+            "parked": None
+            if parked is None
+            else {
+                "reason": parked.reason,
+                "user_id": parked.user_id,
+                "waits_for": waits_for(parked),
+                "parked_at": _iso(parked.parked_at),
+                "parked_seconds": parked.parked_seconds,
+                "kafka": _position_json(
+                    (parked.kafka_topic, parked.kafka_partition, parked.kafka_offset)
+                ),
             },
             "dlq_topic": self.dlq_topic,
             "dead_letters": [letter.to_json() for letter in self.dead_letters],
@@ -261,6 +306,11 @@ class EventAnswer:
                 f"  event log: {logged.outcome}, user {logged.user_id}, {logged.type}, "
                 f"from {where}, recorded {_iso(logged.recorded_at)}"
             )
+            if logged.parked_at is not None and logged.healed_after_seconds is not None:
+                lines.append(
+                    f"  healed after {age_text(logged.healed_after_seconds)}: parked at "
+                    f"{_iso(logged.parked_at)} until what it waited for landed"
+                )
             if logged.erased_at is not None:
                 lines.append(
                     f"  personal fields: erased at {_iso(logged.erased_at)} "
@@ -268,6 +318,13 @@ class EventAnswer:
                 )
         else:
             lines.append("  event log: not there")
+        if (parked := self.parked) is not None:
+            where = _where((parked.kafka_topic, parked.kafka_partition, parked.kafka_offset))
+            lines.append(
+                f"  parked: {parked.reason}, user {parked.user_id}, from {where}, parked at "
+                f"{_iso(parked.parked_at)} ({age_text(parked.parked_seconds)} ago)"
+            )
+            lines.append(f"  waits for {waits_for_text(parked)}")
         for letter in self.dead_letters:
             original = _where(letter.original) if letter.original else "an unknown position"
             lines.append(

@@ -17,15 +17,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "event",
         _query,
         _event,
-        help="what became of one event: applied, stale, duplicate, dead-lettered, or neither",
+        help="what became of one event: applied, stale, duplicate, parked, dead-lettered, "
+        "or none of these",
         description="Look an event up by its CloudEvents source and id, or by its position "
         "in the topic: its row in the event log (outcome, user, type, Kafka position, when "
-        "recorded) and its dead letters (reason, error, original position). Joins no "
-        "group and changes nothing, not even the schema.",
+        "recorded, and how long it waited parked before it healed), its row in the parked "
+        "events (why it waits, for what, since when) and its dead letters (reason, error, "
+        "original position). Joins no group and changes nothing, not even the schema.",
     )
     parser.epilog = (
-        "Exit codes: 0 found (applied, stale, duplicate or dead-lettered); 1 not found, or "
-        "at a position the consumer has not reached; 2 could not run (a bad question, no "
+        "Exit codes: 0 found (applied, stale, duplicate, parked or dead-lettered); 1 not "
+        "found, or at a position the consumer has not reached; 2 could not run (a bad "
+        "question, no "
         "record at the position, PostgreSQL or Kafka unreachable, a schema behind). See "
         "docs/replay.md."
     )

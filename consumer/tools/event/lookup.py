@@ -1,6 +1,7 @@
 """Finding one event: the record at a position (read by assignment and decoded as the
-consumer decodes it), its row in the event log, and its dead letters (the dead-letter
-topic read up to now). Nothing is written and no group is joined."""
+consumer decodes it), its row in the event log or in the parked events, and its dead
+letters (the dead-letter topic read up to now). Nothing is written and no group is
+joined."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from consumer.tools.replay.ranges import check_pairs
 
 
 async def find_event(settings: Settings, store: Store, query: ByKey | ByPosition) -> EventAnswer:
-    """Where the event asked about is: the event log, the dead-letter topic, or neither."""
+    """Where the event asked about is: the event log, the parked events, the dead-letter
+    topic, or none of them."""
     lookups = store.lookups()
     dlq_topic = settings.kafka_dlq_topic
     if isinstance(query, ByKey):
@@ -59,6 +61,7 @@ async def find_event(settings: Settings, store: Store, query: ByKey | ByPosition
         )
     if answer.key is not None:
         answer.logged = await lookups.logged_event(*answer.key)
+        answer.parked = await lookups.parked_event(*answer.key)
     position = answer.record.position if answer.record else None
     answer.dead_letters = await dead_letters_of(settings, answer.key, position)
     return answer

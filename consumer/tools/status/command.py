@@ -23,11 +23,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "PostgreSQL, the group's committed offset in Kafka, the high watermark, the lag in "
         "records and in seconds (the age of the oldest record not yet applied), the member "
         "that owns it (when the group is stable and the broker says), and the time of the "
-        "last commit. Joins no group and changes nothing, not even the schema.",
+        "last commit; then how many events are parked in PostgreSQL, waiting for their "
+        "user's create or for their email to be freed (per reason, and the age of the "
+        "oldest). Joins no group and changes nothing, not even the schema.",
     )
     parser.epilog = (
         "Exit codes: 0 shown; 1 a partition lags more than --max-lag-seconds, or its stored "
-        "offset lies past the end of its log; 2 could not "
+        "offset lies past the end of its log (parked events never make it 1); 2 could not "
         "run (a bad argument, PostgreSQL or Kafka unreachable, a missing topic, a schema "
         "behind). See docs/replay.md."
     )

@@ -1,10 +1,10 @@
 """Reading what ``status`` shows, without joining the group or writing anything.
 
-The offsets stored in PostgreSQL; Kafka's committed offsets, fetched by a client that
-names the group but never subscribes, so it never joins it (it sends no JoinGroup and,
-having no generation, no LeaveGroup); the high watermarks and the record at each
-stored offset, read by assignment; and the group's description, which may fail or say
-little on some brokers without failing the command.
+The offsets stored in PostgreSQL, and the events parked there; Kafka's committed
+offsets, fetched by a client that names the group but never subscribes, so it never
+joins it (it sends no JoinGroup and, having no generation, no LeaveGroup); the high
+watermarks and the record at each stored offset, read by assignment; and the group's
+description, which may fail or say little on some brokers without failing the command.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ async def gather_status(
 ) -> StatusReport:
     """Every partition of KAFKA_TOPIC for KAFKA_GROUP_ID, as it stands now."""
     topic, group_id = settings.kafka_topic, settings.kafka_group_id
-    stored = await store.lookups().stored_offsets(group_id, topic)
+    lookups = store.lookups()
+    stored = await lookups.stored_offsets(group_id, topic)
+    parked = await lookups.parked_summary()
     async with assigned_consumer(settings) as consumer:
         tps = await partitions_of(consumer, topic)
         committed = await committed_offsets(settings, tps)
@@ -86,7 +88,7 @@ async def gather_status(
             )
         )
     group = await describe_group(settings, group_id, topic)
-    return StatusReport(topic, group_id, now, group, partitions, max_lag_seconds)
+    return StatusReport(topic, group_id, now, group, partitions, max_lag_seconds, parked)
 
 
 async def committed_offsets(

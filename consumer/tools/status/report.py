@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from consumer.edges.store_lookup import ParkedSummary
 from consumer.tools.display import render_table, utc_text
 
 ReadFrom = Literal["postgresql", "kafka", "beginning"]
@@ -133,6 +134,8 @@ class StatusReport:
     group: GroupView
     partitions: list[PartitionStatus]
     max_lag_seconds: float | None = None
+    # What waits in parked_events (docs/parking.md): shown, never a reason to exit 1.
+    parked: ParkedSummary | None = None
 
     @property
     def lagging(self) -> list[int]:
@@ -169,6 +172,7 @@ class StatusReport:
             "lagging": self.lagging,
             "past_end": self.past_end,
             "partitions": [self._partition_json(p) for p in self.partitions],
+            "parked": None if self.parked is None else parked_json(self.parked),
         }
 
     def _partition_json(self, p: PartitionStatus) -> dict[str, Any]:
@@ -226,6 +230,8 @@ class StatusReport:
                 "the topic is younger than the offsets (see OFFSET_PAST_END in "
                 "docs/operations.md)"
             )
+        if self.parked is not None:
+            lines.append(parked_text(self.parked))
         if self.max_lag_seconds is not None:
             limit = f"{self.max_lag_seconds:g} s"
             lines.append(
@@ -234,6 +240,52 @@ class StatusReport:
                 else f"every partition within {limit}"
             )
         return "\n".join(lines)
+
+
+# The reasons an event is parked for, in the order they are shown.
+PARKED_REASONS = ("unknown_user", "conflict")
+
+
+def parked_json(parked: ParkedSummary) -> dict[str, Any]:
+    """Counts, per reason (every reason, 0 when none), and the oldest's time and age."""
+    return {
+        "events": parked.events,
+        "by_reason": {reason: parked.by_reason.get(reason, 0) for reason in _reasons(parked)},
+        "oldest_parked_at": utc_text(parked.oldest, "milliseconds") if parked.oldest else None,
+        "oldest_age_seconds": parked.oldest_age_seconds,
+    }
+
+
+def parked_text(parked: ParkedSummary) -> str:
+    """One line: how many events wait, why, and for how long the oldest has."""
+    if not parked.events:
+        return "parked events: none"
+    reasons = ", ".join(
+        f"{parked.by_reason[reason]} {reason}"
+        for reason in _reasons(parked)
+        if parked.by_reason.get(reason)
+    )
+    since = f" at {utc_text(parked.oldest)}" if parked.oldest else ""
+    return (
+        f"parked events: {parked.events} ({reasons}), the oldest parked"
+        f"{since}, {age_text(parked.oldest_age_seconds)} ago"
+    )
+
+
+def _reasons(parked: ParkedSummary) -> list[str]:
+    return [*PARKED_REASONS, *sorted(set(parked.by_reason) - set(PARKED_REASONS))]
+
+
+def age_text(seconds: float) -> str:
+    """A duration as a person reads it: ``4.2 s``, ``12 min 5 s``, ``3 h 20 min``, ``2 d 4 h``."""
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    if whole < 86_400:
+        return f"{whole // 3600} h {whole % 3600 // 60} min"
+    return f"{whole // 86_400} d {whole % 86_400 // 3600} h"
 
 
 def _owner_json(owner: Owner) -> dict[str, str]:
