@@ -26,7 +26,7 @@ from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetter
 from consumer.pipeline.batches import CommittedBatch
 from consumer.pipeline.batchspans import end_committed
-from consumer.pipeline.parkkeeping import count_parking
+from consumer.pipeline.parkkeeping import count_parking, log_parking
 from consumer.pipeline.partitions import Partitions
 from consumer.pipeline.tasks import start_task
 
@@ -195,38 +195,6 @@ def record_metrics(committed: CommittedBatch) -> Counter[Outcome]:
         },
     )
     return outcomes
-
-
-def log_parking(plan: BatchPlan) -> None:
-    """One line per event parked, healed or dead-lettered on being decided again: where
-    it was, its id and why; never its content."""
-    for verdict, rejection in plan.parked:
-        log.info(
-            "event parked",
-            extra={
-                **verdict.record.where(),
-                "event_id": verdict.event.id,
-                "reason": str(rejection.reason),
-                "error": rejection.error,
-            },
-        )
-    now = datetime.now(UTC)
-    for verdict, parked_at, rejection in plan.healed:
-        log.info(
-            "parked event healed",
-            extra={
-                **verdict.record.where(),
-                "event_id": verdict.event.id,
-                "reason": str(rejection.reason),
-                "outcome": str(verdict.result),
-                "waited_seconds": round((now - parked_at).total_seconds(), 3),
-            },
-        )
-    for record, rejection in plan.released:
-        log.warning(
-            "parked event dead-lettered",
-            extra={**record.where(), "reason": str(rejection.reason), "error": rejection.error},
-        )
 
 
 def log_dead_letters(dead: Sequence[DeadLetter], plan: BatchPlan) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from consumer.core.ordering import BatchPlan
 from consumer.core.parking import parked_record, parked_rejection
@@ -75,6 +76,7 @@ async def _heal(store: Store, dead_letters: DeadLetterQueue, done: Sweep) -> Non
             plan = await writer.heal_waiting(users)
             await dead_letters.send_all(plan.released)
         count_parking(plan)
+        log_parking(plan)
         done.healed += len(plan.healed)
         done.released += len(plan.released)
         if not plan.healed and not plan.released:
@@ -119,3 +121,35 @@ def count_parking(plan: BatchPlan) -> None:
         metrics.HEALED_TOTAL.labels(reason).inc(n)
     for reason, n in Counter(str(r.reason) for _, r in plan.released).items():
         metrics.DEAD_LETTERS.labels(reason).inc(n)
+
+
+def log_parking(plan: BatchPlan) -> None:
+    """One line per event parked, healed or dead-lettered on being decided again: where
+    it was, its id and why; never its content."""
+    for verdict, rejection in plan.parked:
+        log.info(
+            "event parked",
+            extra={
+                **verdict.record.where(),
+                "event_id": verdict.event.id,
+                "reason": str(rejection.reason),
+                "error": rejection.error,
+            },
+        )
+    now = datetime.now(UTC)
+    for verdict, parked_at, rejection in plan.healed:
+        log.info(
+            "parked event healed",
+            extra={
+                **verdict.record.where(),
+                "event_id": verdict.event.id,
+                "reason": str(rejection.reason),
+                "outcome": str(verdict.result),
+                "waited_seconds": round((now - parked_at).total_seconds(), 3),
+            },
+        )
+    for record, rejection in plan.released:
+        log.warning(
+            "parked event dead-lettered",
+            extra={**record.where(), "reason": str(rejection.reason), "error": rejection.error},
+        )
