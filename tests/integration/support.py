@@ -13,6 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumer.app import run_service
+from consumer.core.durations import format_duration
 from consumer.edges.kafka import ensure_topics
 from consumer.settings import Settings
 
@@ -199,8 +200,10 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         DATABASE_URL=settings.database_url.get_secret_value(),
         HTTP_PORT="0",
         RETRY_MAX_SECONDS="1",
-        **extra,
+        PARK_TTL=format_duration(settings.park_ttl),
+        PARK_SWEEP_INTERVAL_SECONDS=str(settings.park_sweep_interval_seconds),
     )
+    env.update(extra)
     return env
 
 

@@ -36,7 +36,8 @@ def created(user: str, email: str, seq: int = 1) -> dict[str, object]:
 async def test_each_dead_letter_carries_its_errors_as_paths_and_kinds_and_a_conflict_its_holder(
     bootstrap_servers: str, database: str
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database, partitions=1)
+    # Parking off: this is what is dead-lettered at once (docs/parking.md).
+    settings = await new_settings(bootstrap_servers, database, partitions=1, park_ttl=timedelta(0))
     _, binary_value, binary_headers = binary_record(created("u5", "u5@example.com"))
     poison = [
         structured_record(created("u1", "held@example.com")),
@@ -76,7 +77,7 @@ async def test_an_email_taken_by_another_writer_mid_batch_is_a_conflict_naming_t
     """The batch fails on a record PostgreSQL cannot store and is redone record by record;
     meanwhile another transaction claims the email the next record wants, and commits
     while that record waits on the unique index. Its conflict still names the holder."""
-    store = await Store.open(Settings(database_url=database))
+    store = await Store.open(Settings(database_url=database, park_ttl=timedelta(0)))
     other = await asyncpg.connect(database)
     try:
         async with store.pool.acquire() as conn:

@@ -72,7 +72,7 @@ async def dead(bootstrap_servers: str, database: str) -> Settings:
     """A dead-letter topic holding, at offsets 0-1, two old invalid dead letters from
     /legacy; then, from the live service, a conflict (u2 wants u1's email) and an
     unknown user from /billing."""
-    settings = await new_settings(bootstrap_servers, database, partitions=1)
+    settings = await new_settings(bootstrap_servers, database, partitions=1, park_ttl=timedelta(0))
     await dead_letters_from_hours_ago(settings)
     poison = [
         created("u1", "ada@example.com"),
@@ -134,7 +134,7 @@ async def test_the_list_command_prints_a_table_or_json_and_refuses_an_unknown_re
     assert typo.code == 2 and not typo.stdout
     assert typo.error_line == (
         "user-events-consumer: --reason 'conflit' is not a reason: one of undecodable, "
-        "invalid, unknown_type, conflict, unknown_user, too_large"
+        "invalid, unknown_type, conflict, unknown_user, too_large, user_deleted"
     )
 
 

@@ -178,7 +178,11 @@ async def test_each_poison_reason_ends_in_the_dead_letter_topic_with_every_heade
 ) -> None:
     reasons = sorted(POISON_CASES)
     settings = await new_settings(
-        bootstrap_servers, database, partitions=len(reasons), max_message_bytes=4096
+        bootstrap_servers,
+        database,
+        partitions=len(reasons),
+        max_message_bytes=4096,
+        park_ttl=timedelta(0),
     )
     async with running_service(settings):
         # One poison record per reason, each at offset 0 of a partition of its own.
@@ -230,7 +234,7 @@ async def test_a_record_too_large_to_dead_letter_goes_without_its_value_and_the_
 async def test_an_email_held_by_another_active_user_is_a_conflict(
     bootstrap_servers: str, database: str
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database)
+    settings = await new_settings(bootstrap_servers, database, park_ttl=timedelta(0))
     messages = [
         structured_record(created("u1", 1, email="shared@example.com")),
         structured_record(created("u2", 1, email="SHARED@example.com")),
@@ -249,7 +253,7 @@ async def test_an_email_held_by_another_active_user_is_a_conflict(
 async def test_a_poison_record_inside_a_batch_does_not_block_the_rest(
     bootstrap_servers: str, database: str
 ) -> None:
-    settings = await new_settings(bootstrap_servers, database)
+    settings = await new_settings(bootstrap_servers, database, park_ttl=timedelta(0))
     good = [structured_record(created(f"u{i}", 1)) for i in range(50)]
     batch = [
         *good[:20],
