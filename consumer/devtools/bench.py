@@ -28,6 +28,7 @@ from consumer.devtools.drains import (
     DrainResult,
     drain_with_baseline,
     drain_with_service,
+    parking_outcome,
     states_agree,
 )
 from consumer.devtools.extra import needs_devtools
@@ -47,6 +48,8 @@ class BenchReport:
     steady: dict[str, Any] | None = None
     # CPU per record of decoding alone (bytes to event or rejection), no I/O.
     decode_us_per_record: float | None = None
+    # With --early-updates: what became of them (see ``parking_outcome``).
+    parking: dict[str, Any] | None = None
 
 
 def _machine() -> dict[str, Any]:
@@ -90,7 +93,9 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
         if args.mode in ("drain", "all"):
             settings = phase_settings(bootstrap, f"bench-{run_id}")
             print(f"bench: publishing {args.events} events over {args.users} users ...", flush=True)
-            ends = await preload(settings, args.events, args.users, args.traceparents)
+            ends = await preload(
+                settings, args.events, args.users, args.traceparents, args.early_updates
+            )
             service_db = await new_database(server_url, f"bench_service_{run_id}")
             print("bench: draining with the service (`run`) ...", flush=True)
             report.results.append(
@@ -104,7 +109,11 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
                     profile=profile,
                 )
             )
-            if not args.skip_baseline:
+            if args.early_updates:
+                report.parking = await parking_outcome(service_db)
+            # The baseline dead-letters what the service parks and heals: their states
+            # would differ by design, so an early mix is drained by the service alone.
+            if not args.skip_baseline and not args.early_updates:
                 baseline_db = await new_database(server_url, f"bench_baseline_{run_id}")
                 print(
                     "bench: draining with the baseline (one transaction per message) ...",
@@ -189,6 +198,12 @@ def report_lines(report: BenchReport) -> list[str]:
         lines.append(
             f"service/baseline: {report.ratio:.1f}x; same final state: {report.states_agree}"
         )
+    if (p := report.parking) is not None:
+        lines.append(
+            f"early updates: {p['healed']} healed (waited p50 {fmt(p['waited_p50_seconds'], 1000)} "
+            f"ms, max {fmt(p['waited_max_seconds'], 1000)} ms), {p['still_parked']} still "
+            "parked when the drain ended"
+        )
     if report.steady:
         s = report.steady
         lines.append(
@@ -222,6 +237,13 @@ def add_parser(commands: Any) -> None:
         help="pre-load events that each carry a W3C traceparent (for a drain with traces on)",
     )
     bench.add_argument("--skip-baseline", action="store_true", help="drain with the service only")
+    bench.add_argument(
+        "--early-updates",
+        type=float,
+        default=0.0,
+        help="share of the events that are updates published right before their user's "
+        "create, under another key (parked, then healed); drains with the service only",
+    )
     bench.add_argument(
         "--members",
         type=int,

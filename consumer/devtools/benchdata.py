@@ -22,11 +22,13 @@ MIX = (
 
 
 def bench_messages(
-    total: int, users: int, seed: int = 1, traceparents: bool = False
+    total: int, users: int, seed: int = 1, traceparents: bool = False, early: float = 0.0
 ) -> Iterator[KafkaMessage]:
     """``total`` Kafka messages over ``users`` users, keyed by user id; with
     ``traceparents``, each event carries a trace context of its own (the CloudEvents
-    distributed-tracing extension), as from a publisher that traces."""
+    distributed-tracing extension), as from a publisher that traces. With ``early``, that
+    share of the messages are updates published right before their user's create, under
+    another key (so, most often, in another partition): what parking heals."""
     rng = random.Random(seed)
     kinds = [kind for kind, _ in MIX]
     weights = [weight for _, weight in MIX]
@@ -37,7 +39,12 @@ def bench_messages(
     rng.shuffle(never_created)
     recent: list[KafkaMessage] = []
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    for n in range(total):
+    early_per_create = early / dict(MIX)["created"]
+    emitted = 0
+    n = -1
+    while emitted < total:
+        n += 1
+        emitted += 1
         kind = rng.choices(kinds, weights)[0]
         when = t0 + timedelta(milliseconds=n)
         if kind == "duplicate" and recent:
@@ -50,6 +57,23 @@ def bench_messages(
             kind = "created"
         if kind == "created" and not never_created:
             kind = "updated"
+        early_for = None
+        if kind == "created" and early and emitted < total and rng.random() < early_per_create:
+            # The user the create below makes; the update is the version after it.
+            early_for = never_created[-1]
+            _, value, headers = structured_record(
+                build_event(
+                    "user.updated",
+                    f"u{early_for}",
+                    {"name": f"User {early_for} early"},
+                    source="/bench",
+                    sequence=sequence.get(early_for, 0) + 2,
+                    event_id=f"e{n}-early",
+                    time=when,
+                )
+            )
+            emitted += 1
+            yield f"early-u{early_for}".encode(), value, headers
         if kind == "created":
             user = never_created.pop()
             alive_index[user] = len(alive)
@@ -77,6 +101,8 @@ def bench_messages(
             event_id=f"e{n}",
             time=when,
         )
+        if user == early_for:
+            sequence[user] += 1  # the early update took the next one
         if traceparents:
             event["traceparent"] = f"00-{n + 1:032x}-{n + 1:016x}-01"
         message = structured_record(event)

@@ -86,7 +86,7 @@ async def new_database(server_url: str, name: str) -> str:
 
 
 async def preload(
-    settings: Settings, total: int, users: int, traceparents: bool = False
+    settings: Settings, total: int, users: int, traceparents: bool = False, early: float = 0.0
 ) -> dict[int, int]:
     """Publish the data set; returns the high watermark of each partition."""
     await ensure_topics(settings, {settings.kafka_topic: PARTITIONS, settings.kafka_dlq_topic: 1})
@@ -100,7 +100,9 @@ async def preload(
     ends: dict[int, int] = {}
     try:
         pending = []
-        for key, value, headers in bench_messages(total, users, traceparents=traceparents):
+        for key, value, headers in bench_messages(
+            total, users, traceparents=traceparents, early=early
+        ):
             pending.append(
                 await producer.send(settings.kafka_topic, value, key=key, headers=headers)
             )

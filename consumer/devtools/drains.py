@@ -246,6 +246,29 @@ async def _baseline_write(pool: asyncpg.Pool, record: KafkaRecord, event: Any) -
     return None
 
 
+async def parking_outcome(database: str) -> dict[str, Any]:
+    """What the service's drain did with the events that came before their user's create:
+    how many healed and how long they waited, and how many wait still."""
+    conn = await asyncpg.connect(database)
+    try:
+        healed = await conn.fetchrow(
+            "SELECT count(*) AS n, "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM recorded_at - "
+            "parked_at)) AS p50, max(extract(epoch FROM recorded_at - parked_at)) AS most "
+            "FROM user_events WHERE parked_at IS NOT NULL"
+        )
+        still = await conn.fetchval("SELECT count(*) FROM parked_events")
+    finally:
+        await conn.close()
+    assert healed is not None
+    return {
+        "healed": healed["n"],
+        "waited_p50_seconds": None if healed["p50"] is None else float(healed["p50"]),
+        "waited_max_seconds": None if healed["most"] is None else float(healed["most"]),
+        "still_parked": still,
+    }
+
+
 async def states_agree(a: str, b: str) -> bool:
     """Both databases hold the same users and the same event log."""
     queries = (
