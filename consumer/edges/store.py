@@ -74,6 +74,7 @@ from consumer.edges.store_users import (
     LOCK_USERS,
     UPSERT_STAGED_USERS,
     USERS,
+    USERS_AND_ANY_PARKED,
 )
 from consumer.settings import Settings
 
@@ -291,7 +292,9 @@ class BatchWriter:
         conn = self.conn
         subjects = {event.subject for _, event in accepted}
         await conn.execute(LOCK_USERS, sorted(subjects))
-        users = await conn.fetch(USERS, list(subjects))
+        read = await conn.fetch(USERS_AND_ANY_PARKED, list(subjects))
+        any_parked: bool = read[0]["any_parked"]
+        users = [row for row in read if row["user_id"] is not None]
         states = {row["user_id"]: state_from_row(row) for row in users}
         keys = {row["user_id"]: row["data_key"] for row in users}
         maybe_logged = accepted if every_key else possibly_logged(accepted, states)
@@ -308,10 +311,14 @@ class BatchWriter:
         if self._parking is not None:
             await self._park(plan)
             # What waits for the users this batch changed or parked events of (a user's
-            # waiting events are decided together), or for the emails it freed.
+            # waiting events are decided together), or for the emails it freed. With
+            # nothing parked when the batch read its users (under their locks), nothing
+            # waits for them; a claim on an email the batch frees, parked meanwhile by a
+            # writer of another user, is the sweep's either way (docs/parking.md).
             parked_for = {v.event.subject for v in plan.verdicts if v.result is Outcome.PARKED}
-            touched = parked_for.union(planner.users)
-            await self._heal(planner, plan, keys, subjects, touched, set(planner.freed))
+            if any_parked or parked_for:
+                touched = parked_for.union(planner.users)
+                await self._heal(planner, plan, keys, subjects, touched, set(planner.freed))
         await self._write(plan, keys)
         return plan
 

@@ -17,6 +17,14 @@ FROM (SELECT DISTINCT hashtextextended(u, 0) AS k FROM unnest($1::text[]) AS u O
 _COLUMN_LIST = ", ".join(USER_COLUMNS)
 _UPDATE_ALL = ", ".join(f"{c} = EXCLUDED.{c}" for c in USER_COLUMNS if c != "user_id")
 USERS = f"SELECT {_COLUMN_LIST} FROM users WHERE user_id = ANY($1::text[])"
+# The batch's read: its users' rows, and whether anything is parked at all (one row with
+# null columns when none of them has a row). A batch heals only when something is parked
+# (or it parks): on the usual path, with nothing parked, parking costs no round trip.
+USERS_AND_ANY_PARKED = f"""
+SELECT {", ".join(f"u.{c}" for c in USER_COLUMNS)}, p.any_parked
+FROM (SELECT EXISTS (SELECT 1 FROM parked_events) AS any_parked) AS p
+LEFT JOIN users AS u ON u.user_id = ANY($1::text[])
+"""
 EMAIL_OWNERS = """
 SELECT lower(email) AS email, user_id FROM users
 WHERE status = 'active' AND lower(email) = ANY($1::text[])
