@@ -6,7 +6,9 @@ The operator tools' statements are in ``store_redrive``, ``store_rebuild`` and
 
 A batch is written with set-based statements (``unnest`` arrays): lock its users, read
 their state, decide in Python (``plan_batch``), then insert the event-log rows, upsert
-the user rows and store the next offsets, all in one transaction. A database-level
+the user rows and store the next offsets, all in one transaction. What waits for
+something another partition brings is parked, and what it heals is applied, in the same
+transaction (``store_healing``). A database-level
 error caused by one record (an email taken by a concurrent writer, a value PostgreSQL
 cannot store) rolls back to a savepoint and the batch is redone record by record, so
 that only that record is rejected.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime
 from typing import Literal
@@ -31,18 +33,12 @@ from consumer.core.ordering import (
     BatchPlan,
     EventKey,
     Planner,
-    UserState,
     Verdict,
     claimed_emails,
     email_conflict,
 )
 from consumer.core.parking import (
-    Parked,
     ParkingLimits,
-    choose_parked,
-    healing_order,
-    parkable,
-    sort_decided,
 )
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
@@ -56,15 +52,10 @@ from consumer.core.sealing import Sealer, new_key
 from consumer.edges.connect import connect
 from consumer.edges.errors import OffsetsMoved
 from consumer.edges.store_erasure import erase_plaintext, plaintext_through, record_erasures
+from consumer.edges.store_healing import heal, park_parkable
 from consumer.edges.store_lookup import Lookups
 from consumer.edges.store_parking import (
-    forget,
-    park,
-    parked_counts,
-    read_parked,
-    still_waiting,
     try_lock_users,
-    waiting_for,
 )
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
 from consumer.edges.store_redrive import RedriveLog
@@ -73,8 +64,9 @@ from consumer.edges.store_users import (
     EMAIL_OWNERS,
     LOCK_USERS,
     UPSERT_STAGED_USERS,
-    USERS,
     USERS_AND_ANY_PARKED,
+    logged_keys,
+    read_users,
 )
 from consumer.settings import Settings
 
@@ -89,16 +81,9 @@ TopicPartitionKey = tuple[str, int]
 # 5,000 events/s fell behind by 9 s within 30 s). Planning costs little per batch.
 # A startup parameter, not a SET: the pool's RESET ALL on release would undo a SET.
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
-# Healing goes on while what it heals changes more users or frees more emails; each parked
-# event heals once, so this only bounds a pathological chain within one transaction.
-_MOST_HEALING_ROUNDS = 1000
+
 Connection = asyncpg.Connection | PoolConnectionProxy
 
-_LOGGED_KEYS = """
-SELECT e.source, e.event_id
-FROM user_events AS e
-JOIN unnest($1::text[], $2::text[]) AS k(source, event_id) USING (source, event_id)
-"""
 # Offsets move only from where the batch started (a compare-and-set), in the batch's
 # own transaction: of two members writing the same records (one of them evicted from
 # the group while its batch was still being written), only the first commits. Every
@@ -292,24 +277,28 @@ class BatchWriter:
         conn = self.conn
         subjects = {event.subject for _, event in accepted}
         await conn.execute(LOCK_USERS, sorted(subjects))
-        read = await conn.fetch(USERS_AND_ANY_PARKED, list(subjects))
-        any_parked: bool = read[0]["any_parked"]
-        users = [row for row in read if row["user_id"] is not None]
+        users = []
+        any_parked = False
+        for row in await conn.fetch(USERS_AND_ANY_PARKED, list(subjects)):
+            if row["user_id"] is None:
+                any_parked = row["any_parked"]
+            else:
+                users.append(row)
         states = {row["user_id"]: state_from_row(row) for row in users}
         keys = {row["user_id"]: row["data_key"] for row in users}
         maybe_logged = accepted if every_key else possibly_logged(accepted, states)
-        logged_keys = await self._logged([(e.source, e.id) for _, e in maybe_logged])
+        logged = await logged_keys(conn, [(e.source, e.id) for _, e in maybe_logged])
         emails = claimed_emails(accepted)
         owners = await conn.fetch(EMAIL_OWNERS, emails)
         email_owners = {row["email"]: row["user_id"] for row in owners}
-        planner = Planner(states, logged_keys, email_owners, emails)
+        planner = Planner(states, logged, email_owners, emails)
         plan = BatchPlan(planner.decide(accepted), planner.users)
         unchecked = [] if every_key else rejected_unchecked(plan, maybe_logged)
-        if more := await self._logged(unchecked):
-            planner = Planner(states, logged_keys + more, email_owners, emails)
+        if more := await logged_keys(conn, unchecked):
+            planner = Planner(states, logged + more, email_owners, emails)
             plan = BatchPlan(planner.decide(accepted), planner.users)
         if self._parking is not None:
-            await self._park(plan)
+            await park_parkable(conn, plan, self._parking)
             # What waits for the users this batch changed or parked events of (a user's
             # waiting events are decided together), or for the emails it freed. With
             # nothing parked when the batch read its users (under their locks), nothing
@@ -318,7 +307,7 @@ class BatchWriter:
             parked_for = {v.event.subject for v in plan.verdicts if v.result is Outcome.PARKED}
             if any_parked or parked_for:
                 touched = parked_for.union(planner.users)
-                await self._heal(planner, plan, keys, subjects, touched, set(planner.freed))
+                await heal(conn, planner, plan, keys, subjects, touched, set(planner.freed))
         await self._write(plan, keys)
         return plan
 
@@ -328,21 +317,12 @@ class BatchWriter:
         locked = await try_lock_users(self.conn, user_ids)
         if not locked or self._parking is None:
             return BatchPlan()
-        states, keys = await self._read_users(locked)
+        states, keys = await read_users(self.conn, locked)
         planner = Planner(states, [], {})
         plan = BatchPlan(users=planner.users)
-        await self._heal(planner, plan, keys, locked, set(locked), set())
+        await heal(self.conn, planner, plan, keys, locked, set(locked), set())
         await self._write(plan, keys)
         return plan
-
-    async def _read_users(
-        self, user_ids: Collection[str]
-    ) -> tuple[dict[str, UserState], dict[str, bytes | None]]:
-        rows = await self.conn.fetch(USERS, list(user_ids))
-        return (
-            {row["user_id"]: state_from_row(row) for row in rows},
-            {row["user_id"]: row["data_key"] for row in rows},
-        )
 
     async def _write(self, plan: BatchPlan, keys: dict[str, bytes | None]) -> None:
         """The plan's log rows (healed events after the batch's), erasures and users rows."""
@@ -379,95 +359,6 @@ class BatchWriter:
             )
             await conn.execute(UPSERT_STAGED_USERS)
 
-    async def _park(self, plan: BatchPlan) -> None:
-        """Park the plan's parkable rejections that the limits allow (``plan.verdicts``
-        then says ``PARKED`` for them, and ``plan.parked`` holds the new ones)."""
-        assert self._parking is not None
-        candidates = {v.event.subject for v in plan.verdicts if parkable(v)}
-        if not candidates:
-            return
-        counts = await parked_counts(self.conn, candidates, self._parking.rows)
-        plan.verdicts, parkings = choose_parked(
-            plan.verdicts, counts.per_user, counts.rows, self._parking, counts.keys
-        )
-        await park(self.conn, parkings)
-        plan.parked.extend(
-            (Verdict(p.record, p.event, Outcome.PARKED), p.rejection) for p in parkings
-        )
-
-    async def _heal(
-        self,
-        planner: Planner,
-        plan: BatchPlan,
-        keys: dict[str, bytes | None],
-        locked: Collection[str],
-        touched: Collection[str],
-        freed: Collection[str],
-    ) -> None:
-        """Decide again the events parked for ``touched`` users and for users waiting for
-        ``freed`` emails, each user's together; then for what those changed in turn,
-        until nothing more heals. Users outside the lock set are locked without waiting;
-        a busy one keeps its events for the sweep."""
-        conn = self.conn
-        locked = set(locked)
-        for _ in range(_MOST_HEALING_ROUNDS):
-            rows = await waiting_for(conn, touched, freed)
-            if others := {row["user_id"] for row in rows} - locked:
-                got = await try_lock_users(conn, others)
-                locked |= got
-                rows = [row for row in rows if row["user_id"] in locked]
-                states, more_keys = await self._read_users(got)
-                for user_id, key in more_keys.items():
-                    keys.setdefault(user_id, key)
-                planner.learn(states, [], {}, ())
-            if not rows:
-                return
-            groups: dict[str, list[Parked]] = {}
-            gone: list[EventKey] = []  # no longer decodes: dead-lettered
-            for row in rows:
-                read = read_parked(row)
-                if isinstance(read, Parked):
-                    groups.setdefault(read.event.subject, []).append(read)
-                else:
-                    plan.released.append(read)
-                    gone.append((row["source"], row["event_id"]))
-            entries = [(p.record, p.event) for group in groups.values() for p in group]
-            emails = [e for e in claimed_emails(entries) if not planner.knows_email(e)]
-            owners = await conn.fetch(EMAIL_OWNERS, emails) if emails else []
-            planner.learn(
-                {},
-                await self._logged([(event.source, event.id) for _, event in entries]),
-                {row["email"]: row["user_id"] for row in owners},
-                emails,
-            )
-            freed_before = set(planner.freed)
-            touched = set()
-            done: list[EventKey] = list(gone)
-            for user_id in sorted(groups):
-                order = healing_order(groups[user_id])
-                verdicts = planner.decide_group([(p.record, p.event) for p in order])
-                decided = sort_decided(order, verdicts)
-                plan.healed.extend((v, p.parked_at, p.rejection) for v, p in decided.healed)
-                plan.released.extend((p.record, r) for p, r in decided.released)
-                await still_waiting(conn, decided.waiting)
-                done.extend((p.event.source, p.event.id) for p in decided.done)
-                if any(v.result is Outcome.APPLIED for v, _ in decided.healed):
-                    touched.add(user_id)
-            await forget(conn, done)
-            freed = planner.freed - freed_before
-            if not touched and not freed:
-                return
-        log.warning("healing stopped after %d rounds; the sweep goes on", _MOST_HEALING_ROUNDS)
-
-    async def _logged(self, keys: Sequence[EventKey]) -> list[EventKey]:
-        """Those of ``keys`` that are in the event log."""
-        if not keys:
-            return []
-        rows = await self.conn.fetch(
-            _LOGGED_KEYS, [source for source, _ in keys], [event_id for _, event_id in keys]
-        )
-        return [(row["source"], row["event_id"]) for row in rows]
-
     async def _apply_one_by_one(
         self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]
     ) -> BatchPlan:
@@ -483,7 +374,7 @@ class BatchWriter:
                 holder = await self._email_holder(record, event)
                 conflict = BatchPlan([Verdict(record, event, email_conflict(holder))])
                 if self._parking is not None:
-                    await self._park(conflict)
+                    await park_parkable(self.conn, conflict, self._parking)
                 merged.merge(conflict)
                 continue
             except (asyncpg.DataError, OverflowError) as exc:

@@ -14,7 +14,8 @@ from user_events_schemas.verdicts import is_storable, validate_python
 from consumer.core.records import KafkaRecord
 from consumer.edges.errors import OffsetsMoved, is_transient
 from consumer.edges.migrate import apply_migrations
-from consumer.edges.store import _LOGGED_KEYS, Store
+from consumer.edges.store import Store
+from consumer.edges.store_users import _LOGGED_KEYS
 from consumer.pipeline.batches import split_batch
 from consumer.settings import Settings
 from tests.integration.support import logged_offsets, stored_offsets
