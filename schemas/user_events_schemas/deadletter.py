@@ -36,7 +36,9 @@ REQUIRED_HEADERS: dict[str, dict[str, Any]] = {
         "type": "string",
         "description": (
             "A short message that names fields and error kinds, never values (no email, "
-            "no name); a conflict names the user id holding the email."
+            "no name); a conflict names the user id holding the email. A field is named "
+            "by the same path as in dlq.errors (e.g. time: time_format; data.email: "
+            "value_error), <event> for the event as a whole."
         ),
     },
     "dlq.errors": {

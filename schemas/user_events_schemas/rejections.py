@@ -5,13 +5,20 @@
 for every record that fails the contract and as the validator reports it to publishers.
 Messages and errors name fields and error kinds only, never input values, so a dead
 letter never carries an email or a name.
+
+One vocabulary for where a fault is: ``field_path`` is the rule, a dotted path into the
+event (``time``, ``data.email``, ``id``; ``""`` for the event as a whole) whichever mode
+the record came in, without pydantic's tagged-union segment (``user.created``). The
+``dlq.error`` message (``describe``), the ``dlq.errors`` entries and the validator's
+report all name a field by it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import islice
 from typing import NamedTuple
 
 from pydantic import ValidationError
@@ -71,6 +78,10 @@ _UNKNOWN_TYPE_ERRORS = {"union_tag_invalid"}
 # "data", "email"): the path into the event starts after it.
 _TYPE_TAGS = frozenset(MODELS)
 _UNKNOWN_TYPE = (FieldError("type", "union_tag_invalid"),)
+MOST_DESCRIBED = 5
+"""The most field errors a ``dlq.error`` message names (``dlq.errors`` has them all)."""
+WHOLE_EVENT = "<event>"
+"""How a message names the path ``""``: the event, or the record, as a whole."""
 
 
 def rejection_from(exc: ValidationError) -> Rejection:
@@ -87,25 +98,33 @@ def rejection_from(exc: ValidationError) -> Rejection:
         return Rejection(
             Reason.UNKNOWN_TYPE, "type is not one of the user event types", errors=_UNKNOWN_TYPE
         )
-    summary = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or '<event>'}: {error['type']}"
-        for error in errors[:5]
-    )
-    return Rejection(Reason.INVALID, summary, errors=field_errors(errors))
+    found = field_errors(errors)
+    return Rejection(Reason.INVALID, describe(found), errors=found)
+
+
+def field_path(loc: Sequence[str | int], kind: str) -> str:
+    """The public path of the field a pydantic error with location ``loc`` and type
+    ``kind`` is about: the dotted path into the event, without the discriminated union's
+    type tag (``("user.created", "data", "email")`` is ``data.email``); the same in both
+    modes, since a binary-mode record is validated as the same attributes. The
+    discriminator's own errors (a type missing or unknown) are about ``type``; ``""`` is
+    the event or the record as a whole."""
+    if loc and loc[0] in _TYPE_TAGS:
+        loc = loc[1:]
+    path = ".".join(str(part) for part in loc)
+    return path or ("type" if kind.startswith("union_tag") else "")
 
 
 def field_errors(errors: Iterable[ErrorDetails]) -> tuple[FieldError, ...]:
-    """pydantic's errors as paths into the event and error types, without the union's
-    type tag, and never an input value (the errors must come without their input)."""
-    found = []
-    for error in errors:
-        loc = error["loc"]
-        if loc and loc[0] in _TYPE_TAGS:
-            loc = loc[1:]
-        kind = error["type"]
-        # The discriminator's own errors are about the ``type`` attribute.
-        path = ".".join(str(part) for part in loc) or (
-            "type" if kind.startswith("union_tag") else ""
-        )
-        found.append(FieldError(path, kind))
-    return tuple(found)
+    """pydantic's errors as paths into the event (``field_path``) and error types, never
+    an input value (the errors must come without their input)."""
+    return tuple(
+        FieldError(field_path(error["loc"], error["type"]), error["type"]) for error in errors
+    )
+
+
+def describe(errors: Iterable[FieldError], most: int = MOST_DESCRIBED) -> str:
+    """The ``dlq.error`` message for field errors: ``time: time_format; data.email:
+    value_error``, the first ``most`` of them, each at its ``field_path`` (``<event>``
+    for the event as a whole). Paths and kinds only, never a value."""
+    return "; ".join(f"{error.loc or WHOLE_EVENT}: {error.type}" for error in islice(errors, most))

@@ -68,6 +68,9 @@ async def test_each_dead_letter_carries_its_errors_as_paths_and_kinds_and_a_conf
         5: [{"loc": "subject", "type": "user_not_created"}],
     }
     assert by_offset[1]["dlq.error"] == b"email belongs to another active user: u1"
+    # The message names each field by the path dlq.errors has (issue 23), in either mode.
+    assert by_offset[2]["dlq.error"] == b"time: time_format; data.email: value_error"
+    assert by_offset[4]["dlq.error"] == b"id: missing"
     assert all(b"held" not in h["dlq.errors"].lower() for h in by_offset.values())
 
 

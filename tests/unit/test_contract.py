@@ -12,10 +12,11 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
-from user_events_schemas import build_event
+from user_events_schemas import binary_record, build_event, structured_record
 from user_events_schemas.generate import SCHEMA_DIR, render_schemas, schema_id
 from user_events_schemas.models import EVENT_TYPES
 
+from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import (
     DROP_ORDER,
@@ -87,6 +88,26 @@ def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -
         "dlq.consumer.group": b"grp",
         "dlq.failed.at": b"2026-01-02T03:04:05.000+00:00",
     }
+
+
+def test_a_dead_letter_names_a_field_by_the_same_path_in_dlq_error_and_dlq_errors() -> None:
+    """Issue 23: ``time``, not pydantic's ``user.created.time``, in either mode."""
+    event = build_event(
+        "user.created", "u1", {"email": "ada@example.com", "name": "Ada"}, source="/tests"
+    ) | {"time": "yesterday", "data": {"email": "nope", "name": "A"}}
+    for to_record in (structured_record, binary_record):
+        key, value, raw_headers = to_record(event)
+        record = KafkaRecord("user-events", 0, 1, 0, key, value, tuple(raw_headers))
+        rejection = decode(record, 10**6)
+        assert isinstance(rejection, Rejection)
+        headers = dict(
+            dead_letter_headers(record, rejection, "grp", datetime(2026, 1, 2, tzinfo=UTC))
+        )
+        assert headers["dlq.error"] == b"time: time_format; data.email: value_error"
+        assert json.loads(headers["dlq.errors"] or b"") == [
+            {"loc": "time", "type": "time_format"},
+            {"loc": "data.email", "type": "value_error"},
+        ]
 
 
 FAILED_AT = datetime(2026, 1, 2, tzinfo=UTC)

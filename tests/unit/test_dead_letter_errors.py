@@ -52,8 +52,10 @@ def test_schema_errors_are_paths_into_the_event_without_the_type_tag() -> None:
         FieldError("data.email", "value_error"),
         FieldError("data.name", "string_too_short"),
     )
-    # The human message is as it was: the type tag, at most five errors.
-    assert rejection.error.startswith("user.created.time: time_format; ")
+    # The message names the same paths (issue 23), at most five errors.
+    assert (
+        rejection.error == "time: time_format; data.email: value_error; data.name: string_too_short"
+    )
 
 
 def test_a_missing_or_unknown_type_is_located_at_the_type_attribute() -> None:
