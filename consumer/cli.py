@@ -10,12 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from consumer import __version__
-from consumer.app import open_store, run_service
+from consumer.app import run_service
 from consumer.devtools import bench
 from consumer.devtools.dev import run_dev
 from consumer.devtools.extra import needs_devtools
+from consumer.edges import metrics
+from consumer.edges.errors import retrying
+from consumer.edges.migrate import Migration, apply_migrations, shipped_migrations
+from consumer.edges.store import Store
 from consumer.logs import LogFormat, configure_logging
-from consumer.settings import load_settings
+from consumer.settings import Settings, load_settings
 from consumer.tools import dlq, erase, event, prune, rebuild, replay, status
 
 
@@ -46,13 +50,34 @@ def tune_garbage_collector() -> None:
 def _cmd_migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-
-    async def migrate() -> None:
-        store = await open_store(settings, asyncio.Event(), migrate=True)
-        await store.close()
-
-    asyncio.run(migrate())
+    print(migrate_report(asyncio.run(_migrate(settings)), shipped_migrations()))
     return 0
+
+
+async def _migrate(settings: Settings) -> list[Migration]:
+    """Apply what is missing, waiting out an outage as ``run`` does; what was applied."""
+    stopping = asyncio.Event()
+    async for attempt in retrying(settings, "db_connect", stopping, metrics.count_retry):
+        with attempt:
+            store = await Store.open(settings)
+    applied: list[Migration] = []
+    try:
+        async for attempt in retrying(settings, "migrate", stopping, metrics.count_retry):
+            with attempt:
+                async with store.pool.acquire() as conn:
+                    applied = await apply_migrations(conn)
+    finally:
+        await store.close()
+    return applied
+
+
+def migrate_report(applied: Sequence[Migration], shipped: Sequence[Migration]) -> str:
+    """What ``migrate`` did, in one line: the migrations applied, and the version the
+    schema is at (named as the migration files are, such as 0006)."""
+    latest = f"up to date at {max(m.version for m in shipped):04d}" if shipped else "up to date"
+    if not applied:
+        return f"nothing to apply: {latest}"
+    return f"applied {', '.join(f'{m.version:04d}_{m.name}' for m in applied)}: {latest}"
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -60,7 +85,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     # Someone watches dev: readable lines, even through a pipe, unless JSON is asked for.
     log_format: LogFormat = "json" if settings.log_format == "json" else "console"
     configure_logging(settings.log_level if args.verbose else "WARNING", log_format)
-    return asyncio.run(run_dev(Path(args.data_dir), args.rate))
+    return asyncio.run(run_dev(Path(args.data_dir), args.rate, verbose=args.verbose))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the consumer service",
         description="Run the consumer until SIGTERM or SIGINT; applies migrations first.",
+        epilog="Exit codes: 0 stopped (SIGTERM or SIGINT, also while starting); 1 stopped on "
+        "an unexpected error; 2 could not start (a bad setting, PostgreSQL refusing the "
+        "connection). See docs/operations.md.",
     )
     run.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
     run.set_defaults(handler=_cmd_run)
@@ -83,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser(
         "migrate",
         help="create or upgrade the tables",
-        description="Apply the shipped SQL migrations that are missing, under an advisory lock.",
+        description="Apply the shipped SQL migrations that are missing, under an advisory lock, "
+        "waiting for PostgreSQL as `run` does. Prints the migrations applied and the version "
+        "the schema is at, such as 'nothing to apply: up to date at 0006'.",
+        epilog="Exit codes: 0 migrated (or nothing to apply); 1 failed (the error is logged); "
+        "2 a bad setting. See docs/operations.md.",
     )
     migrate.set_defaults(handler=_cmd_migrate)
 
@@ -92,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run everything locally on embedded servers with demo events",
         description="Start an embedded Kafka-compatible broker and PostgreSQL, the consumer, "
         "and a publisher of demo events (valid, duplicate and poison). Ctrl-C stops.",
+        epilog="Exit codes: 0 stopped (Ctrl-C); 1 failed; 2 could not start (the dev extra "
+        "not installed, a bad setting). See the README.",
     )
     dev.add_argument("--data-dir", default=".dev", help="where PostgreSQL keeps its data")
     dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")

@@ -228,6 +228,11 @@ def add_parser(commands: Any) -> None:
         "one-transaction-per-message baseline; optionally a steady-load run. Uses "
         "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else embedded servers.",
     )
+    bench.epilog = (
+        "Exit codes: 0 measured (and, with the baseline, both databases ended identical); "
+        "1 the service's and the baseline's final states differ, or a server failed. See "
+        "the README's Throughput section."
+    )
     bench.add_argument("--events", type=int, default=200_000, help="events to pre-load")
     bench.add_argument("--users", type=int, default=50_000, help="distinct users")
     bench.add_argument("--mode", choices=["drain", "steady", "all"], default="all")

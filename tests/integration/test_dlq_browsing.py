@@ -157,7 +157,9 @@ async def test_show_prints_one_dead_letter_masked_unless_revealed_and_exits_1_wh
     assert letter["provenance"]["dlq.original.offset"] == "1" and not letter["masked"]
     await _ends(run_cli(["dlq", "show", "0:99"], env), 1, "no dead letter at 0:99")
     await _ends(run_cli(["dlq", "show", "3:0"], env), 2, "has no partition 3")
-    await _ends(run_cli(["dlq", "show", "two"], env), 2, "is not a list of partition:offset")
+    await _ends(
+        run_cli(["dlq", "show", "two"], env), 2, "'two' is not a partition:offset such as 0:42"
+    )
 
 
 async def _ends(running: Awaitable[Ended], code: int, said: str) -> None:

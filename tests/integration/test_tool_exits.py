@@ -12,6 +12,7 @@ import pytest
 from user_events_schemas import build_event, structured_record
 
 from consumer.devtools.devenv import free_port
+from consumer.edges.migrate import shipped_migrations
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
 from tests.integration.support import new_settings, publish, service_env
@@ -110,14 +111,17 @@ async def test_a_tool_with_kafka_unreachable_says_so_in_one_line_and_exits_2(
     ("args", "said"),
     [
         (["replay", "--from", "yesterday"], "'yesterday' is not an RFC 3339 time"),
-        (["replay", "--from", "0:1,0:2"], "partition 0 is given twice"),
+        (["replay", "--from", "0:1,0:2"], "--from '0:1,0:2' gives partition 0 twice"),
         (["replay", "--from", "earliest", "--to", "2026-01-01T00:00:00"], "has no UTC offset"),
         (["replay", "--from", "9:0"], "has no partition 9"),
         (["replay", "--from", "earliest", "--topic", "nowhere"], "'nowhere' does not exist"),
-        (["dlq", "list", "--last", "-1"], "--last must not be negative"),
+        (["dlq", "list", "--last", "-1"], "--last '-1' is negative: give 0 or more"),
         (["dlq", "redrive", "--since", "soon"], "'soon' is not an RFC 3339 time"),
         (["dlq", "redrive", "--offsets", "0:1:2"], "is not a list of partition:offset pairs"),
-        (["dlq", "redrive", "--max-redrives", "-1"], "--max-redrives must not be negative"),
+        (
+            ["dlq", "redrive", "--max-redrives", "-1"],
+            "--max-redrives '-1' is negative: give 0 or more",
+        ),
     ],
 )
 async def test_a_bad_argument_is_one_line_and_exit_2(
@@ -126,6 +130,59 @@ async def test_a_bad_argument_is_one_line_and_exit_2(
     _, env = await ready(bootstrap_servers, database)
     ended = await run_cli(args, env)
     assert ended.code == 2 and said in ended.error_line and not ended.stdout
+
+
+async def test_nonsense_is_refused_in_one_line_naming_the_flag_and_what_was_wrong(
+    bootstrap_servers: str, database: str
+) -> None:
+    settings, env = await ready(bootstrap_servers, database)
+    dlq, topic = settings.kafka_dlq_topic, settings.kafka_topic
+    refused = {
+        ("dlq", "redrive", "--offsets", "5:0"): (
+            f"--offsets '5:0': topic {dlq!r} has no partition 5 (it has partition 0 only)"
+        ),
+        ("dlq", "redrive", "--dry-run", "--offsets", "0:3"): (
+            f"--offsets '0:3': offset 3 is past the end of partition 0 of {dlq!r} "
+            "(its end offset is 0)"
+        ),
+        ("dlq", "show", "5:0"): (
+            f"dlq show '5:0': topic {dlq!r} has no partition 5 (it has partition 0 only)"
+        ),
+        ("dlq", "show", "abc"): "dlq show 'abc' is not a partition:offset such as 0:42",
+        ("dlq", "show", "-1:0"): "dlq show '-1:0' has partition -1: a partition is 0 or more",
+        ("dlq", "list", "--since", "yesterday"): (
+            "--since 'yesterday' is not an RFC 3339 time such as 2026-01-01T00:00:00Z"
+        ),
+        ("replay", "--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z"): (
+            "--from '2026-02-01T00:00:00Z' is not before --to '2026-01-01T00:00:00Z'"
+        ),
+        ("replay", "--dry-run", "--from", "0:99999"): (
+            f"--from '0:99999': offset 99999 is past the end of partition 0 of {topic!r} "
+            "(its end offset is 0)"
+        ),
+    }
+    redrives = [args for args in refused if args[:2] == ("dlq", "redrive")]
+    others = [args for args in refused if args not in redrives]
+
+    async def one_by_one() -> list[Ended]:  # a second redrive at once would be refused
+        return [await run_cli(list(args), env) for args in redrives]
+
+    by_one, *at_once = await asyncio.gather(
+        one_by_one(), *(run_cli(list(args), env) for args in others)
+    )
+    ended = dict(zip(redrives + others, [*by_one, *at_once], strict=True))
+    for args, said in refused.items():
+        end = ended[args]
+        assert (end.code, end.error_line, end.stdout) == (2, f"user-events-consumer: {said}", ""), (
+            args
+        )
+
+
+async def test_migrate_says_what_it_did(bootstrap_servers: str, database: str) -> None:
+    _, env = await ready(bootstrap_servers, database)  # migrated already
+    latest = max(m.version for m in shipped_migrations())
+    ended = await run_cli(["migrate"], env)
+    assert ended.code == 0 and ended.stdout == f"nothing to apply: up to date at {latest:04d}\n"
 
 
 async def test_an_unknown_option_exits_2_without_a_traceback(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from consumer.cli import build_parser
 from consumer.core.records import KafkaRecord
 from consumer.tools.common import BadArgument
 from consumer.tools.dlq.criteria import REASONS, Criteria, parse_reasons
@@ -163,3 +164,41 @@ def test_a_value_is_shown_whole_indented_and_masked() -> None:
         == "\ufffd write to x.y@example.org"
     )
     assert show_bytes(None) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["dlq", "show", "abc"], "dlq show 'abc' is not a partition:offset such as 0:42"),
+        (["dlq", "show", "0:1,2:3"], "dlq show '0:1,2:3' is not a partition:offset such as 0:42"),
+        (["dlq", "show", "-1:0"], "dlq show '-1:0' has partition -1: a partition is 0 or more"),
+        (
+            ["dlq", "list", "--since", "yesterday"],
+            "--since 'yesterday' is not an RFC 3339 time such as 2026-01-01T00:00:00Z",
+        ),
+        (
+            ["dlq", "list", "--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"],
+            "--since '2026-01-02T00:00:00Z' is not before --until '2026-01-01T00:00:00Z'",
+        ),
+        (
+            ["dlq", "redrive", "--offsets", "-1:0"],
+            "--offsets '-1:0' has partition -1: a partition is 0 or more",
+        ),
+        (["dlq", "list", "--last", "-1"], "--last '-1' is negative: give 0 or more"),
+    ],
+)
+def test_a_bad_dlq_argument_is_refused_naming_it_then_its_value_then_what_is_expected(
+    args: list[str], said: str
+) -> None:
+    parsed = build_parser().parse_args(args)
+    request_of = parsed.handler.keywords["request_of"]
+    with pytest.raises(BadArgument) as refused:
+        request_of(parsed)
+    assert str(refused.value) == said
+
+
+def test_redrive_offsets_may_name_several_offsets_of_one_partition() -> None:
+    parsed = build_parser().parse_args(["dlq", "redrive", "--offsets", "0:1, 0:2,3:0"])
+    request = parsed.handler.keywords["request_of"](parsed)
+    assert request.criteria.offsets == {(0, 1), (0, 2), (3, 0)}
+    assert request.offsets_given == "0:1, 0:2,3:0"

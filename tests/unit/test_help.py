@@ -39,3 +39,26 @@ def test_every_option_of_a_tool_names_its_default_and_its_format(name: str) -> N
         if option in FORMATS[name]:
             assert FORMATS[name][option].lower() in text, (name, option)
     assert parser.epilog and parser.epilog.startswith("Exit codes: 0 ")
+
+
+def leaf_commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every command that runs something (``dlq list``, not ``dlq``), by its words."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        return [(path, parser)]
+    return [
+        found
+        for name, sub in groups[0].choices.items()
+        for found in leaf_commands(sub, (*path, name))
+    ]
+
+
+def test_the_help_of_every_command_shows_its_exit_codes() -> None:
+    commands = leaf_commands(build_parser())
+    assert ("dlq", "redrive") in [path for path, _ in commands]
+    missing = [
+        " ".join(path) for path, parser in commands if "Exit codes:" not in parser.format_help()
+    ]
+    assert not missing, f"no 'Exit codes:' in the help of: {', '.join(missing)}"

@@ -10,12 +10,14 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from user_events_schemas import build_event
 
+from consumer.cli import migrate_report
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import log_record
 from consumer.edges.errors import DatabaseUnreachable
+from consumer.edges.migrate import Migration
 from consumer.edges.store_rebuild import LoggedRow
 from consumer.settings import Settings
-from consumer.tools.common import ToolError
+from consumer.tools.common import BadArgument, ToolError, check_partitions, parse_pairs, parse_time
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import DlqSummary
 from consumer.tools.dlq.masking import mask_bytes, mask_text
@@ -29,6 +31,8 @@ from consumer.tools.dlq.redrive_rules import (
 from consumer.tools.kafkareader import OffsetRange
 from consumer.tools.rebuild import Projector, diff_users
 from consumer.tools.replay.ranges import (
+    check_order,
+    check_starts,
     first_offset_at_or_after,
     parse_from,
     parse_to,
@@ -49,6 +53,74 @@ def test_from_and_to_parse_earliest_pairs_and_times() -> None:
     for bad in ("yesterday", "2026-01-01T00:00:00", "0:1,0:2", "1:"):
         with pytest.raises(ValueError):
             parse_from(bad)
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ("yesterday", "--from 'yesterday' is not an RFC 3339 time such as 2026-01-01T00:00:00Z"),
+        ("2026-01-01T00:00:00", "--from '2026-01-01T00:00:00' has no UTC offset (add Z or +hh:mm)"),
+        ("0:1,0:2", "--from '0:1,0:2' gives partition 0 twice"),
+        ("-1:0", "--from '-1:0' has partition -1: a partition is 0 or more"),
+        ("0:-5", "--from '0:-5' has offset -5: an offset is 0 or more"),
+    ],
+)
+def test_a_bad_from_is_refused_naming_the_flag_then_the_value_then_what_is_expected(
+    bad: str, said: str
+) -> None:
+    with pytest.raises(BadArgument) as refused:
+        parse_from(bad)
+    assert str(refused.value) == said
+
+
+def test_a_bad_value_names_its_flag_the_same_way_in_every_tool() -> None:
+    with pytest.raises(BadArgument, match=r"^--since 'soon' is not an RFC 3339 time such as "):
+        parse_time("soon", "--since")
+    with pytest.raises(BadArgument, match=r"^--offsets '0:1:2' is not a list of partition:"):
+        parse_pairs("0:1:2", "--offsets")
+    with pytest.raises(BadArgument) as refused:
+        check_partitions("--offsets", "5:0", [5], [0, 1, 2], "dlq")
+    assert str(refused.value) == (
+        "--offsets '5:0': topic 'dlq' has no partition 5 (it has partitions 0 to 2)"
+    )
+    check_partitions("--offsets", "2:0", [2], [0, 1, 2], "dlq")  # there: no refusal
+
+
+def test_a_reversed_replay_range_is_refused_naming_both_flags() -> None:
+    later = T0 + timedelta(days=1)
+    with pytest.raises(BadArgument) as refused:
+        check_order(later, T0, ("2026-01-02T00:00:00Z", "2026-01-01T00:00:00Z"))
+    assert str(refused.value) == (
+        "--from '2026-01-02T00:00:00Z' is not before --to '2026-01-01T00:00:00Z'"
+    )
+    with pytest.raises(BadArgument, match="is not before"):
+        check_order(T0, T0)
+    check_order(T0, later)
+    check_order("earliest", T0)
+    with pytest.raises(BadArgument) as refused:
+        check_starts({0: 8}, {0: 5}, {0: 10}, "events", ("0:8", "2026-01-01T00:00:00Z"))
+    assert str(refused.value) == (
+        "--from '0:8' is after --to '2026-01-01T00:00:00Z' on partition 0 "
+        "(--to ends it at offset 5)"
+    )
+
+
+def test_a_replay_from_past_the_end_is_refused_with_the_end_offset() -> None:
+    with pytest.raises(BadArgument) as refused:
+        check_starts({0: 99999}, {}, {0: 12}, "events", ("0:99999", "now"))
+    assert str(refused.value) == (
+        "--from '0:99999': offset 99999 is past the end of partition 0 of 'events' "
+        "(its end offset is 12)"
+    )
+    check_starts({0: 12}, {}, {0: 12}, "events", ("0:12", "now"))  # at the end: nothing to do
+
+
+def test_migrate_says_what_it_applied_or_that_it_is_up_to_date() -> None:
+    shipped = [Migration(1, "initial", ""), Migration(6, "parked_events", "")]
+    assert migrate_report([], shipped) == "nothing to apply: up to date at 0006"
+    assert migrate_report(shipped[1:], shipped) == (
+        "applied 0006_parked_events: up to date at 0006"
+    )
 
 
 def test_the_broker_answer_is_used_when_it_has_a_timestamp_else_a_search_is_asked() -> None:

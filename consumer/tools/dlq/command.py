@@ -7,7 +7,16 @@ import argparse
 from dataclasses import replace
 
 from consumer.settings import Settings
-from consumer.tools.common import BadArgument, parse_pairs, parse_time, tool_store
+from consumer.tools.common import (
+    PAIRS,
+    BadArgument,
+    accept_negative_values,
+    named,
+    parse_pairs,
+    parse_position,
+    parse_time,
+    tool_store,
+)
 from consumer.tools.dlq.criteria import REASONS, Criteria, parse_reasons
 from consumer.tools.dlq.listing import DEFAULT_LAST, DlqSummary, ListRequest, list_dead_letters
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
@@ -41,6 +50,10 @@ def _add_list(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "topic, the oldest and newest failure, and a table of the last dead letters (newest "
         "last) with their reason, source and errors. Personal data is masked.",
     )
+    listing.epilog = (
+        "Exit codes: 0 listed; 1 Kafka answered an error mid-way; 2 could not run (a bad "
+        "argument, Kafka unreachable, a missing dead-letter topic). See docs/replay.md."
+    )
     listing.add_argument("--reason", action="append", default=[], help=_REASON_HELP)
     listing.add_argument(
         "--source", help="only dead letters of events with this CloudEvent source (exact)"
@@ -66,6 +79,12 @@ def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "other headers, its key and its value. Emails and names are masked unless "
         "--reveal. Exits 1 when there is no dead letter at that position.",
     )
+    show.epilog = (
+        "Exit codes: 0 shown; 1 no dead letter at that position, or Kafka answered an error; "
+        "2 could not run (a bad PARTITION:OFFSET, a partition the topic does not have, Kafka "
+        "unreachable, a missing dead-letter topic). See docs/replay.md."
+    )
+    accept_negative_values(show)
     show.add_argument(
         "where", metavar="PARTITION:OFFSET", help="its position on the dead-letter topic"
     )
@@ -87,6 +106,13 @@ def _add_redrive(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "the same dead letter twice. Records redriven --max-redrives times are refused, "
         "until a run with a higher --max-redrives.",
     )
+    again.epilog = (
+        "Exit codes: 0 redriven (or would be, on a dry run); 1 some dead letters refused, or "
+        "PostgreSQL or Kafka answered an error mid-way; 2 could not run (a bad argument, a "
+        "partition the topic does not have, PostgreSQL or Kafka unreachable, another redrive "
+        "running, a schema behind on a dry run). See docs/replay.md."
+    )
+    accept_negative_values(again)
     again.add_argument("--reason", action="append", default=[], help=_REASON_HELP)
     _add_times(again)
     again.add_argument(
@@ -118,16 +144,18 @@ def _add_times(parser: argparse.ArgumentParser) -> None:
 
 def _criteria(args: argparse.Namespace) -> Criteria:
     """The filters both commands take: --reason, --since, --until."""
-    since = parse_time(args.since) if args.since else None
-    until = parse_time(args.until) if args.until else None
+    since = parse_time(args.since, "--since") if args.since else None
+    until = parse_time(args.until, "--until") if args.until else None
     if since is not None and until is not None and until <= since:
-        raise BadArgument("--until must be after --since")
+        raise BadArgument(
+            f"{named('--since', args.since)} is not before {named('--until', args.until)}"
+        )
     return Criteria(reasons=parse_reasons(args.reason), since=since, until=until)
 
 
 def _list_request(args: argparse.Namespace) -> ListRequest:
     if args.last < 0:
-        raise BadArgument("--last must not be negative")
+        raise BadArgument(f"--last '{args.last}' is negative: give 0 or more")
     return ListRequest(replace(_criteria(args), source=args.source), args.last)
 
 
@@ -136,10 +164,7 @@ async def _list(settings: Settings, request: ListRequest) -> DlqSummary:
 
 
 def _show_request(args: argparse.Namespace) -> ShowRequest:
-    pairs = parse_pairs(args.where)
-    if len(pairs) != 1:
-        raise BadArgument(f"{args.where!r} is not one PARTITION:OFFSET")
-    ((partition, offset),) = pairs.items()
+    partition, offset = parse_position(args.where, "dlq show")
     return ShowRequest(partition, offset, args.reveal)
 
 
@@ -150,17 +175,17 @@ async def _show(settings: Settings, request: ShowRequest) -> ShownLetter:
 def _redrive_request(args: argparse.Namespace) -> RedriveRequest:
     criteria = replace(_criteria(args), offsets=_offset_set(args.offsets))
     if args.max_redrives < 0:
-        raise BadArgument("--max-redrives must not be negative")
-    return RedriveRequest(criteria, args.max_redrives, args.dry_run)
+        raise BadArgument(f"--max-redrives '{args.max_redrives}' is negative: give 0 or more")
+    return RedriveRequest(criteria, args.max_redrives, args.dry_run, args.offsets or "")
 
 
 def _offset_set(text: str | None) -> frozenset[tuple[int, int]]:
     if not text:
         return frozenset()
-    pairs = set()
-    for item in text.split(","):
-        pairs |= set(parse_pairs(item).items())
-    return frozenset(pairs)
+    if not PAIRS.match(text):
+        parse_pairs(text, "--offsets")  # refuses it, saying why
+    # Several offsets of one partition are fine here, unlike in parse_pairs.
+    return frozenset(parse_position(item) for item in text.split(","))
 
 
 async def _redrive(settings: Settings, request: RedriveRequest) -> RedriveReport:

@@ -21,7 +21,7 @@ from consumer.core.records import KafkaRecord
 from consumer.edges.store import Store
 from consumer.edges.store_redrive import HandledLetter, RedriveLog
 from consumer.settings import Settings
-from consumer.tools.common import ToolError, tool_producer
+from consumer.tools.common import BadArgument, ToolError, check_partitions, named, tool_producer
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.letters import reason_of
 from consumer.tools.dlq.redrive_rules import (
@@ -49,6 +49,7 @@ class RedriveRequest:
     criteria: Criteria = field(default_factory=Criteria)
     max_redrives: int = DEFAULT_MAX_REDRIVES
     dry_run: bool = False
+    offsets_given: str = ""  # --offsets as typed, to quote in a refusal
 
 
 async def redrive(settings: Settings, store: Store, request: RedriveRequest) -> RedriveReport:
@@ -74,6 +75,7 @@ async def _redrive_alone(
     async with assigned_consumer(settings) as consumer:
         tps = await partitions_of(consumer, topic)
         highs = await high_watermarks(consumer, tps)
+        _check_offsets(request, {tp.partition: h for tp, h in highs.items()}, topic)
         begins = {tp.partition: b for tp, b in (await consumer.beginning_offsets(tps)).items()}
         planned = redrive_ranges(
             {tp.partition: h for tp, h in highs.items()},
@@ -121,6 +123,20 @@ async def _redrive_alone(
                 await redrives.record(rows, kept.advance(seen))
             if producer is not None:
                 await redrives.record([], kept.ends(planned))
+
+
+def _check_offsets(request: RedriveRequest, highs: dict[int, int], topic: str) -> None:
+    """``BadArgument`` when --offsets names a partition the topic lacks, or an offset
+    at or past its end (no dead letter is there yet)."""
+    wanted = request.criteria.offsets
+    given = request.offsets_given or ",".join(f"{p}:{o}" for p, o in sorted(wanted))
+    check_partitions("--offsets", given, (p for p, _ in wanted), highs, topic)
+    for partition, offset in sorted(wanted):
+        if offset >= highs[partition]:
+            raise BadArgument(
+                f"{named('--offsets', given)}: offset {offset} is past the end of partition "
+                f"{partition} of {topic!r} (its end offset is {highs[partition]})"
+            )
 
 
 def _handled(letter: KafkaRecord, reason: str, decision: Redrive | Refusal) -> HandledLetter:

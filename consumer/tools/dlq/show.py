@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from consumer.core.records import KafkaRecord
 from consumer.edges.deadletter import ERRORS
 from consumer.settings import Settings
-from consumer.tools.common import ToolError
+from consumer.tools.common import check_partitions
 from consumer.tools.dlq.letters import (
     DLQ_PREFIX,
     describe_errors,
@@ -111,14 +111,14 @@ def _section(title: str, pairs: list[Any]) -> list[str]:
 
 
 async def show_dead_letter(settings: Settings, request: ShowRequest) -> ShownLetter:
-    """Read the dead letter at ``request``'s position; ``ToolError`` if the topic has no
+    """Read the dead letter at ``request``'s position; ``BadArgument`` if the topic has no
     such partition."""
     topic = settings.kafka_dlq_topic
     async with assigned_consumer(settings) as consumer:
         tps = await partitions_of(consumer, topic)
         tp = TopicPartition(topic, request.partition)
-        if tp not in tps:
-            raise ToolError(f"topic {topic!r} has no partition {request.partition}")
+        where = f"{request.partition}:{request.offset}"
+        check_partitions("dlq show", where, [request.partition], [t.partition for t in tps], topic)
         high = (await high_watermarks(consumer, [tp]))[tp]
         begin = (await consumer.beginning_offsets([tp]))[tp]
         found = None

@@ -28,6 +28,7 @@ class ReplayRequest:
     end: End = "now"
     topic: str | None = None
     dry_run: bool = False
+    given: tuple[str, str] | None = None  # --from and --to as typed, to quote in a refusal
 
 
 async def replay(
@@ -40,7 +41,7 @@ async def replay(
     topic = request.topic or settings.kafka_topic
     group = f"{settings.kafka_group_id}-replay"
     async with assigned_consumer(settings) as consumer:
-        ranges = await resolve_ranges(consumer, topic, request.start, request.end)
+        ranges = await resolve_ranges(consumer, topic, request.start, request.end, request.given)
         summary = ReplaySummary(topic, request.dry_run)
         for tp, r in ranges.items():
             summary.partitions[tp.partition] = PartitionSummary(start=r.start, end=r.end)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from consumer.settings import Settings
-from consumer.tools.common import tool_store
+from consumer.tools.common import accept_negative_values, tool_store
 from consumer.tools.replay.apply import ReplayRequest, replay
-from consumer.tools.replay.ranges import parse_from, parse_to
+from consumer.tools.replay.ranges import check_order, parse_from, parse_to
 from consumer.tools.replay.summary import ReplaySummary
 from consumer.tools.runner import add_tool
 
@@ -25,9 +25,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.epilog = (
         "Exit codes: 0 replayed; 1 PostgreSQL or Kafka answered an error mid-way; 2 could "
-        "not run (a bad argument, an unknown topic or partition, PostgreSQL or Kafka "
+        "not run (a bad argument, --from not before --to, a --from offset past the end, an "
+        "unknown topic or partition, PostgreSQL or Kafka "
         "unreachable, a schema behind on a dry run). See docs/replay.md."
     )
+    accept_negative_values(parser)
     parser.add_argument(
         "--from",
         dest="start",
@@ -57,7 +59,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _request(args: argparse.Namespace) -> ReplayRequest:
-    return ReplayRequest(parse_from(args.start), parse_to(args.end), args.topic, args.dry_run)
+    start, end = parse_from(args.start), parse_to(args.end)
+    given = (args.start, args.end)
+    check_order(start, end, given)
+    return ReplayRequest(start, end, args.topic, args.dry_run, given)
 
 
 async def _replay(settings: Settings, request: ReplayRequest) -> ReplaySummary:

@@ -15,7 +15,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import UnsupportedVersionError
 from aiokafka.structs import OffsetAndTimestamp
 
-from consumer.tools.common import PAIRS, ToolError, parse_pairs, parse_time
+from consumer.tools.common import (
+    PAIRS,
+    POSITION,
+    BadArgument,
+    check_partitions,
+    named,
+    parse_pairs,
+    parse_time,
+)
 from consumer.tools.kafkareader import OffsetRange, high_watermarks, partitions_of, read_ranges
 
 log = logging.getLogger(__name__)
@@ -33,14 +41,54 @@ def parse_from(text: str) -> Start:
     """``earliest``, explicit ``partition:offset`` pairs, or an RFC 3339 time."""
     if text.strip() == "earliest":
         return "earliest"
-    if PAIRS.match(text):
-        return parse_pairs(text)
-    return parse_time(text)
+    if PAIRS.match(text) or all(POSITION.match(item) for item in text.split(",")):
+        return parse_pairs(text, "--from")
+    return parse_time(text, "--from")
 
 
 def parse_to(text: str) -> End:
     """``now`` (the high watermarks when the replay starts) or an RFC 3339 time."""
-    return "now" if text.strip() == "now" else parse_time(text)
+    return "now" if text.strip() == "now" else parse_time(text, "--to")
+
+
+def shown(value: Start | End) -> str:
+    """--from or --to as given (for a refusal, when the text typed is not at hand)."""
+    if isinstance(value, dict):
+        return ",".join(f"{partition}:{offset}" for partition, offset in value.items())
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def check_order(start: Start, end: End, given: tuple[str, str] | None = None) -> None:
+    """``BadArgument`` when both are times and --from is not before --to."""
+    if isinstance(start, datetime) and isinstance(end, datetime) and start >= end:
+        start_text, end_text = given or (shown(start), shown(end))
+        raise BadArgument(f"{named('--from', start_text)} is not before {named('--to', end_text)}")
+
+
+def check_starts(
+    starts: Mapping[int, int],
+    ends: Mapping[int, int],
+    highwaters: Mapping[int, int],
+    topic: str,
+    given: tuple[str, str],
+) -> None:
+    """``BadArgument`` when a --from offset is past the partition's end, or after where
+    --to ends it."""
+    start_text, end_text = given
+    for partition, offset in sorted(starts.items()):
+        high = highwaters[partition]
+        if offset > high:
+            raise BadArgument(
+                f"{named('--from', start_text)}: offset {offset} is past the end of partition "
+                f"{partition} of {topic!r} (its end offset is {high})"
+            )
+        if partition in ends and offset > ends[partition]:
+            raise BadArgument(
+                f"{named('--from', start_text)} is after {named('--to', end_text)} on "
+                f"partition {partition} (--to ends it at offset {ends[partition]})"
+            )
 
 
 def time_lookup_answer(
@@ -83,10 +131,16 @@ def plan_ranges(
     return planned
 
 
-def check_pairs(pairs: Mapping[int, int], partitions: Sequence[int], topic: str) -> None:
-    missing = sorted(set(pairs) - set(partitions))
-    if missing:
-        raise ToolError(f"topic {topic!r} has no partition {missing[0]}")
+def check_pairs(
+    pairs: Mapping[int, int],
+    partitions: Sequence[int],
+    topic: str,
+    flag: str | None = None,
+    text: str | None = None,
+) -> None:
+    """``BadArgument`` when ``pairs`` name a partition the topic does not have."""
+    given = text if text is not None else ",".join(f"{p}:{o}" for p, o in pairs.items())
+    check_partitions(flag, given, pairs, partitions, topic)
 
 
 # --- the lookups ------------------------------------------------------------------
@@ -131,13 +185,21 @@ async def _search_by_fetching(
 
 
 async def resolve_ranges(
-    consumer: AIOKafkaConsumer, topic: str, start: Start, end: End
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    start: Start,
+    end: End,
+    given: tuple[str, str] | None = None,
 ) -> dict[TopicPartition, OffsetRange]:
-    """Turn --from/--to into an offset range per partition, ending at or before now."""
+    """Turn --from/--to into an offset range per partition, ending at or before now;
+    ``BadArgument`` for a partition the topic lacks, an offset past the end, or a
+    reversed range (``given``: --from and --to as typed, to quote)."""
+    given = given or (shown(start), shown(end))
+    check_order(start, end, given)
     tps = await partitions_of(consumer, topic)
     numbers = [tp.partition for tp in tps]
     if isinstance(start, dict):
-        check_pairs(start, numbers, topic)
+        check_pairs(start, numbers, topic, "--from", given[0])
         tps = [tp for tp in tps if tp.partition in start]
         numbers = [tp.partition for tp in tps]
     highwaters = {tp.partition: h for tp, h in (await high_watermarks(consumer, tps)).items()}
@@ -156,5 +218,7 @@ async def resolve_ranges(
     if isinstance(end, datetime):
         for tp in tps:
             ends[tp.partition] = await offset_for_time(consumer, tp, end, highwaters[tp.partition])
+    if isinstance(start, dict):
+        check_starts(start, ends, highwaters, topic, given)
     planned = plan_ranges(numbers, starts, ends, highwaters)
     return {TopicPartition(topic, p): r for p, r in planned.items()}
