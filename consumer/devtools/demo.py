@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from user_events_schemas import binary_record, build_event, structured_record
 
 KafkaMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+DEMO_SOURCE = "/demo-publisher"
 
 
 def demo_messages(rng: random.Random, users: int = 200) -> Iterator[KafkaMessage]:
@@ -38,7 +41,7 @@ def demo_messages(rng: random.Random, users: int = 200) -> Iterator[KafkaMessage
             alive.discard(user)  # the next event for this user re-creates it
         else:
             kind, data = "user.updated", {"name": f"User {user} v{seq}"}
-        event = build_event(kind, user, data, source="/demo-publisher", sequence=seq, time=clock)
+        event = build_event(kind, user, data, source=DEMO_SOURCE, sequence=seq, time=clock)
         to_record = binary_record if rng.random() < 0.3 else structured_record
         message: KafkaMessage = to_record(event)
         recent = [*recent[-50:], message]
@@ -46,20 +49,20 @@ def demo_messages(rng: random.Random, users: int = 200) -> Iterator[KafkaMessage
 
 
 def _poison(rng: random.Random, user: str) -> KafkaMessage:
+    """A record the consumer dead-letters (or parks: the ghost's update), each with an id
+    of its own, as a real publisher's would be: ``event`` then finds that one, not all."""
     choice = rng.randrange(4)
+    event_id = str(uuid.uuid4())
     if choice == 0:
-        return user.encode(), b"not json at all", []
+        return user.encode(), f"not json at all (demo poison {event_id})".encode(), []
     if choice == 1:
-        return (
-            user.encode(),
-            json.dumps({"specversion": "1.0", "type": "user.renamed"}).encode(),
-            [],
-        )
+        renamed = {"specversion": "1.0", "id": event_id, "source": DEMO_SOURCE}
+        return user.encode(), json.dumps({**renamed, "type": "user.renamed"}).encode(), []
     if choice == 2:
         bad = {
             "specversion": "1.0",
-            "id": "x",
-            "source": "/demo",
+            "id": event_id,
+            "source": DEMO_SOURCE,
             "type": "user.created",
             "subject": user,
             "time": "yesterday",
@@ -67,5 +70,7 @@ def _poison(rng: random.Random, user: str) -> KafkaMessage:
         }
         return user.encode(), json.dumps(bad).encode(), []
     ghost = f"ghost-{rng.randrange(10**6)}"
-    event = build_event("user.updated", ghost, {"name": "Nobody"}, source="/demo-publisher")
+    event = build_event(
+        "user.updated", ghost, {"name": "Nobody"}, source=DEMO_SOURCE, event_id=event_id
+    )
     return structured_record(event)

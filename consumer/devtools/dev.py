@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import logging
+import os
 import random
+import re
 import socket
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 
@@ -17,14 +25,99 @@ from consumer.edges import metrics
 from consumer.edges.kafka import ensure_topics, start_producer
 from consumer.settings import Settings
 
+POSTGRES_PORT = 55432
+BROKER_PORT = 19092
+HTTP_PORT = 8080
+REPORT_SECONDS = 5.0
+EXIT_REFUSED = 1
+
 
 def _port_or_free(preferred: int) -> int:
+    """``preferred`` unless something listens there, else a free port. The probe sets
+    ``SO_REUSEADDR`` as the servers do: a port whose last connections linger in TIME_WAIT
+    (a dev stopped a moment ago) is free to them, and so must it be here, or each restart
+    would move to a random port."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", preferred))
             return preferred
         except OSError:
             return free_port()
+
+
+def _previous_port(postgres_dir: Path) -> int | None:
+    """The port PostgreSQL had in ``postgres_dir`` last time (its postgresql.auto.conf):
+    kept while it is free, so that an exported DATABASE_URL keeps working."""
+    conf = postgres_dir / "postgresql.auto.conf"
+    with contextlib.suppress(OSError):
+        if match := re.search(r"^port = (\d+)$", conf.read_text(), re.MULTILINE):
+            return int(match[1])
+    return None
+
+
+def _lock(data_dir: Path) -> IO[str] | str:
+    """The lock of ``data_dir`` (held while the file stays open, whose content is our pid),
+    or the one line that refuses a second dev on it while another runs."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "dev.pid"
+    file = open(path, "a+")  # noqa: SIM115 (held open for the whole run)
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        file.seek(0)
+        holder = file.read().strip() or "?"
+        file.close()
+        return (
+            f"[dev] refused: another dev (pid {holder}) runs on {data_dir.resolve()}; "
+            "stop it (Ctrl-C there), or give this one another --data-dir"
+        )
+    file.seek(0)
+    file.truncate()
+    file.write(f"{os.getpid()}\n")
+    file.flush()
+    return file
+
+
+def _running_postgres(postgres_dir: Path) -> int | None:
+    """The pid of a PostgreSQL server that still runs in ``postgres_dir`` (a dev killed
+    without its Ctrl-C leaves its server behind), from its postmaster.pid."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int((postgres_dir / "postmaster.pid").read_text().splitlines()[0])
+        try:
+            os.kill(pid, 0)
+        except PermissionError:
+            return pid
+        except ProcessLookupError:
+            return None
+        return pid
+    return None
+
+
+class DeadLetterSummary(logging.Filter):
+    """Holds back the service's one WARNING per dead letter ("record dead-lettered") and
+    counts them by reason instead: ``dev`` prints one line per interval. Production keeps
+    the line per record; ``dev --verbose`` too."""
+
+    MESSAGE = "record dead-lettered"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.MESSAGE:
+            return True
+        self.reasons[str(getattr(record, "reason", "unknown"))] += 1
+        return False
+
+    def take(self) -> str | None:
+        """The summary line of what was counted since the last one; None if nothing was."""
+        counts, self.reasons = self.reasons, Counter()
+        if not counts:
+            return None
+        by_reason = ", ".join(f"{reason} {n}" for reason, n in counts.most_common())
+        return f"[dev] dead-lettered {counts.total()}: {by_reason}"
 
 
 async def _publish(settings: Settings, rate: float, stopping: asyncio.Event) -> None:
@@ -39,11 +132,13 @@ async def _publish(settings: Settings, rate: float, stopping: asyncio.Event) -> 
         await producer.stop()
 
 
-async def _report(settings: Settings, stopping: asyncio.Event) -> None:
+async def _report(
+    settings: Settings, stopping: asyncio.Event, summary: DeadLetterSummary | None
+) -> None:
     dsn = settings.database_url.get_secret_value()
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), 5)
+            await asyncio.wait_for(stopping.wait(), REPORT_SECONDS)
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             conn = await asyncpg.connect(dsn)
             try:
@@ -61,6 +156,8 @@ async def _report(settings: Settings, stopping: asyncio.Event) -> None:
                 f"[dev] active users={users} logged events={events} dead letters={int(dead)}",
                 flush=True,
             )
+        if summary is not None and (line := summary.take()):
+            print(line, flush=True)
 
 
 async def _forget_offsets(settings: Settings) -> int:
@@ -79,51 +176,104 @@ async def _forget_offsets(settings: Settings) -> int:
         await conn.close()
 
 
-async def run_dev(data_dir: Path, rate: float) -> int:
-    """Start embedded PostgreSQL and broker, the consumer and a demo publisher; Ctrl-C stops."""
-    postgres = EmbeddedPostgres(data_dir / "postgres", port=_port_or_free(55432))
-    broker = EmbeddedBroker(port=_port_or_free(19092), log_path=data_dir / "broker.log")
-    postgres.start()
-    broker.start()
-    try:
-        settings = Settings(
-            kafka_bootstrap_servers=broker.bootstrap_servers,
-            database_url=postgres.url,
-            http_port=_port_or_free(8080),
-            http_host="127.0.0.1",
-            # The embedded broker has no InitProducerId: asking would log an error and a
-            # warning at each start, for every producer.
-            kafka_enable_idempotence="false",
-        )
-        await ensure_topics(settings, {settings.kafka_topic: 6, settings.kafka_dlq_topic: 1})
-        if reset := await _forget_offsets(settings):
+async def run_dev(data_dir: Path, rate: float, *, verbose: bool | None = None) -> int:
+    """Start embedded PostgreSQL and broker, the consumer and a demo publisher; Ctrl-C stops.
+
+    Refuses (one line on stderr, exit 1) while another dev runs on ``data_dir``. Dead
+    letters are summarised per report unless ``verbose`` (None: as the logging level
+    says, below WARNING being verbose)."""
+    if verbose is None:
+        verbose = logging.getLogger().getEffectiveLevel() < logging.WARNING
+    lock = _lock(data_dir)
+    if isinstance(lock, str):
+        print(lock, file=sys.stderr, flush=True)
+        return EXIT_REFUSED
+    with lock, contextlib.ExitStack() as cleanup:
+        postgres_dir = data_dir / "postgres"
+        if (pid := _running_postgres(postgres_dir)) is not None:
             print(
-                f"[dev] a fresh broker (it keeps nothing): the offsets stored for "
-                f"{reset} partitions in {data_dir} are reset, so the new topic is read",
+                f"[dev] refused: a PostgreSQL server (pid {pid}) still runs in {postgres_dir}, "
+                f"left by an earlier dev; stop it: kill {pid}",
+                file=sys.stderr,
                 flush=True,
             )
+            return EXIT_REFUSED
+        port = _port_or_free(_previous_port(postgres_dir) or POSTGRES_PORT)
+        postgres = EmbeddedPostgres(postgres_dir, port=port)
+        try:
+            postgres.start()
+        except subprocess.CalledProcessError as exc:
+            why = exc.stderr.decode(errors="replace").strip().splitlines() if exc.stderr else []
+            print(
+                f"[dev] PostgreSQL did not start ({why[-1] if why else 'no reason given'}); "
+                f"see {postgres_dir / 'server.log'}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_REFUSED
+        cleanup.callback(print, "[dev] stopped.", flush=True)
+        cleanup.callback(postgres.stop)
+        broker = EmbeddedBroker(
+            port=_port_or_free(BROKER_PORT), log_path=data_dir / "broker.log"
+        ).start()
+        cleanup.callback(broker.stop)
+        summary = None if verbose else DeadLetterSummary()
+        if summary is not None:
+            dead_letter_log = logging.getLogger("consumer.pipeline.aftercommit")
+            dead_letter_log.addFilter(summary)
+            cleanup.callback(dead_letter_log.removeFilter, summary)
+        return await _serve(data_dir, postgres, broker, rate, summary)
+
+
+async def _serve(
+    data_dir: Path,
+    postgres: EmbeddedPostgres,
+    broker: EmbeddedBroker,
+    rate: float,
+    summary: DeadLetterSummary | None,
+) -> int:
+    settings = Settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        database_url=postgres.url,
+        http_port=_port_or_free(HTTP_PORT),
+        http_host="127.0.0.1",
+        # The embedded broker has no InitProducerId: asking would log an error and a
+        # warning at each start, for every producer.
+        kafka_enable_idempotence="false",
+    )
+    await ensure_topics(settings, {settings.kafka_topic: 6, settings.kafka_dlq_topic: 1})
+    if reset := await _forget_offsets(settings):
         print(
-            f"[dev] PostgreSQL: {postgres.url}\n"
-            f"[dev] Kafka:      {broker.bootstrap_servers} (topics {settings.kafka_topic}, "
-            f"{settings.kafka_dlq_topic})\n"
-            f"[dev] Metrics:    http://127.0.0.1:{settings.http_port}/metrics "
-            f"(also /healthz, /readyz)\n"
-            f"[dev] Try:        psql {postgres.url} -c 'SELECT * FROM users LIMIT 5'\n"
-            "[dev] Ctrl-C stops everything.",
+            f"[dev] a fresh broker (it keeps nothing): the offsets stored for "
+            f"{reset} partitions in {data_dir} are reset, so the new topic is read",
             flush=True,
         )
-        stopping = asyncio.Event()
-        stop_on_signals(stopping)
-        service = asyncio.create_task(run_service(settings, stopping=stopping))
-        helpers = [
-            asyncio.create_task(_publish(settings, rate, stopping)),
-            asyncio.create_task(_report(settings, stopping)),
-        ]
-        code = await service
-        stopping.set()
-        await asyncio.gather(*helpers, return_exceptions=True)
-        return code
-    finally:
-        broker.stop()
-        postgres.stop()
-        print("[dev] stopped.", flush=True)
+    dead_letters = (
+        "each dead letter is logged"
+        if summary is None
+        else f"dead letters summed up every {REPORT_SECONDS:g}s (--verbose: each one)"
+    )
+    print(
+        f"[dev] PostgreSQL: {postgres.url}\n"
+        f"[dev] Kafka:      {broker.bootstrap_servers} (topics {settings.kafka_topic}, "
+        f"{settings.kafka_dlq_topic})\n"
+        f"[dev] Metrics:    http://127.0.0.1:{settings.http_port}/metrics "
+        f"(also /status, /healthz, /readyz)\n"
+        f"[dev] Try:        psql {postgres.url} -c 'SELECT * FROM users LIMIT 5'\n"
+        f"[dev] Output:     counts every {REPORT_SECONDS:g}s, {dead_letters}\n"
+        "[dev] Ctrl-C stops everything.",
+        flush=True,
+    )
+    stopping = asyncio.Event()
+    stop_on_signals(stopping)
+    service = asyncio.create_task(run_service(settings, stopping=stopping))
+    helpers = [
+        asyncio.create_task(_publish(settings, rate, stopping)),
+        asyncio.create_task(_report(settings, stopping, summary)),
+    ]
+    code = await service
+    stopping.set()
+    await asyncio.gather(*helpers, return_exceptions=True)
+    if summary is not None and (line := summary.take()):
+        print(line, flush=True)
+    return code

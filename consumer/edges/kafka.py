@@ -86,8 +86,28 @@ async def start_producer(settings: Settings, **options: Any) -> AIOKafkaProducer
         except (UnknownError, UnsupportedVersionError):
             if settings.kafka_enable_idempotence == "true":
                 raise
-            log.warning("the broker refused InitProducerId: producing without idempotence")
+            _log_no_idempotence(settings)
     return await _started(AIOKafkaProducer(**common))
+
+
+_LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
+
+
+def _log_no_idempotence(settings: Settings) -> None:
+    """Says that the producer runs without idempotence. A warning for a real cluster; for
+    a broker on this machine (the embedded one of ``make dev`` and the tests, which never
+    grants InitProducerId) it is expected, and an INFO line."""
+    hosts = [server.strip() for server in settings.kafka_bootstrap_servers.split(",")]
+    if all(host.startswith(_LOOPBACK_HOSTS) for host in hosts if host):
+        log.info(
+            "the local broker refused InitProducerId (the embedded dev broker does): "
+            "producing without idempotence, still acks=all"
+        )
+        return
+    log.warning(
+        "the broker refused InitProducerId: producing without idempotence (still acks=all); "
+        "KAFKA_ENABLE_IDEMPOTENCE=false stops asking, =true refuses to start instead"
+    )
 
 
 async def _started(producer: AIOKafkaProducer) -> AIOKafkaProducer:

@@ -215,3 +215,28 @@ def test_a_healed_event_stays_applied_or_stale_and_says_how_long_it_waited() -> 
     never = answer(logged(4))
     assert never.to_json()["log"]["healed_after_seconds"] is None
     assert "healed" not in never.render() and never.to_json()["parked"] is None
+
+
+def test_by_position_the_records_own_dead_letter_leads_and_others_of_its_id_are_capped() -> None:
+    base = record(*structured_record(EVENT)[1:])
+    own = DeadLetterSeen.of(letter(base, "invalid", offset=4))
+    others = [DeadLetterSeen.of(letter(base, "invalid", offset=10 + n)) for n in range(7)]
+    lines = answer(None, [*others[:3], own, *others[3:]], at=4).render().splitlines()
+    assert lines[0] == "record t 0:4: user.created for user u1"
+    assert lines[3].startswith("  dead letter t.dlq 0:9: invalid (") and lines[3].count("t 0:4")
+    assert lines[4] == "  7 other dead letters with its source and id:"
+    assert [line.split(", from ")[1][:6] for line in lines[5:10]] == [
+        "t 0:10",
+        "t 0:11",
+        "t 0:12",
+        "t 0:13",
+        "t 0:14",
+    ]
+    assert all(line.startswith("    dead letter ") for line in lines[5:10])
+    assert lines[10:] == [f"    and 2 more (event --source {KEY[0]} --id e1 lists them all)"]
+    one_other = answer(None, [own, others[0]], at=4).render().splitlines()
+    assert one_other[4] == "  1 other dead letter with its source and id:"
+    assert len(one_other) == 6
+    # asked by source and id, every dead letter is the event's: all listed
+    by_key = answer(None, [own, *others]).render().splitlines()
+    assert sum(line.startswith("  dead letter ") for line in by_key) == 8

@@ -35,6 +35,7 @@ from consumer.tools.status.report import age_text
 
 Position = tuple[str, int, int]  # topic, partition, offset
 
+SHOWN_OTHERS = 5  # by position, the other dead letters of its id shown (the rest counted)
 FOUND = ("applied", "stale", "duplicate", "parked", "dead_lettered")
 _VERDICT_TEXT = {"dead_lettered": "dead-lettered", "not_found": "not found"}
 
@@ -325,25 +326,49 @@ class EventAnswer:
                 f"{_iso(parked.parked_at)} ({age_text(parked.parked_seconds)} ago)"
             )
             lines.append(f"  waits for {waits_for_text(parked)}")
-        for letter in self.dead_letters:
-            original = _where(letter.original) if letter.original else "an unknown position"
+        own, others = self._letters_split()
+        lines += [f"  {self._letter_line(letter)}" for letter in own]
+        if others and self.record is not None:
+            # By position: the record's own letters lead; others of its id are a count
+            # and a few (a publisher that reuses an id can have hundreds).
             lines.append(
-                f"  dead letter {self.dlq_topic} {letter.partition}:{letter.offset}: "
-                f"{letter.reason} ({letter.error or 'no error given'}), from {original}, "
-                f"failed at {_iso(letter.failed_at)}"
-                + (
-                    f", redriven {letter.redrive_count} times before"
-                    if letter.redrive_count
-                    else ""
-                )
-                + (f"; errors: {describe_errors(letter.errors)}" if letter.errors else "")
+                f"  {len(others)} other dead letter{'s' if len(others) != 1 else ''} "
+                "with its source and id:"
             )
+            lines += [f"    {self._letter_line(letter)}" for letter in others[:SHOWN_OTHERS]]
+            if (more := len(others) - SHOWN_OTHERS) > 0:
+                assert self.key is not None  # others share its key
+                lines.append(
+                    f"    and {more} more (event --source {self.key[0]} --id {self.key[1]} "
+                    "lists them all)"
+                )
+        else:
+            lines += [f"  {self._letter_line(letter)}" for letter in others]
         if not self.dead_letters:
             lines.append(f"  dead letters in {self.dlq_topic}: none")
         if self.verdict == "pending":
             stored = "nothing" if self.stored_offset is None else f"offset {self.stored_offset}"
             lines.append(f"  the consumer has not reached it yet (stored: {stored})")
         return "\n".join(lines)
+
+    def _letters_split(self) -> tuple[list[DeadLetterSeen], list[DeadLetterSeen]]:
+        """The dead letters of the record asked by position, and the others (all of them
+        are "others" when asked by source and id)."""
+        if self.record is None:
+            return [], self.dead_letters
+        position = self.record.position
+        own = [letter for letter in self.dead_letters if letter.original == position]
+        return own, [letter for letter in self.dead_letters if letter.original != position]
+
+    def _letter_line(self, letter: DeadLetterSeen) -> str:
+        original = _where(letter.original) if letter.original else "an unknown position"
+        return (
+            f"dead letter {self.dlq_topic} {letter.partition}:{letter.offset}: "
+            f"{letter.reason} ({letter.error or 'no error given'}), from {original}, "
+            f"failed at {_iso(letter.failed_at)}"
+            + (f", redriven {letter.redrive_count} times before" if letter.redrive_count else "")
+            + (f"; errors: {describe_errors(letter.errors)}" if letter.errors else "")
+        )
 
     def _record_line(self, record: RecordSeen) -> str:
         decoded = record.decoded
