@@ -33,16 +33,13 @@ def parse_request(
     if (before is None) == (older_than is None):
         raise BadArgument("give one of --before TIMESTAMP and --older-than DURATION")
     if before is not None:
-        try:
-            horizon = parse_time(before)
-        except BadArgument as exc:
-            raise BadArgument(f"--before: {exc}") from None
+        horizon = parse_time(before, "--before")
     else:
         assert older_than is not None
         try:
             horizon = now - parse_duration(older_than)
         except ValueError as exc:
-            raise BadArgument(f"--older-than: {exc}") from None
+            raise BadArgument(f"--older-than {exc}") from None
     if horizon > now:
         raise BadArgument(f"the horizon {utc_text(horizon)} is in the future")
     return PruneRequest(horizon, dry_run)

@@ -153,8 +153,9 @@ async def test_event_tells_applied_stale_duplicate_dead_lettered_pending_and_unk
     [
         (["event", "--source", "/signup"], "give --source and --id together"),
         (["event", "--at", "0:1", "--id", "e-1"], "not both"),
-        (["event", "--at", "0:1,1:2"], "--at takes one PARTITION:OFFSET"),
-        (["event", "--at", "zero"], "is not a list of partition:offset pairs"),
+        (["event", "--at", "0:1,1:2"], "--at '0:1,1:2' is not a partition:offset such as 0:42"),
+        (["event", "--at", "zero"], "--at 'zero' is not a partition:offset"),
+        (["event", "--at", "-1:0"], "--at '-1:0' has partition -1: a partition is 0 or more"),
         (["event", "--source", "/s", "--id", "1", "--topic", "t"], "--topic goes with --at"),
         (["event", "--at", "3:0"], "has no partition 3"),
         (["event", "--at", "0:5"], "holds no records: none at 5"),

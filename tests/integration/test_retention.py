@@ -248,8 +248,8 @@ async def test_prune_drops_whole_days_before_the_horizon_and_reports_them(
 
     for bad, says in (
         (["prune", "--before", "2999-01-01T00:00:00Z"], "is in the future"),
-        (["prune", "--older-than", "2 days"], "--older-than: '2 days' is not a duration"),
-        (["prune", "--before", "yesterday"], "--before: 'yesterday' is not an RFC 3339 time"),
+        (["prune", "--older-than", "2 days"], "--older-than '2 days' is not a duration"),
+        (["prune", "--before", "yesterday"], "--before 'yesterday' is not an RFC 3339 time"),
     ):
         refused = await run_cli(bad, env)
         assert refused.code == 2 and says in refused.error_line, refused.stderr

@@ -19,7 +19,7 @@ from consumer.edges.deadletter import (
     ORIGINAL_TOPIC,
 )
 from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
-from consumer.tools.common import BadArgument, parse_pairs
+from consumer.tools.common import BadArgument, parse_position
 from consumer.tools.display import utc_text
 from consumer.tools.dlq.letters import (
     ErrorEntry,
@@ -64,10 +64,7 @@ def parse_query(
     if at is not None:
         if source is not None or event_id is not None:
             raise BadArgument("ask by --source and --id, or by --at, not both")
-        pairs = parse_pairs(at)
-        if len(pairs) != 1:
-            raise BadArgument(f"--at takes one PARTITION:OFFSET, not {at!r}")
-        [(partition, offset)] = pairs.items()
+        partition, offset = parse_position(at, "--at")
         return ByPosition(partition, offset, topic)
     if topic is not None:
         raise BadArgument("--topic goes with --at")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from consumer.settings import Settings
-from consumer.tools.common import tool_store
+from consumer.tools.common import accept_negative_values, tool_store
 from consumer.tools.event.answer import ByKey, ByPosition, EventAnswer, parse_query
 from consumer.tools.event.lookup import find_event
 from consumer.tools.runner import add_tool
@@ -25,6 +25,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "events (why it waits, for what, since when) and its dead letters (reason, error, "
         "original position). Joins no group and changes nothing, not even the schema.",
     )
+    accept_negative_values(parser)  # --at -1:0 is refused by the tool, in one line
     parser.epilog = (
         "Exit codes: 0 found (applied, stale, duplicate, parked or dead-lettered); 1 not "
         "found, or at a position the consumer has not reached; 2 could not run (a bad "
