@@ -1,6 +1,7 @@
 """Arbitrary records through the real `run` process, the real broker and PostgreSQL: the
-service never exits, every record ends applied or dead-lettered exactly once, and valid
-events published after them are applied.
+service never exits, every record ends applied, dead-lettered or parked (waiting for its
+user's create or its email, docs/parking.md) exactly once, and valid events published
+after them are applied.
 
 ``FUZZ_EXAMPLES`` sets how many generated batches are sent (``make fuzz`` sends many).
 """
@@ -125,13 +126,15 @@ async def publish_all(bootstrap: str, topic: str, batch: list[Record]) -> list[t
         await producer.stop()
 
 
+Where = tuple[int, int]
+Key = tuple[str, str]
+
+
 async def ends_of(
     database: str, bootstrap: str, settings: Any
-) -> tuple[
-    dict[tuple[int, int], str], dict[tuple[str, str], tuple[int, int]], list[tuple[int, int]]
-]:
-    """Where records ended: the event log by offset (outcome) and by key, and the offsets
-    the dead letters name."""
+) -> tuple[dict[Where, str], dict[Key, Where], list[Where], dict[Key, Where]]:
+    """Where records ended: the event log by offset (outcome) and by key, the offsets the
+    dead letters name, and the parked events by key."""
     rows = await fetch(
         database,
         "SELECT kafka_partition, kafka_offset, outcome, source, event_id FROM user_events",
@@ -142,7 +145,13 @@ async def ends_of(
         (int(headers_of(d)["dlq.original.partition"]), int(headers_of(d)["dlq.original.offset"]))
         for d in await read_all(bootstrap, settings.kafka_dlq_topic)
     ]
-    return logged, keys, dead
+    waiting = await fetch(
+        database, "SELECT source, event_id, kafka_partition, kafka_offset FROM parked_events"
+    )
+    parked = {
+        (r["source"], r["event_id"]): (r["kafka_partition"], r["kafka_offset"]) for r in waiting
+    }
+    return logged, keys, dead, parked
 
 
 def event_key(record: Record, where: tuple[int, int]) -> tuple[str, str] | None:
@@ -171,19 +180,22 @@ async def check_batch(bootstrap: str, database: str, settings: Any, batch: list[
     keys_of = {where: event_key(r, where) for r, where in zip(records, published, strict=True)}
     deadline = time.monotonic() + 60
     while True:
-        logged, logged_keys, dead = await ends_of(database, bootstrap, settings)
-        # A duplicate: a valid event whose key is logged from another offset.
+        logged, logged_keys, dead, parked = await ends_of(database, bootstrap, settings)
+        # A duplicate: a valid event whose key is logged from another offset. Parked: a
+        # valid event that waits (its key parked, from its offset or a copy's).
         duplicates = {
             where
             for where, key in keys_of.items()
             if key is not None and logged_keys.get(key, where) != where
         }
-        if all(w in logged or w in dead or w in duplicates for w in published):
+        waiting = {where for where, key in keys_of.items() if key is not None and key in parked}
+        if all(w in logged or w in dead or w in duplicates or w in waiting for w in published):
             break
         assert time.monotonic() < deadline, "records neither applied nor dead-lettered in time"
         await asyncio.sleep(0.3)
     assert len(dead) == len(set(dead)), "a record was dead-lettered twice"
     assert not set(logged) & set(dead), "a record was both applied and dead-lettered"
+    assert not set(parked.values()) & (set(logged) | set(dead)), "a parked record also ended"
     for where in published[-PARTITIONS:]:
         assert logged.get(where) == "applied", "a valid event after the batch was not applied"
 
