@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import orjson
+from user_events_schemas.verdicts import is_storable
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.ordering import Verdict, Version
@@ -93,7 +94,9 @@ def choose_parked(
             decided.append(verdict._replace(result=Outcome.PARKED))
             continue
         user_count = per_user.get(event.subject, 0)
-        if user_count >= limits.per_user or rows >= limits.rows:
+        if user_count >= limits.per_user or rows >= limits.rows or not is_storable(event):
+            # Past a bound; or an event PostgreSQL cannot store (a U+0000 in a text), which
+            # parked would fail every batch that heals it: dead-lettered at once.
             decided.append(verdict)
             continue
         assert isinstance(verdict.result, Rejection)
@@ -216,6 +219,14 @@ def parked_record(row: Row) -> KafkaRecord:
         row["kafka_value"],
         tuple(zip(row["header_names"], row["header_values"], strict=True)),
     )
+
+
+NOT_STORABLE = Rejection(
+    Reason.INVALID,
+    "not storable: a text value holds U+0000",
+    errors=(FieldError("", "not_storable"),),
+)
+"""Why a parked event that PostgreSQL cannot store is dead-lettered when read back."""
 
 
 def parked_rejection(row: Row) -> Rejection:

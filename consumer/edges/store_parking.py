@@ -10,9 +10,11 @@ from typing import NamedTuple
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from user_events_schemas.verdicts import is_storable
 
 from consumer.core.decode import decode
 from consumer.core.parking import (
+    NOT_STORABLE,
     PARKED_COLUMNS,
     Parked,
     Parking,
@@ -137,6 +139,8 @@ def read_parked(row: asyncpg.Record) -> Parked | tuple[KafkaRecord, Rejection]:
     event = decode(record, _ANY_SIZE)
     if isinstance(event, Rejection):
         return record, event
+    if not is_storable(event):  # parked before that was checked: it would fail its batch
+        return record, NOT_STORABLE
     return Parked(record, event, parked_rejection(row), row["parked_at"])
 
 

@@ -57,9 +57,12 @@ async def sweep_parked(store: Store, dead_letters: DeadLetterQueue, settings: Se
     whatever an earlier run left parked."""
     done = Sweep()
     try:
-        if store.parking is not None:
-            await _heal(store, dead_letters, done)
-        await _expire(store, dead_letters, settings, done)
+        try:
+            if store.parking is not None:
+                await _heal(store, dead_letters, done)
+        finally:
+            # Even when healing failed: what waited PARK_TTL goes whatever else does.
+            await _expire(store, dead_letters, settings, done)
     finally:
         async with store.pool.acquire() as conn:
             metrics.PARKED.update(*await parked_now(conn))

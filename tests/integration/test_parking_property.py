@@ -234,3 +234,42 @@ async def check(
         assert waiting == 0
     finally:
         await conn.close()
+
+
+async def test_an_unstorable_event_is_not_parked_so_what_would_heal_it_applies(
+    database: str,
+) -> None:
+    """A create whose name PostgreSQL cannot store (U+0000), claiming an email another user
+    holds: parked, it would make the holder's delete fail when it healed it."""
+    tag = uuid.uuid4().hex[:8]
+    email = f"held.{tag}@example.com"
+    holder, claimer = f"holder.{tag}", f"claimer.{tag}"
+
+    def at(event: dict[str, Any], offset: int) -> list[tuple[KafkaRecord, Any]]:
+        return [decoded(record(event, 0, offset))]
+
+    def made(kind: str, user: str, seq: int, data: dict[str, str] | None) -> dict[str, Any]:
+        return build_event(
+            kind, user, data, source="/nul", sequence=seq, time=T0 + timedelta(seconds=seq)
+        )
+
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_migrations(conn)
+        batches = [
+            at(made("user.created", holder, 1, {"email": email, "name": "H"}), 0),
+            at(made("user.created", claimer, 1, {"email": email, "name": "a\x00b"}), 1),
+            at(made("user.deleted", holder, 2, None), 2),
+        ]
+        plans = []
+        for batch in batches:
+            async with conn.transaction():
+                plans.append(await BatchWriter(conn, None, LIMITS).apply(batch))
+        claim = plans[1].verdicts[0].result
+        assert isinstance(claim, Rejection) and claim.reason.value == "conflict"  # at once
+        assert [str(v.result) for v in plans[2].verdicts] == ["applied"]  # the delete
+        assert await conn.fetchval("SELECT count(*) FROM parked_events") == 0
+        status = await conn.fetchval("SELECT status FROM users WHERE user_id = $1", holder)
+        assert status == "deleted"
+    finally:
+        await conn.close()

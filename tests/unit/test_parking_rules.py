@@ -137,3 +137,10 @@ def test_a_parked_row_gives_back_the_record_and_the_rejection_it_was_parked_with
     assert row["waits_for_email"] == "mixed@example.com"
     assert parked_record(row) == record
     assert parked_rejection(row) == rejection
+
+
+def test_an_event_postgresql_cannot_store_is_never_parked() -> None:
+    # Parked, it would fail every batch that heals it; dead-lettered at once instead.
+    unstorable = Verdict(rec(1), ev("user.updated", "u", 2, name="a\x00b"), NEVER_CREATED)
+    decided, parkings = choose_parked([unstorable], {}, 0, ParkingLimits(per_user=5, rows=5))
+    assert [v.result for v in decided] == [NEVER_CREATED] and parkings == []
