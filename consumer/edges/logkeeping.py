@@ -36,9 +36,12 @@ async def care_for_log(store: Store, settings: Settings) -> Prune | None:
             await add_days_ahead(conn)
             if settings.log_retention is not None:
                 pruned = await _prune(conn, datetime.now(UTC) - settings.log_retention)
-        finally:
+        except Exception:
             # Even when a step failed: a stuck prune must show in the oldest row's age.
+            # (Not when cancelled: a shutdown must not wait on the database once more.)
             await _measure(conn)
+            raise
+        await _measure(conn)
     return pruned
 
 

@@ -56,16 +56,16 @@ async def sweep_parked(store: Store, dead_letters: DeadLetterQueue, settings: Se
     """One round. With parking off (``PARK_TTL=0``) it heals nothing and dead-letters
     whatever an earlier run left parked."""
     done = Sweep()
-    try:
+    if store.parking is not None:
         try:
-            if store.parking is not None:
-                await _heal(store, dead_letters, done)
-        finally:
-            # Even when healing failed: what waited PARK_TTL goes whatever else does.
-            await _expire(store, dead_letters, settings, done)
-    finally:
-        async with store.pool.acquire() as conn:
-            metrics.PARKED.update(*await parked_now(conn))
+            await _heal(store, dead_letters, done)
+        except Exception as exc:  # what waited PARK_TTL goes whatever healing does
+            log.warning("healing parked events failed", extra={"error": type(exc).__name__})
+    # No I/O in a finally: a sweep cancelled at shutdown (PostgreSQL perhaps away) must
+    # end at once, not wait on one more connection.
+    await _expire(store, dead_letters, settings, done)
+    async with store.pool.acquire() as conn:
+        metrics.PARKED.update(*await parked_now(conn))
     return done
 
 
