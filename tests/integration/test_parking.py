@@ -96,6 +96,10 @@ async def parked(database: str, *user_ids: str) -> list[Any]:
         return []
 
 
+async def parked_is(database: str, count: int, *user_ids: str) -> bool:
+    return len(await parked(database, *user_ids)) == count
+
+
 async def state(database: str, *user_ids: str) -> dict[str, tuple[Any, ...]]:
     rows = await fetch(
         database,
@@ -124,19 +128,13 @@ async def test_an_update_before_its_create_in_another_partition_heals(
     async with member(settings, **FAST_SWEEP) as service:
         await publish(bootstrap_servers, settings.kafka_topic, [message(early_update)], 0)
 
-        async def is_parked() -> bool:
-            return len(await parked(database, who.user_id)) == 1
-
-        await eventually(is_parked)
+        await eventually(lambda: parked_is(database, 1, who.user_id))
         assert await logged(database, who.user_id) == []
         assert await service.counter("user_events_parked_total", "unknown_user") == 1
         await asyncio.sleep(2)  # a few seconds later, its create lands in another partition
         await publish(bootstrap_servers, settings.kafka_topic, [message(created(who, 1))], 1)
 
-        async def healed() -> bool:
-            return not await parked(database, who.user_id)
-
-        await eventually(healed)
+        await eventually(lambda: parked_is(database, 0, who.user_id))
         # As if applied in order: created, then updated.
         assert await state(database, who.user_id) == {
             who.user_id: ("active", later.email, later.name)
@@ -180,10 +178,7 @@ async def test_an_email_freed_in_another_partition_goes_to_the_user_who_waited(
         # a gives the email up, in the other partition.
         await publish(bootstrap_servers, settings.kafka_topic, [message(updated(a_moved, 3))], 1)
 
-        async def swapped() -> bool:
-            return not await parked(database, b.user_id)
-
-        await eventually(swapped)
+        await eventually(lambda: parked_is(database, 0, b.user_id))
         # The reference: every register last-writer-wins, whatever the arrival order.
         assert await state(database, a.user_id, b.user_id) == {
             a.user_id: ("active", a_moved.email, a.name),
@@ -270,10 +265,7 @@ async def test_a_kill_between_parking_and_healing_heals_exactly_once_after_resta
     try:
         await publish(bootstrap_servers, settings.kafka_topic, [message(update)], 0)
 
-        async def is_parked() -> bool:
-            return len(await parked(database, who.user_id)) == 1
-
-        await eventually(is_parked)
+        await eventually(lambda: parked_is(database, 1, who.user_id))
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
@@ -318,16 +310,10 @@ async def test_in_a_group_of_three_one_member_parks_and_another_heals(
         await eventually(one_partition_each, timeout=60)
         await publish(bootstrap_servers, settings.kafka_topic, [message(update)], 0)
 
-        async def is_parked() -> bool:
-            return len(await parked(database, who.user_id)) == 1
-
-        await eventually(is_parked)
+        await eventually(lambda: parked_is(database, 1, who.user_id))
         await publish(bootstrap_servers, settings.kafka_topic, [message(created(who, 1))], 1)
 
-        async def healed() -> bool:
-            return not await parked(database, who.user_id)
-
-        await eventually(healed)
+        await eventually(lambda: parked_is(database, 0, who.user_id))
         parkers = [m for m in members if m.logged("event parked")]
         healers = [m for m in members if m.logged("parked event healed")]
         assert len(parkers) == 1 and len(healers) == 1 and parkers != healers
@@ -425,10 +411,7 @@ async def test_parking_off_dead_letters_at_once_and_what_was_left_parked(
     async with member(settings, **FAST_SWEEP):
         await publish(bootstrap_servers, settings.kafka_topic, [message(updated(left, 2))])
 
-        async def is_parked() -> bool:
-            return len(await parked(database, left.user_id)) == 1
-
-        await eventually(is_parked)
+        await eventually(lambda: parked_is(database, 1, left.user_id))
     async with member(settings, PARK_TTL="0", **FAST_SWEEP) as service:
         await publish(bootstrap_servers, settings.kafka_topic, [message(updated(new, 2))])
 

@@ -14,8 +14,7 @@ from user_events_schemas import structured_record
 from consumer.devtools.devenv import free_port
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
-from consumer.tools.event.answer import ByKey, ByPosition, EventAnswer
-from consumer.tools.event.lookup import find_event
+from consumer.tools.event.answer import ByKey, ByPosition
 from consumer.tools.status.gather import gather_status
 from consumer.tools.status.report import StatusReport
 from tests.integration.support import (
@@ -28,7 +27,7 @@ from tests.integration.support import (
     running_service,
     service_env,
 )
-from tests.integration.test_event import event
+from tests.integration.test_event import ask, event
 from tests.integration.test_tool_exits import run_cli
 
 pytestmark = pytest.mark.integration
@@ -64,14 +63,6 @@ LATER = [
     ),
     structured_record(event("user.updated", "a", 2, "a-2", email="ada.new@example.com")),
 ]
-
-
-async def ask(settings: Settings, query: ByKey | ByPosition) -> EventAnswer:
-    store = await open_tool_store(settings, migrate=False)
-    try:
-        return await find_event(settings, store, query)
-    finally:
-        await store.close()
 
 
 async def status_of(settings: Settings) -> StatusReport:
