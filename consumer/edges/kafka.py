@@ -96,10 +96,10 @@ _LOOPBACK_HOSTS = ("127.", "localhost", "[::1]", "::1")
 def _log_no_idempotence(settings: Settings) -> None:
     """Says that the producer runs without idempotence. A warning for a real cluster; for
     a broker on this machine (the embedded one of ``make dev`` and the tests, which never
-    grants InitProducerId) it is expected, and an INFO line."""
+    grants InitProducerId) it is expected, and nobody can act on it: a DEBUG line."""
     hosts = [server.strip() for server in settings.kafka_bootstrap_servers.split(",")]
     if all(host.startswith(_LOOPBACK_HOSTS) for host in hosts if host):
-        log.info(
+        log.debug(
             "the local broker refused InitProducerId (the embedded dev broker does): "
             "producing without idempotence, still acks=all"
         )

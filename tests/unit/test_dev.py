@@ -111,8 +111,8 @@ def test_dead_letters_are_summed_up_by_reason_and_other_lines_pass() -> None:
 @pytest.mark.parametrize(
     ("servers", "level"),
     [
-        ("127.0.0.1:19092", logging.INFO),  # make dev's embedded broker
-        ("localhost:9092,127.0.0.1:9093", logging.INFO),
+        ("127.0.0.1:19092", logging.DEBUG),  # make dev's embedded broker
+        ("localhost:9092,127.0.0.1:9093", logging.DEBUG),
         ("kafka-1.internal:9092,127.0.0.1:9092", logging.WARNING),
         ("kafka.example.com:9092", logging.WARNING),
     ],
