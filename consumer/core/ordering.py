@@ -7,6 +7,18 @@ only when it is newer than that version. An event that writes no register is
 state does not depend on the order in which events arrive: replaying any range, any
 number of times, converges. A delete is a tombstone: it erases email and name, and an
 older event never brings the user back.
+
+The invariants every applier keeps, which the rest of the consumer relies on (a new
+event type's applier keeps them too; tests/unit/test_convergence.py checks them):
+
+- each register's version is the maximum of the versions that wrote it: an applier
+  writes a register only with a version newer than the register's;
+- an event is STALE only when it is not newer than ``latest_version`` (the newest of the
+  registers): ``core/dedupe.possibly_logged`` looks up in the event log only the events
+  not newer than their user's latest version, so a rule that logs a newer event as stale
+  would let its redelivery be applied twice;
+- ``latest_version`` reads every ``*_version`` field of ``UserState``: a new register is
+  counted by declaring it, not by remembering this property.
 """
 
 from __future__ import annotations
@@ -14,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, overload
+from operator import attrgetter
+from typing import Any, Literal, NamedTuple, get_args, overload
 
 from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
 
@@ -70,7 +83,16 @@ class UserState(NamedTuple):
 
     @property
     def latest_version(self) -> Version:
-        return _newest(_newest(self.status_version, self.email_version), self.name_version)
+        newest: Version
+        newest, *others = _register_versions(self)
+        for version in others:
+            if version.is_newer_than(newest):
+                newest = version
+        return newest
+
+
+# Every register's version field, from the declaration: a new register is counted.
+_register_versions = attrgetter(*(name for name in UserState._fields if name.endswith("_version")))
 
 
 def apply_event(
@@ -86,8 +108,8 @@ def apply_event(
     return _apply_updated(state, event, version)
 
 
-# The three appliers build the next state in one constructor call rather than through
-# ``_replace(**changes)``: they run once per event, and this is the hot path.
+# The three appliers build the next state in one constructor call, by name, rather than
+# through ``_replace(**changes)``: they run once per event, and this is the hot path.
 
 
 def _apply_created(
@@ -96,7 +118,15 @@ def _apply_created(
     email, name, time = event.data.email, event.data.name, event.time
     if state is None:
         return UserState(
-            event.subject, "active", email, name, time, time, version, version, version
+            user_id=event.subject,
+            status="active",
+            email=email,
+            name=name,
+            created_at=time,
+            updated_at=time,
+            status_version=version,
+            email_version=version,
+            name_version=version,
         ), Outcome.APPLIED
     status_wins = version.is_newer_than(state.status_version)
     email_wins = version.is_newer_than(state.email_version)
@@ -104,28 +134,30 @@ def _apply_created(
     if not (status_wins or email_wins or name_wins):
         return state, Outcome.STALE
     return UserState(
-        state.user_id,
-        "active" if status_wins else state.status,
-        email if email_wins else state.email,
-        name if name_wins else state.name,
-        time if status_wins else state.created_at,
-        max(state.updated_at, time),
-        version if status_wins else state.status_version,
-        version if email_wins else state.email_version,
-        version if name_wins else state.name_version,
+        user_id=state.user_id,
+        status="active" if status_wins else state.status,
+        email=email if email_wins else state.email,
+        name=name if name_wins else state.name,
+        created_at=time if status_wins else state.created_at,
+        updated_at=max(state.updated_at, time),
+        status_version=version if status_wins else state.status_version,
+        email_version=version if email_wins else state.email_version,
+        name_version=version if name_wins else state.name_version,
     ), Outcome.APPLIED
 
 
+# The event type's name, from its model (the contract): these messages follow a rename.
+_UPDATED = str(get_args(UserUpdated.model_fields["type"].annotation)[0])
 _NEVER_CREATED = Rejection(
     Reason.UNKNOWN_USER,
-    "user.updated for a user that was never created",
+    f"{_UPDATED} for a user that was never created",
     errors=(FieldError("subject", "user_not_created"),),
 )
 # Not parked: a tombstone wins, and a deleted user's personal values are not kept waiting
 # (docs/parking.md).
 _DELETED = Rejection(
     Reason.USER_DELETED,
-    "user.updated for a deleted user",
+    f"{_UPDATED} for a deleted user",
     errors=(FieldError("subject", "user_deleted"),),
 )
 
@@ -145,15 +177,15 @@ def _apply_updated(
     if not (email_wins or name_wins):
         return state, Outcome.STALE
     return UserState(
-        state.user_id,
-        state.status,
-        email if email_wins else state.email,
-        name if name_wins else state.name,
-        state.created_at,
-        max(state.updated_at, event.time),
-        state.status_version,
-        version if email_wins else state.email_version,
-        version if name_wins else state.name_version,
+        user_id=state.user_id,
+        status=state.status,
+        email=email if email_wins else state.email,
+        name=name if name_wins else state.name,
+        created_at=state.created_at,
+        updated_at=max(state.updated_at, event.time),
+        status_version=state.status_version,
+        email_version=version if email_wins else state.email_version,
+        name_version=version if name_wins else state.name_version,
     ), Outcome.APPLIED
 
 
@@ -164,20 +196,28 @@ def _apply_deleted(
     if state is None:
         # A tombstone, so that an older user.created arriving later cannot create the user.
         return UserState(
-            event.subject, "deleted", None, None, time, time, version, version, version
+            user_id=event.subject,
+            status="deleted",
+            email=None,
+            name=None,
+            created_at=time,
+            updated_at=time,
+            status_version=version,
+            email_version=version,
+            name_version=version,
         ), Outcome.APPLIED
     if not version.is_newer_than(state.status_version):
         return state, Outcome.STALE
     return UserState(
-        state.user_id,
-        "deleted",
-        None,
-        None,
-        state.created_at,
-        max(state.updated_at, time),
-        version,
-        _newest(version, state.email_version),
-        _newest(version, state.name_version),
+        user_id=state.user_id,
+        status="deleted",
+        email=None,
+        name=None,
+        created_at=state.created_at,
+        updated_at=max(state.updated_at, time),
+        status_version=version,
+        email_version=_newest(version, state.email_version),
+        name_version=_newest(version, state.name_version),
     ), Outcome.APPLIED
 
 

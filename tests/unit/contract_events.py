@@ -92,7 +92,11 @@ def data_of(draw: st.DrawFn, event_type: str) -> dict[str, JsonValue] | None:
     if event_type == "user.updated":
         fields = draw(st.sampled_from([("name",), ("email",), ("email", "name")]))
         return {f: draw(emails if f == "email" else texts) for f in fields}
-    return draw(st.sampled_from([{}, None]))
+    if event_type == "user.deleted":
+        return draw(st.sampled_from([{}, None]))
+    # Loudly: a guess (say {}) would make every generated event of a new type invalid,
+    # and the tests of valid events would pass without ever drawing one.
+    raise NotImplementedError(f"no valid data for {event_type!r}: teach data_of its fields")
 
 
 @st.composite

@@ -14,7 +14,7 @@ from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged
 from consumer.core.ordering import UserState, Version, apply_event, plan_batch
-from consumer.core.records import KafkaRecord, Rejection
+from consumer.core.records import KafkaRecord, Outcome, Rejection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 Entry = tuple[KafkaRecord, AnyUserEvent]
@@ -142,3 +142,26 @@ def test_any_replays_in_any_order_converge_to_the_reference(data: st.DataObject)
     before = projection.state()
     projection.apply(log)
     assert projection.state() == before
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_appliers_keep_the_invariants_dedupe_relies_on(data: st.DataObject) -> None:
+    """core/ordering.py's invariants, event by event in any arrival order: no register's
+    version goes back, a stale event is never newer than the user's latest version, and
+    ``latest_version`` is the newest of every declared register."""
+    events = data.draw(st.permutations(data.draw(user_history("u"))))
+    registers = [name for name in UserState._fields if name.endswith("_version")]
+    state: UserState | None = None
+    for event in events:
+        after, outcome = apply_event(state, event)
+        if state is not None and after is not None:
+            for register in registers:
+                assert not getattr(state, register).is_newer_than(getattr(after, register))
+            if outcome == Outcome.STALE:
+                assert not Version.of(event).is_newer_than(state.latest_version)
+        if after is not None:
+            newest = after.latest_version
+            assert all(not getattr(after, r).is_newer_than(newest) for r in registers)
+            assert newest in [getattr(after, r) for r in registers]
+        state = after
