@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
+from user_events_devtools.devenv import free_port, wait_for_port
 
-from consumer.devtools.devenv import free_port, wait_for_port
 from consumer.settings import Settings
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.support import (
