@@ -60,7 +60,7 @@ def test_multi_stage_slim_runtime_with_runtime_dependencies_only() -> None:
     assert copies and all(f"--from={builder_name}" in args for args in copies), copies
     runs = " ".join(args for keyword, args in instructions() if keyword == "RUN")
     assert "[dev]" not in runs and "pip install" in runs
-    # nor the development tools, a distribution apart
+    # nor the development tools, a distribution apart (tests/contract/test_runtime_install.py)
     copied = [args for keyword, args in instructions() if keyword == "COPY"]
     assert not any("devtools" in text for text in [runs, *copied])
     assert "pip wheel" in runs

@@ -1,7 +1,7 @@
 """The development tools are a distribution apart (devtools/): installed, `dev` and `bench`
 are commands of the console script; without them, the console script still loads, `dev` and
 `bench` say in one line how to install them, and the compose publisher's demo data needs
-nothing the runtime image lacks."""
+nothing the runtime image lacks. The real runtime install: tests/contract/test_runtime_install.py."""
 
 from __future__ import annotations
 
