@@ -17,8 +17,9 @@ COPY pyproject.toml README.md* ./
 COPY consumer ./consumer
 COPY schemas ./schemas
 
-# `pip install .` and not `.[dev]`: the image carries the runtime dependencies only.
-# The contract is a distribution of its own (schemas/), which the consumer depends on.
+# The runtime install (`pip install ./schemas .`), not `.[dev]` and not ./devtools: the
+# image carries the runtime dependencies only, and no `dev` or `bench`. The contract is a
+# distribution of its own (schemas/), which the consumer depends on.
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels ./schemas . \
     && /opt/venv/bin/pip install /wheels/*.whl
 

@@ -6,17 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: dev test fuzz chaos lint typecheck bench schemas clean
 
-$(STAMP): pyproject.toml schemas/pyproject.toml
+$(STAMP): pyproject.toml schemas/pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./schemas -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./schemas -e '.[dev]' -e ./devtools
 	touch $(STAMP)
 
 dev: $(STAMP)
 	$(BIN)/user-events-consumer dev
 
 test: $(STAMP)
-	$(BIN)/ruff check consumer schemas tests
+	$(BIN)/ruff check consumer schemas devtools tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2 --dist worksteal --ignore=tests/chaos
 
@@ -32,8 +32,8 @@ chaos: $(STAMP)
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(BIN)/pytest -q -s tests/chaos
 
 lint: $(STAMP)
-	$(BIN)/ruff check consumer schemas tests
-	$(BIN)/ruff format --check consumer schemas tests
+	$(BIN)/ruff check consumer schemas devtools tests
+	$(BIN)/ruff format --check consumer schemas devtools tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

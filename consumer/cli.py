@@ -7,20 +7,30 @@ import asyncio
 import gc
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from importlib.metadata import entry_points
 
 from consumer import __version__
 from consumer.app import run_service
-from consumer.devtools import bench
-from consumer.devtools.dev import run_dev
-from consumer.devtools.extra import needs_devtools
 from consumer.edges import metrics
 from consumer.edges.errors import retrying
 from consumer.edges.migrate import Migration, apply_migrations, shipped_migrations
 from consumer.edges.store import Store
-from consumer.logs import LogFormat, configure_logging
+from consumer.logs import configure_logging
 from consumer.settings import Settings, load_settings
 from consumer.tools import dlq, erase, event, prune, rebuild, replay, status
+
+COMMANDS_GROUP = "user_events_consumer.commands"
+"""The entry-point group through which another distribution adds commands: each entry point
+names a function that adds its subparser, ``add_parser(commands)``, as the tools here do."""
+
+# The development tools' commands (user-events-devtools, in devtools/): where they are not
+# installed, as in the runtime image, each is a stand-in that says how to install them.
+DEVTOOLS_COMMANDS = {
+    "dev": "run everything locally on embedded servers with demo events",
+    "bench": "measure throughput, latency and memory on real servers",
+}
+DEVTOOLS_INSTALL = "pip install ./devtools (from a checkout of the repository)"
+EXIT_NOT_INSTALLED = 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -80,14 +90,6 @@ def migrate_report(applied: Sequence[Migration], shipped: Sequence[Migration]) -
     return f"applied {', '.join(f'{m.version:04d}_{m.name}' for m in applied)}: {latest}"
 
 
-def _cmd_dev(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    # Someone watches dev: readable lines, even through a pipe, unless JSON is asked for.
-    log_format: LogFormat = "json" if settings.log_format == "json" else "console"
-    configure_logging(settings.log_level if args.verbose else "WARNING", log_format)
-    return asyncio.run(run_dev(Path(args.data_dir), args.rate, verbose=args.verbose))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="user-events-consumer",
@@ -119,22 +121,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(handler=_cmd_migrate)
 
-    dev = commands.add_parser(
-        "dev",
-        help="run everything locally on embedded servers with demo events",
-        description="Start an embedded Kafka-compatible broker and PostgreSQL, the consumer, "
-        "and a publisher of demo events (valid, duplicate and poison). Ctrl-C stops.",
-        epilog="Exit codes: 0 stopped (Ctrl-C); 1 failed; 2 could not start (the dev extra "
-        "not installed, a bad setting). See the README.",
-    )
-    dev.add_argument("--data-dir", default=".dev", help="where PostgreSQL keeps its data")
-    dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")
-    dev.add_argument("--verbose", action="store_true", help="show all logs, not only warnings")
-    dev.set_defaults(handler=needs_devtools(_cmd_dev))
-
-    for tool in (replay, dlq, rebuild, erase, prune, status, event, bench):
+    for tool in (replay, dlq, rebuild, erase, prune, status, event):
         tool.add_parser(commands)
+    add_installed_commands(commands)
     return parser
+
+
+def add_installed_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """The commands that installed distributions register in ``COMMANDS_GROUP``, and a
+    stand-in for each development tool that none registers."""
+    installed: set[str] = set()
+    for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        entry_point.load()(commands)
+        installed.add(entry_point.name)
+    for name, summary in DEVTOOLS_COMMANDS.items():
+        if name not in installed:
+            add_not_installed(commands, name, summary)
+
+
+def add_not_installed(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> None:
+    """``name``, which answers whatever follows it (``--help`` too) with one line on how to
+    install the development tools, and exit 2, before anything is started."""
+    stand_in = commands.add_parser(
+        name, help=f"{summary} (needs the development tools)", add_help=False, prefix_chars="\0"
+    )
+    # No prefix character it can meet, so that `dev --data-dir x` is not a usage error:
+    # every argument after the command lands here, ignored.
+    stand_in.add_argument("ignored", nargs=argparse.REMAINDER)
+    stand_in.set_defaults(handler=_cmd_not_installed)
+
+
+def _cmd_not_installed(args: argparse.Namespace) -> int:
+    print(
+        f"user-events-consumer: {args.command} needs the development tools: {DEVTOOLS_INSTALL}",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_INSTALLED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-
-from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres
+from user_events_devtools.devenv import EmbeddedBroker, EmbeddedPostgres
 
 # Started first, so that with two workers (make test) neither is left running one of these
 # alone at the end: they wait out outages, rebalances and crashes for 10 to 70 s each.

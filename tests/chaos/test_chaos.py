@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from user_events_devtools.devenv import free_port
 
-from consumer.devtools.devenv import free_port
 from tests.integration.support import (
     assert_history_applied_exactly_once,
     eventually,

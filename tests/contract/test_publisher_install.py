@@ -5,12 +5,12 @@ of the consumer's dependencies."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from tests.contract.freshenv import fresh_venv, pip_install
 
 SCHEMAS = Path(__file__).parents[2] / "schemas"
 
@@ -45,16 +45,8 @@ def test_publishers_install_the_contract_alone_and_validate_events_with_it(
         ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
     )
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
-    python = venv / "bin" / "python"
-    # `pip install ./schemas` into that environment; this pip (--python) spares the new
-    # one ensurepip's six seconds.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", source],
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-        check=True,
-        timeout=300,
-    )
+    python = fresh_venv(venv)
+    pip_install(python, source)  # `pip install ./schemas`
     installed = time.monotonic() - started
 
     # From the publisher's directory: the checkout's own consumer/ must not be on the path.

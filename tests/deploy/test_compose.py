@@ -171,5 +171,9 @@ def test_demo_publisher_is_optional_and_compiles(compose: dict[str, Any]) -> Non
     assert demo["entrypoint"] == ["python", "-c"]
     assert "$" not in demo["command"][0], "compose would interpolate it"
     compile(demo["command"][0], "demo-publisher", "exec")  # run for real in test_live_metrics
+    # its demo data comes from the checkout's development tools, which the image goes without
+    assert "./devtools:/opt/devtools:ro" in demo["volumes"]
+    assert demo["environment"]["PYTHONPATH"] == "/opt/devtools"
+    assert (ROOT / "devtools/user_events_devtools/demo.py").exists()
     others = [s for name, s in compose["services"].items() if name != "demo-publisher"]
     assert all("profiles" not in service for service in others)

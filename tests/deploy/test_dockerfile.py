@@ -60,6 +60,9 @@ def test_multi_stage_slim_runtime_with_runtime_dependencies_only() -> None:
     assert copies and all(f"--from={builder_name}" in args for args in copies), copies
     runs = " ".join(args for keyword, args in instructions() if keyword == "RUN")
     assert "[dev]" not in runs and "pip install" in runs
+    # nor the development tools, a distribution apart (tests/contract/test_runtime_install.py)
+    copied = [args for keyword, args in instructions() if keyword == "COPY"]
+    assert not any("devtools" in text for text in [runs, *copied])
     assert "pip wheel" in runs
 
 
@@ -113,7 +116,7 @@ def ignored(path: str, patterns: list[str]) -> bool:
 
 def test_dockerignore_keeps_the_context_small_but_complete() -> None:
     patterns = dockerignore_patterns()
-    for heavy in (".venv", ".dev", ".git", ".pytest_cache", ".mypy_cache", "tests"):
+    for heavy in (".venv", ".dev", ".git", ".pytest_cache", ".mypy_cache", "tests", "devtools"):
         assert ignored(heavy, patterns), heavy
     assert ignored("consumer/__pycache__/app.cpython-311.pyc", patterns)
     # Every source the builder copies exists and survives .dockerignore.

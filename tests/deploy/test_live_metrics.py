@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from user_events_devtools.devenv import free_port
 from user_events_schemas import build_event, structured_record
 
-from consumer.devtools.devenv import free_port
 from tests.deploy.promql import alert_rules, dashboard_expressions, grafana_to_promql, metric_names
 from tests.deploy.test_dockerfile import healthcheck_command
 from tests.deploy.tools import ROOT, load_yaml

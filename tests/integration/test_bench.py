@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from consumer.devtools.benchservers import new_database, phase_settings, preload
-from consumer.devtools.drains import drain_with_baseline, drain_with_service, states_agree
-from consumer.devtools.steady import steady_load
+from user_events_devtools.benchservers import new_database, phase_settings, preload
+from user_events_devtools.drains import drain_with_baseline, drain_with_service, states_agree
+from user_events_devtools.steady import steady_load
+
 from tests.integration.support import fetch
 
 

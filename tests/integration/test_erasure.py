@@ -11,12 +11,12 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from user_events_devtools.devenv import free_port
 
 from consumer.core.decode import decode, stored_payload
 from consumer.core.erasure import personal_of
 from consumer.core.records import Rejection
 from consumer.core.rows import log_record
-from consumer.devtools.devenv import free_port
 from consumer.edges.migrate import apply_migrations
 from tests.integration.privacy import (
     SOURCE,

@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from user_events_devtools.devenv import free_port
 from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord, Rejection
-from consumer.devtools.devenv import free_port
 from tests.integration.support import eventually, fetch, get, headers_of, new_settings, read_all
 from tests.integration.support import start_service_process as start_service
 

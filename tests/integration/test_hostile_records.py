@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from user_events_devtools.devenv import free_port
 from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.core.erasure import personal_of
 from consumer.core.records import KafkaRecord, Reason, Rejection
-from consumer.devtools.devenv import free_port
 from consumer.edges.deadletter import DeadLetterQueue
 from tests.integration.support import (
     Message,

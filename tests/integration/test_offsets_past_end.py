@@ -13,9 +13,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from user_events_devtools.devenv import free_port
 from user_events_schemas.builder import build_event
 
-from consumer.devtools.devenv import free_port
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
 from tests.integration.support import (

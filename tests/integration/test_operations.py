@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from user_events_devtools.devenv import free_port
 from user_events_schemas import build_event, structured_record
 
 from consumer import __version__
-from consumer.devtools.devenv import free_port
 from tests.deploy.tools import promtool
 from tests.integration.support import (
     eventually,

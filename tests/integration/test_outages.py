@@ -11,9 +11,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from user_events_devtools.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
 from user_events_schemas import build_event, structured_record
 
-from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
 from consumer.edges import metrics
 from consumer.edges.kafka import ensure_topics
 from consumer.edges.migrate import apply_migrations

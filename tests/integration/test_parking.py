@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from user_events_devtools.devenv import free_port
 
-from consumer.devtools.devenv import free_port
 from consumer.settings import Settings
 from tests.integration.privacy import Person, created, deleted, updated, where_found
 from tests.integration.support import (

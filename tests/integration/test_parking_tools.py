@@ -9,9 +9,9 @@ import asyncio
 import json
 
 import pytest
+from user_events_devtools.devenv import free_port
 from user_events_schemas import structured_record
 
-from consumer.devtools.devenv import free_port
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
 from consumer.tools.event.answer import ByKey, ByPosition

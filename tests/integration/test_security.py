@@ -19,14 +19,14 @@ import pytest
 import trustme
 from aiokafka.errors import KafkaConnectionError
 from cryptography.hazmat.primitives import serialization
-from user_events_schemas import build_event, structured_record
-
-from consumer.devtools.devenv import (
+from user_events_devtools.devenv import (
     EmbeddedBroker,
     EmbeddedPostgres,
     free_port,
     postgres_bin_dir_with_ssl,
 )
+from user_events_schemas import build_event, structured_record
+
 from consumer.edges.errors import is_transient
 from consumer.edges.kafka import start_producer
 from consumer.edges.store import Store

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from user_events_devtools.devenv import free_port
 from user_events_schemas import structured_record
 
-from consumer.devtools.devenv import free_port
 from tests.integration.support import (
     Message,
     assert_history_applied_exactly_once,

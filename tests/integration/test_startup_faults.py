@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from user_events_devtools.devenv import free_port
 
-from consumer.devtools.devenv import free_port
 from consumer.edges.migrate import MIGRATION_LOCK_KEY
 from tests.conftest import database_url
 from tests.integration.support import eventually, new_settings, service_env

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from user_events_devtools.devenv import free_port
 from user_events_schemas import build_event, structured_record
 
-from consumer.devtools.devenv import free_port
 from consumer.edges.migrate import apply_migrations
 from tests.integration.support import (
     count_logged,

@@ -9,9 +9,9 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from user_events_devtools.devenv import free_port
 from user_events_schemas import build_event, structured_record
 
-from consumer.devtools.devenv import free_port
 from consumer.edges.migrate import shipped_migrations
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store

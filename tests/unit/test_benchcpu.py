@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from consumer.devtools import profiler
-from consumer.devtools.bench import BenchReport, report_lines, steady_row
-from consumer.devtools.cputime import (
+from user_events_devtools import profiler
+from user_events_devtools.bench import BenchReport, report_lines, steady_row
+from user_events_devtools.cputime import (
     CpuSample,
     CpuUsage,
     cpu_between,
@@ -19,8 +18,8 @@ from consumer.devtools.cputime import (
     us_per_event,
     usage_between,
 )
-from consumer.devtools.drains import DrainResult
-from consumer.devtools.profiler import ProfileRequest, Profiling, profile_path
+from user_events_devtools.drains import DrainResult
+from user_events_devtools.profiler import ProfileRequest, Profiling, profile_path
 
 # /proc/<pid>/stat: utime is field 14 and stime field 15 (counted from 1, the pid).
 STAT = (

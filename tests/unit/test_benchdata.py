@@ -7,12 +7,12 @@ import math
 from collections import Counter
 
 import pytest
+from user_events_devtools.bench import decode_cost
+from user_events_devtools.benchdata import bench_messages
+from user_events_devtools.histograms import histogram_quantile
 
 from consumer.core.records import KafkaRecord
 from consumer.core.tracecontext import creation_context
-from consumer.devtools.bench import decode_cost
-from consumer.devtools.benchdata import bench_messages
-from consumer.devtools.histograms import histogram_quantile
 
 
 def test_with_traceparents_each_event_carries_a_trace_context_and_nothing_else_changes() -> None:

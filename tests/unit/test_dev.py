@@ -12,12 +12,12 @@ import socket
 from pathlib import Path
 
 import pytest
+from user_events_devtools.demo import demo_messages
+from user_events_devtools.dev import DeadLetterSummary, _lock, _port_or_free, _previous_port
 
 from consumer.core.decode import decode
 from consumer.core.identity import event_key
 from consumer.core.records import KafkaRecord, Rejection
-from consumer.devtools.demo import demo_messages
-from consumer.devtools.dev import DeadLetterSummary, _lock, _port_or_free, _previous_port
 from consumer.edges.kafka import _log_no_idempotence
 from consumer.settings import Settings
 

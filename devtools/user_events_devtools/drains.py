@@ -22,21 +22,21 @@ from consumer.core.ordering import (
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import event_rows, state_from_row, user_rows
 from consumer.core.sealing import Sealer
-from consumer.devtools.benchservers import PARTITIONS
-from consumer.devtools.cputime import sample_cpu, us_per_event, usage_between
-from consumer.devtools.devenv import free_port
-from consumer.devtools.histograms import histogram_quantile, merged_histogram
-from consumer.devtools.profiler import ProfileRequest, Profiling
-from consumer.devtools.serviceprocess import (
+from consumer.edges.deadletter import DeadLetterQueue
+from consumer.edges.kafka import client_options, max_request_bytes, start_producer
+from consumer.settings import Settings
+from user_events_devtools.benchservers import PARTITIONS
+from user_events_devtools.cputime import sample_cpu, us_per_event, usage_between
+from user_events_devtools.devenv import free_port
+from user_events_devtools.histograms import histogram_quantile, merged_histogram
+from user_events_devtools.profiler import ProfileRequest, Profiling
+from user_events_devtools.serviceprocess import (
     peak_rss_mb,
     scrape,
     start_service,
     wait_for_offsets,
     wait_until_ready,
 )
-from consumer.edges.deadletter import DeadLetterQueue
-from consumer.edges.kafka import client_options, max_request_bytes, start_producer
-from consumer.settings import Settings
 
 
 @dataclass

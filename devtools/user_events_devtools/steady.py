@@ -12,14 +12,14 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from user_events_schemas import build_event, structured_record
 
-from consumer.devtools.benchservers import PARTITIONS, note_ends
-from consumer.devtools.cputime import cpu_report, sample_cpu, usage_between
-from consumer.devtools.devenv import free_port
-from consumer.devtools.histograms import histogram_delta, histogram_quantile
-from consumer.devtools.profiler import ProfileRequest, Profiling
-from consumer.devtools.serviceprocess import scrape, start_service, wait_for_offsets
 from consumer.edges.kafka import client_options, ensure_topics
 from consumer.settings import Settings
+from user_events_devtools.benchservers import PARTITIONS, note_ends
+from user_events_devtools.cputime import cpu_report, sample_cpu, usage_between
+from user_events_devtools.devenv import free_port
+from user_events_devtools.histograms import histogram_delta, histogram_quantile
+from user_events_devtools.profiler import ProfileRequest, Profiling
+from user_events_devtools.serviceprocess import scrape, start_service, wait_for_offsets
 
 
 async def steady_load(

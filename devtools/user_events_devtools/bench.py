@@ -22,18 +22,17 @@ from typing import Any
 
 from consumer.core.decode import decode_all
 from consumer.core.records import KafkaRecord
-from consumer.devtools.benchdata import bench_messages
-from consumer.devtools.benchservers import new_database, phase_settings, preload, servers
-from consumer.devtools.drains import (
+from user_events_devtools.benchdata import bench_messages
+from user_events_devtools.benchservers import new_database, phase_settings, preload, servers
+from user_events_devtools.drains import (
     DrainResult,
     drain_with_baseline,
     drain_with_service,
     parking_outcome,
     states_agree,
 )
-from consumer.devtools.extra import needs_devtools
-from consumer.devtools.profiler import SUFFIXES, ProfileRequest
-from consumer.devtools.steady import steady_load
+from user_events_devtools.profiler import SUFFIXES, ProfileRequest
+from user_events_devtools.steady import steady_load
 
 
 @dataclass
@@ -220,7 +219,7 @@ def print_report(report: BenchReport) -> None:
         print(line)
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = commands.add_parser(
         "bench",
         help="measure throughput, latency and memory on real servers",
@@ -270,7 +269,7 @@ def add_parser(commands: Any) -> None:
         default="speedscope",
         help="py-spy's output: speedscope (JSON, for speedscope.app) or flamegraph (SVG)",
     )
-    bench.set_defaults(handler=needs_devtools(_cmd_bench))
+    bench.set_defaults(handler=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

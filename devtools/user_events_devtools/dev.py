@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import fcntl
@@ -19,11 +20,12 @@ from typing import IO
 import asyncpg
 
 from consumer.app import run_service, stop_on_signals
-from consumer.devtools.demo import demo_messages
-from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
 from consumer.edges import metrics
 from consumer.edges.kafka import ensure_topics, start_producer
-from consumer.settings import Settings
+from consumer.logs import LogFormat, configure_logging
+from consumer.settings import Settings, load_settings
+from user_events_devtools.demo import demo_messages
+from user_events_devtools.devenv import EmbeddedBroker, EmbeddedPostgres, free_port
 
 POSTGRES_PORT = 55432
 BROKER_PORT = 19092
@@ -277,3 +279,26 @@ async def _serve(
     if summary is not None and (line := summary.take()):
         print(line, flush=True)
     return code
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = commands.add_parser(
+        "dev",
+        help="run everything locally on embedded servers with demo events",
+        description="Start an embedded Kafka-compatible broker and PostgreSQL, the consumer, "
+        "and a publisher of demo events (valid, duplicate and poison). Ctrl-C stops.",
+        epilog="Exit codes: 0 stopped (Ctrl-C); 1 failed; 2 could not start (a bad setting). "
+        "See the README.",
+    )
+    dev.add_argument("--data-dir", default=".dev", help="where PostgreSQL keeps its data")
+    dev.add_argument("--rate", type=float, default=50.0, help="demo events per second")
+    dev.add_argument("--verbose", action="store_true", help="show all logs, not only warnings")
+    dev.set_defaults(handler=_cmd_dev)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    # Someone watches dev: readable lines, even through a pipe, unless JSON is asked for.
+    log_format: LogFormat = "json" if settings.log_format == "json" else "console"
+    configure_logging(settings.log_level if args.verbose else "WARNING", log_format)
+    return asyncio.run(run_dev(Path(args.data_dir), args.rate, verbose=args.verbose))

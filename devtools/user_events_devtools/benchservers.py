@@ -17,11 +17,11 @@ from typing import Any, NamedTuple
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from consumer.devtools.benchdata import bench_messages
-from consumer.devtools.devenv import EmbeddedBroker, EmbeddedPostgres
 from consumer.edges.kafka import client_options, ensure_topics
 from consumer.edges.migrate import apply_migrations
 from consumer.settings import Settings
+from user_events_devtools.benchdata import bench_messages
+from user_events_devtools.devenv import EmbeddedBroker, EmbeddedPostgres
 
 PARTITIONS = 6
 

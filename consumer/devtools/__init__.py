@@ -1,1 +1,0 @@
-"""Development tools: the local stack, the benchmark and demo data (the ``devtools`` extra)."""
