@@ -8,6 +8,7 @@ CloudEvents ``source`` and ``id``; this reads them the way ``decode`` would find
 from __future__ import annotations
 
 import orjson
+from user_events_schemas.wire import BINARY_PREFIX, SPECVERSION_HEADER
 
 from consumer.core.decode import is_binary_mode
 from consumer.core.ordering import EventKey
@@ -19,8 +20,8 @@ def event_key(record: KafkaRecord) -> EventKey | None:
     mode, the value's ``source`` and ``id`` in structured mode. None when it names no
     text source and id (a value that is not JSON, a header that is not UTF-8)."""
     headers = dict(record.headers)  # the last of a repeated header counts, as in decode
-    if is_binary_mode(headers.get("content-type"), "ce_specversion" in headers):
-        source, event_id = headers.get("ce_source"), headers.get("ce_id")
+    if is_binary_mode(headers.get("content-type"), SPECVERSION_HEADER in headers):
+        source, event_id = headers.get(BINARY_PREFIX + "source"), headers.get(BINARY_PREFIX + "id")
         if source is None or event_id is None:
             return None
         try:

@@ -18,6 +18,7 @@ from user_events_schemas import deadletter
 from user_events_schemas.asyncapi_records import binary_headers_schema, examples
 from user_events_schemas.generate import render_schemas
 from user_events_schemas.models import MODELS
+from user_events_schemas.wire import DLQ_REDRIVE_COUNT
 from user_events_schemas.yamltext import dump
 
 DISTRIBUTION = "user-events-schemas"
@@ -318,11 +319,7 @@ _STRUCTURED_HEADERS: Schema = {
             ),
             "examples": ["application/cloudevents+json"],
         },
-        **{
-            name: schema
-            for name, schema in deadletter.OPTIONAL_HEADERS.items()
-            if name == "dlq.redrive.count"
-        },
+        DLQ_REDRIVE_COUNT: deadletter.OPTIONAL_HEADERS[DLQ_REDRIVE_COUNT],
     },
 }
 

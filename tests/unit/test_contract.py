@@ -15,12 +15,19 @@ from referencing import Registry, Resource
 from user_events_schemas import binary_record, build_event, structured_record
 from user_events_schemas.generate import SCHEMA_DIR, render_schemas, schema_id
 from user_events_schemas.models import EVENT_TYPES
+from user_events_schemas.wire import (
+    DLQ_DROPPED,
+    DLQ_OCCASIONAL_HEADERS,
+    DLQ_PARKED_AT,
+    DLQ_PARKED_SECONDS,
+    DLQ_PROVENANCE_HEADERS,
+    DLQ_VALUE,
+)
 
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import (
     DROP_ORDER,
-    DROPPED,
     VALUE_WAS_NULL,
     DeadLetterMessage,
     dead_letter_headers,
@@ -90,6 +97,35 @@ def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -
     }
 
 
+def test_every_dead_letter_carries_the_contracts_provenance_headers_in_its_order() -> None:
+    """The AsyncAPI document requires ``DLQ_PROVENANCE_HEADERS``: the consumer writes those,
+    and any other ``dlq.*`` header it adds is one the contract names too."""
+    record = KafkaRecord("user-events", 0, 5, 0, None, None, ())
+    failed_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    parked_at = datetime(2026, 1, 1, 3, 4, 5, tzinfo=UTC)
+    names = [
+        name
+        for name, _ in dead_letter_message(
+            record,
+            Rejection(Reason.UNKNOWN_USER, "never created"),
+            "g",
+            failed_at,
+            1 << 20,
+            parked_at=parked_at,
+        ).headers
+    ]
+    assert names[: len(DLQ_PROVENANCE_HEADERS)] == list(DLQ_PROVENANCE_HEADERS)
+    assert (
+        set(names[len(DLQ_PROVENANCE_HEADERS) :])
+        == {
+            DLQ_PARKED_AT,
+            DLQ_PARKED_SECONDS,
+            DLQ_VALUE,
+        }
+        <= set(DLQ_OCCASIONAL_HEADERS)
+    )
+
+
 def test_a_dead_letter_names_a_field_by_the_same_path_in_dlq_error_and_dlq_errors() -> None:
     """Issue 23: ``time``, not pydantic's ``user.created.time``, in either mode."""
     event = build_event(
@@ -128,7 +164,7 @@ def test_a_dead_letter_keeps_the_key_value_and_headers_byte_for_byte() -> None:
     message = letter(record)
     assert (message.key, message.value) == (record.key, record.value)
     assert tuple(message.headers[:2]) == record.headers  # null and binary values kept
-    assert DROPPED not in dict(message.headers) and message.dropped == ()
+    assert DLQ_DROPPED not in dict(message.headers) and message.dropped == ()
 
 
 @pytest.mark.parametrize(
@@ -153,7 +189,7 @@ def test_a_dead_letter_over_the_limit_drops_value_then_key_then_headers_until_it
     record = KafkaRecord("t", 0, 1, 0, key, value, headers)
     message = letter(record)
     assert message.dropped == dropped
-    assert provenance_of(message)[DROPPED] == ",".join(dropped).encode()
+    assert provenance_of(message)[DLQ_DROPPED] == ",".join(dropped).encode()
     assert provenance_of(message)["dlq.original.offset"] == b"1"
     assert provenance_of(message)["dlq.reason"] == b"too_large"
     assert message.value == (b"" if message.key is None else None) or "value" not in dropped
@@ -234,6 +270,8 @@ def test_a_stand_in_for_an_unparseable_record_is_rejected_as_such_and_says_nothi
     poison = reject_stand_ins(chunk, [(records[0], null_value), (records[1], null_value)])
     assert poison == [(records[0], null_value), (records[1], UNREADABLE)]
     message = dead_letter_message(records[1], UNREADABLE, "g", FAILED_AT, LIMIT)
-    assert message.dropped == DROP_ORDER and dict(message.headers)[DROPPED] == b"value,key,headers"
+    assert (
+        message.dropped == DROP_ORDER and dict(message.headers)[DLQ_DROPPED] == b"value,key,headers"
+    )
     assert "dlq.value" not in dict(message.headers)  # not a null record: an unread one
     assert reject_stand_ins(chunk[:1], poison[:1]) == poison[:1]

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from user_events_schemas.wire import DLQ_REASON
+
 from consumer.core.records import KafkaRecord, Reason
-from consumer.edges.deadletter import REASON
 from consumer.tools.common import BadArgument
 from consumer.tools.dlq.letters import failed_at, header, rfc3339, source_of
 
@@ -37,7 +38,7 @@ class Criteria:
     def matches(self, letter: KafkaRecord) -> bool:
         if self.offsets and (letter.partition, letter.offset) not in self.offsets:
             return False
-        if self.reasons and header(letter.headers, REASON) not in self.reasons:
+        if self.reasons and header(letter.headers, DLQ_REASON) not in self.reasons:
             return False
         if self.since is not None or self.until is not None:
             at = failed_at(letter)

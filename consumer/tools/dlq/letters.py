@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from consumer.core.records import Headers, KafkaRecord
-from consumer.edges.deadletter import ERRORS, FAILED_AT, REASON
+from user_events_schemas.wire import (
+    BINARY_PREFIX,
+    DLQ_ERRORS,
+    DLQ_FAILED_AT,
+    DLQ_REASON,
+    DLQ_REDRIVE_COUNT,
+)
 
-REDRIVE_COUNT = "dlq.redrive.count"
-DLQ_PREFIX = "dlq."
-SOURCE_HEADER = "ce_source"
+from consumer.core.records import Headers, KafkaRecord
+
+SOURCE_HEADER = BINARY_PREFIX + "source"
 
 ErrorEntry = dict[str, str]
 
@@ -26,12 +31,12 @@ def header(headers: Headers, name: str) -> str | None:
 
 def reason_of(letter: KafkaRecord) -> str:
     """Why the record was dead-lettered (``dlq.reason``), ``(none)`` when not said."""
-    return header(letter.headers, REASON) or "(none)"
+    return header(letter.headers, DLQ_REASON) or "(none)"
 
 
 def failed_at(letter: KafkaRecord) -> datetime:
     """When the record failed: ``dlq.failed.at``, else the dead letter's own timestamp."""
-    text = header(letter.headers, FAILED_AT)
+    text = header(letter.headers, DLQ_FAILED_AT)
     if text:
         try:
             moment = datetime.fromisoformat(text)
@@ -54,7 +59,7 @@ def rfc3339(moment: datetime) -> str:
 
 def redrive_count(headers: Headers) -> int:
     """How many times this record was redriven before (0 when never, or unreadable)."""
-    text = header(headers, REDRIVE_COUNT)
+    text = header(headers, DLQ_REDRIVE_COUNT)
     try:
         return max(0, int(text)) if text is not None else 0
     except ValueError:
@@ -81,7 +86,7 @@ def errors_of(headers: Headers) -> list[ErrorEntry] | None:
     """The ``dlq.errors`` entries (``loc``, ``type``, and a conflict's ``user_id``); None
     when there is no such header (a dead letter written before it existed) or it is not
     a JSON list."""
-    text = header(headers, ERRORS)
+    text = header(headers, DLQ_ERRORS)
     if text is None:
         return None
     try:
