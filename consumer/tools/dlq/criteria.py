@@ -8,9 +8,10 @@ from datetime import datetime
 
 from user_events_schemas.wire import DLQ_REASON
 
+from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord, Reason
 from consumer.tools.common import BadArgument
-from consumer.tools.dlq.letters import failed_at, header, rfc3339, source_of
+from consumer.tools.dlq.letters import failed_at, header, rfc3339
 
 REASONS = tuple(str(reason) for reason in Reason)
 
@@ -46,7 +47,7 @@ class Criteria:
                 return False
             if self.until is not None and at >= self.until:
                 return False
-        return self.source is None or source_of(letter) == self.source
+        return self.source is None or event_source(letter) == self.source
 
     def to_json(self) -> dict[str, object]:
         """The filters given, for a report."""

@@ -1,4 +1,6 @@
-"""Reading a dead letter: its provenance headers (``dlq.*``) and its event's source. Pure."""
+"""Reading a dead letter: its provenance headers (``dlq.*``). Pure.
+
+Which event it holds is ``consumer.core.identity``'s to say, as for any record."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import json
 from datetime import UTC, datetime
 
 from user_events_schemas.wire import (
-    BINARY_PREFIX,
     DLQ_ERRORS,
     DLQ_FAILED_AT,
     DLQ_REASON,
@@ -14,8 +15,6 @@ from user_events_schemas.wire import (
 )
 
 from consumer.core.records import Headers, KafkaRecord
-
-SOURCE_HEADER = BINARY_PREFIX + "source"
 
 ErrorEntry = dict[str, str]
 
@@ -64,22 +63,6 @@ def redrive_count(headers: Headers) -> int:
         return max(0, int(text)) if text is not None else 0
     except ValueError:
         return 0
-
-
-def source_of(letter: KafkaRecord) -> str | None:
-    """The CloudEvent's ``source``: the ``ce_source`` header (binary mode), else the
-    ``source`` of the value when it is a JSON object (structured mode); None when neither."""
-    text = header(letter.headers, SOURCE_HEADER)
-    if text is not None:
-        return text
-    if not letter.value or not letter.value.lstrip().startswith(b"{"):
-        return None
-    try:
-        event = json.loads(letter.value)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    source = event.get("source") if isinstance(event, dict) else None
-    return source if isinstance(source, str) else None
 
 
 def errors_of(headers: Headers) -> list[ErrorEntry] | None:

@@ -26,6 +26,7 @@ from user_events_schemas.wire import (
     DLQ_ORIGINAL_TOPIC,
 )
 
+from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord
 from consumer.settings import Settings
 from consumer.tools.dlq.criteria import Criteria
@@ -36,7 +37,6 @@ from consumer.tools.dlq.letters import (
     header,
     reason_of,
     rfc3339,
-    source_of,
     written_at,
 )
 from consumer.tools.dlq.masking import mask_bytes, mask_text, masked_headers
@@ -69,7 +69,7 @@ def letter_json(letter: KafkaRecord) -> dict[str, Any]:
     """One dead letter for a listing: where, when, why, its source and errors; its key,
     value and headers masked."""
     errors = errors_of(letter.headers)
-    source = source_of(letter)
+    source = event_source(letter)
     return {
         "partition": letter.partition,
         "offset": letter.offset,

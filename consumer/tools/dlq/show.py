@@ -9,10 +9,11 @@ from typing import Any
 from aiokafka import TopicPartition
 from user_events_schemas.wire import DLQ_ERRORS, DLQ_PREFIX
 
+from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord
 from consumer.settings import Settings
 from consumer.tools.common import check_partitions
-from consumer.tools.dlq.letters import describe_errors, errors_of, rfc3339, source_of, written_at
+from consumer.tools.dlq.letters import describe_errors, errors_of, rfc3339, written_at
 from consumer.tools.dlq.masking import mask_text, masked_headers, show_bytes
 from consumer.tools.kafkareader import (
     OffsetRange,
@@ -55,7 +56,7 @@ class ShownLetter:
             return where | {"found": False, "first": self.held.start, "end": self.held.end}
         reveal = self.request.reveal
         headers = masked_headers(letter.headers, reveal=reveal)
-        source = source_of(letter)
+        source = event_source(letter)
         return where | {
             "found": True,
             "masked": not reveal,
