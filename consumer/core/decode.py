@@ -16,11 +16,15 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from pydantic_core import from_json
-from user_events_schemas.models import PERSONAL_FIELDS
-from user_events_schemas.models import AnyUserEvent as AnyUserEvent
-from user_events_schemas.rejections import rejection_from
-from user_events_schemas.verdicts import decode_structured, validate_python
-from user_events_schemas.wire import BINARY_PREFIX, SPECVERSION_HEADER
+from user_events_schemas import (
+    BINARY_PREFIX,
+    PERSONAL_FIELDS,
+    SPECVERSION_HEADER,
+    decode_structured,
+    rejection_from,
+    validate_python,
+)
+from user_events_schemas import AnyUserEvent as AnyUserEvent
 
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 

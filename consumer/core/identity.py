@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from user_events_schemas.wire import BINARY_PREFIX, SPECVERSION_HEADER
+from user_events_schemas import BINARY_PREFIX, SPECVERSION_HEADER
 
 from consumer.core.decode import is_binary_mode
 from consumer.core.ordering import EventKey

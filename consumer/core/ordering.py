@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, overload
 
-from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
+from user_events_schemas import UserCreated, UserDeleted, UserUpdated
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import orjson
-from user_events_schemas.verdicts import is_storable
+from user_events_schemas import is_storable
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.ordering import Verdict, Version

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import orjson
-from user_events_schemas.wire import BINARY_PREFIX, SPECVERSION_HEADER
+from user_events_schemas import BINARY_PREFIX, SPECVERSION_HEADER
 
 from consumer.core.decode import is_binary_mode
 from consumer.core.records import KafkaRecord

@@ -30,7 +30,7 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from user_events_schemas.wire import (
+from user_events_schemas import (
     DLQ_CONSUMER_GROUP,
     DLQ_DROPPED,
     DLQ_ERROR,

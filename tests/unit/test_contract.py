@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import user_events_schemas
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -35,6 +38,8 @@ from consumer.edges.deadletter import (
 )
 from consumer.pipeline.unreadable import UNREADABLE, StandIn, reject_stand_ins
 
+CONTRACT = "user_events_schemas"
+
 
 def test_the_json_schema_files_match_the_models() -> None:
     rendered = render_schemas()
@@ -58,6 +63,21 @@ def test_each_schema_file_is_draft_2020_12_named_by_its_id_with_data_anchors() -
     for event_type, model in data_models:
         data = registry.resolver().lookup(f"{schema_id(event_type)}#{event_type}.data")
         assert data.contents["title"] == model
+
+
+def test_the_consumer_uses_the_contract_through_its_public_face_only() -> None:
+    """The package's modules are internal: what the consumer imports of it is what its
+    ``__all__`` names, from the package itself, and each of those names is there."""
+    imported: set[tuple[str, str]] = set()
+    for path in (Path(__file__).parents[2] / "consumer").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {(a.name, "") for a in node.names if a.name.startswith(CONTRACT)}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CONTRACT):
+                imported |= {(node.module or "", alias.name) for alias in node.names}
+    assert {module for module, _ in imported} == {CONTRACT}
+    assert {name for _, name in imported} <= set(user_events_schemas.__all__)
+    assert all(hasattr(user_events_schemas, name) for name in user_events_schemas.__all__)
 
 
 def test_the_builder_refuses_events_the_contract_refuses() -> None:

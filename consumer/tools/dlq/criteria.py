@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from user_events_schemas.wire import DLQ_REASON
+from user_events_schemas import DLQ_REASON
 
 from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord, Reason

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from user_events_schemas.wire import (
+from user_events_schemas import (
     DLQ_ERRORS,
     DLQ_FAILED_AT,
     DLQ_REASON,

@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import UnsupportedVersionError
 from aiokafka.structs import OffsetAndTimestamp
-from user_events_schemas.wire import (
+from user_events_schemas import (
     DLQ_ERROR,
     DLQ_ORIGINAL_OFFSET,
     DLQ_ORIGINAL_PARTITION,

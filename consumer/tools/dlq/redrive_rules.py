@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from user_events_schemas.wire import (
+from user_events_schemas import (
     DLQ_DROPPED,
     DLQ_ORIGINAL_TOPIC,
     DLQ_PREFIX,

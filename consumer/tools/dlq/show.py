@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-from user_events_schemas.wire import DLQ_ERRORS, DLQ_PREFIX
+from user_events_schemas import DLQ_ERRORS, DLQ_PREFIX
 
 from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord

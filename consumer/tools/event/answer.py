@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from user_events_schemas.wire import (
+from user_events_schemas import (
     DLQ_CONSUMER_GROUP,
     DLQ_ERROR,
     DLQ_ORIGINAL_OFFSET,
