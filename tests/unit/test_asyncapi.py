@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from user_events_schemas.asyncapi import document, render
+from schemagen.asyncapi import document, render
 from user_events_schemas.wire import (
     DLQ_ERRORS,
     DLQ_OCCASIONAL_HEADERS,

@@ -15,8 +15,8 @@ import user_events_schemas
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
+from schemagen.jsonschemas import SCHEMA_DIR, render_schemas, schema_id
 from user_events_schemas import binary_record, build_event, structured_record
-from user_events_schemas.generate import SCHEMA_DIR, render_schemas, schema_id
 from user_events_schemas.models import EVENT_TYPES
 from user_events_schemas.wire import (
     DLQ_DROPPED,

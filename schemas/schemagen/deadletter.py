@@ -1,15 +1,14 @@
 """The dead-letter topic's side of the AsyncAPI document: its ``dlq.*`` headers and the
 reasons, as JSON Schemas for the document's ``components/schemas`` (``SCHEMAS``), where
 they refer to each other. The names and the reasons themselves are the contract's
-(``wire``, ``Reason``); this only says what they mean.
+(``user_events_schemas``); this only says what they mean.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from user_events_schemas.rejections import Reason
-from user_events_schemas.wire import (
+from user_events_schemas import (
     DLQ_CONSUMER_GROUP,
     DLQ_DROPPED,
     DLQ_ERROR,
@@ -25,6 +24,7 @@ from user_events_schemas.wire import (
     DLQ_REASON,
     DLQ_REDRIVE_COUNT,
     DLQ_VALUE,
+    Reason,
 )
 
 _DECIMAL = {"type": "string", "pattern": "^-?[0-9]+$"}

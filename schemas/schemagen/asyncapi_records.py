@@ -12,11 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
+from user_events_schemas import (
+    BINARY_PREFIX,
+    DLQ_REDRIVE_COUNT,
+    UserEvent,
+    binary_record,
+    structured_record,
+)
 
-from user_events_schemas.builder import binary_record, structured_record
-from user_events_schemas.deadletter import OPTIONAL_HEADERS
-from user_events_schemas.models import UserEvent
-from user_events_schemas.wire import BINARY_PREFIX, DLQ_REDRIVE_COUNT
+from schemagen.deadletter import OPTIONAL_HEADERS
 
 Schema = dict[str, Any]
 
