@@ -41,9 +41,11 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/user-events-consumer bench
 
+# The contract's build steps (schemas/schemagen/, not in its wheel): the JSON Schema files
+# of the package and schemas/asyncapi.yaml, from the models.
 schemas: $(STAMP)
-	$(BIN)/python -m user_events_schemas.generate
-	$(BIN)/python -m user_events_schemas.asyncapi schemas/asyncapi.yaml
+	PYTHONPATH=schemas $(BIN)/python -m schemagen.jsonschemas
+	PYTHONPATH=schemas $(BIN)/python -m schemagen.asyncapi schemas/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) .dev .cache .pytest_cache .mypy_cache .ruff_cache

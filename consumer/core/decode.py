@@ -16,10 +16,15 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from pydantic_core import from_json
-from user_events_schemas.models import PERSONAL_FIELDS
-from user_events_schemas.models import AnyUserEvent as AnyUserEvent
-from user_events_schemas.rejections import rejection_from
-from user_events_schemas.verdicts import decode_structured, validate_python
+from user_events_schemas import (
+    BINARY_PREFIX,
+    PERSONAL_FIELDS,
+    SPECVERSION_HEADER,
+    decode_structured,
+    rejection_from,
+    validate_python,
+)
+from user_events_schemas import AnyUserEvent as AnyUserEvent
 
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 
@@ -27,7 +32,6 @@ log = logging.getLogger(__name__)
 
 _PERSONAL = frozenset(PERSONAL_FIELDS)
 
-_BINARY_PREFIX = "ce_"
 _STRUCTURED_CONTENT_TYPE = b"application/cloudevents"
 _OPTIONAL_ATTRIBUTES = ("sequence", "datacontenttype", "dataschema")
 _TOO_LARGE = (FieldError("", "too_large"),)
@@ -54,7 +58,7 @@ def decode(record: KafkaRecord, max_bytes: int) -> AnyUserEvent | Rejection:
             if name == "content-type":
                 content_type = raw
         size += len(name) if name.isascii() else len(name.encode())
-        if name == "ce_specversion":
+        if name == SPECVERSION_HEADER:
             has_specversion = True
     if size > max_bytes:
         return Rejection(
@@ -139,10 +143,10 @@ def _decode_binary(record: KafkaRecord) -> AnyUserEvent | Rejection:
     attributes: dict[str, Any] = {}
     try:
         for name, raw in record.headers:
-            if name.startswith(_BINARY_PREFIX) and raw is not None:
-                attributes[name[len(_BINARY_PREFIX) :]] = raw.decode("utf-8")
+            if name.startswith(BINARY_PREFIX) and raw is not None:
+                attributes[name[len(BINARY_PREFIX) :]] = raw.decode("utf-8")
     except UnicodeDecodeError:
-        attribute = name[len(_BINARY_PREFIX) :]
+        attribute = name[len(BINARY_PREFIX) :]
         return Rejection(
             Reason.UNDECODABLE,
             "a ce_ header is not UTF-8",

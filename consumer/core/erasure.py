@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from user_events_schemas.models import PERSONAL_FIELDS, UserDeleted
+from user_events_schemas import PERSONAL_FIELDS, UserDeleted
 
 from consumer.core.decode import AnyUserEvent, decode
 from consumer.core.ordering import UserState, Verdict

@@ -29,7 +29,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any, Literal, NamedTuple, get_args, overload
 
-from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
+from user_events_schemas import UserCreated, UserDeleted, UserUpdated
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection

@@ -16,14 +16,16 @@ from datetime import datetime
 from typing import NamedTuple
 
 import orjson
-from user_events_schemas.verdicts import is_storable
+from user_events_schemas import is_storable
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.ordering import Verdict, Version
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import Row
 
-PARKABLE = frozenset({Reason.UNKNOWN_USER, Reason.CONFLICT})
+PARKABLE = (Reason.UNKNOWN_USER, Reason.CONFLICT)
+"""The reasons an event is parked for, in the order metrics and reports show them."""
+PARKED_REASONS = tuple(str(reason) for reason in PARKABLE)
 
 
 class ParkingLimits(NamedTuple):

@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 
 # The rejection vocabulary is the contract's: its validator reports what the consumer
 # would dead-letter a record with.
-from user_events_schemas.rejections import FieldError as FieldError
-from user_events_schemas.rejections import Reason as Reason
-from user_events_schemas.rejections import Rejection as Rejection
+from user_events_schemas import FieldError as FieldError
+from user_events_schemas import Reason as Reason
+from user_events_schemas import Rejection as Rejection
 
 # A header's value may be null on the wire.
 Headers = tuple[tuple[str, bytes | None], ...]

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import orjson
+from user_events_schemas import BINARY_PREFIX, SPECVERSION_HEADER
 
 from consumer.core.decode import is_binary_mode
 from consumer.core.records import KafkaRecord
 
-_BINARY_PREFIX = "ce_"
 # The CloudEvents attributes a link names the event by, as the OpenTelemetry semantic
 # conventions for CloudEvents call them.
 LINK_ATTRIBUTES = {
@@ -49,10 +49,10 @@ def creation_context(record: KafkaRecord) -> CreationContext | None:
         if name == "content-type":
             if raw is not None:
                 content_type = raw
-        elif name.startswith(_BINARY_PREFIX):
-            has_specversion = has_specversion or name == "ce_specversion"
+        elif name.startswith(BINARY_PREFIX):
+            has_specversion = has_specversion or name == SPECVERSION_HEADER
             if raw is not None:
-                extensions[name[len(_BINARY_PREFIX) :]] = raw  # the last one counts, as in decode
+                extensions[name[len(BINARY_PREFIX) :]] = raw  # the last one counts, as in decode
     if is_binary_mode(content_type, has_specversion):
         attributes: dict[str, object] = {
             name: _header_text(raw) for name, raw in extensions.items()

@@ -30,6 +30,22 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from user_events_schemas import (
+    DLQ_CONSUMER_GROUP,
+    DLQ_DROPPED,
+    DLQ_ERROR,
+    DLQ_ERRORS,
+    DLQ_FAILED_AT,
+    DLQ_MOST_ERRORS,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TIMESTAMP,
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_PARKED_AT,
+    DLQ_PARKED_SECONDS,
+    DLQ_REASON,
+    DLQ_VALUE,
+)
 
 from consumer.core.records import FieldError, Headers, KafkaRecord, Rejection
 
@@ -43,26 +59,9 @@ RecordAt = tuple[str, int, int]
 # What a dead letter loses, in this order, when it cannot be sent whole. The
 # ``dlq.dropped`` header names what it lost ("value", "value,key", "value,key,headers").
 DROP_ORDER = ("value", "key", "headers")
-DROPPED = "dlq.dropped"
-# The provenance headers every dead letter carries (the contract's ``dlq.*`` headers).
-REASON = "dlq.reason"
-ERROR = "dlq.error"
-# The errors as JSON: [{"loc": "data.email", "type": "value_error"}, ...], with a
-# "user_id" for a conflict's holder. At most MOST_ERRORS entries, each string cut at
+# The ``dlq.errors`` header holds at most DLQ_MOST_ERRORS entries, each string cut at
 # _MOST_CHARS: a provenance header stays small whatever the record.
-ERRORS = "dlq.errors"
-MOST_ERRORS = 20
 _MOST_CHARS = 200
-ORIGINAL_TOPIC = "dlq.original.topic"
-ORIGINAL_PARTITION = "dlq.original.partition"
-ORIGINAL_OFFSET = "dlq.original.offset"
-ORIGINAL_TIMESTAMP = "dlq.original.timestamp"
-CONSUMER_GROUP = "dlq.consumer.group"
-FAILED_AT = "dlq.failed.at"
-# On a parked event that expired: when it was parked, and how long it waited.
-PARKED_AT = "dlq.parked.at"
-PARKED_SECONDS = "dlq.parked.seconds"
-VALUE = "dlq.value"
 # The ``dlq.value`` header: a record with neither key nor value is sent with an empty
 # value, since Kafka producers refuse a record with neither.
 VALUE_WAS_NULL = "null: the record had neither key nor value; sent with an empty value"
@@ -109,19 +108,19 @@ def provenance_headers(
     """The ``dlq.*`` headers: why the record is poison and where it came from (and, for a
     parked event that expired, since when it waited)."""
     provenance = {
-        REASON: str(rejection.reason),
-        ERROR: rejection.error,
-        ERRORS: errors_json(rejection),
-        ORIGINAL_TOPIC: record.topic,
-        ORIGINAL_PARTITION: str(record.partition),
-        ORIGINAL_OFFSET: str(record.offset),
-        ORIGINAL_TIMESTAMP: str(record.timestamp_ms),
-        CONSUMER_GROUP: group_id,
-        FAILED_AT: failed_at.isoformat(timespec="milliseconds"),
+        DLQ_REASON: str(rejection.reason),
+        DLQ_ERROR: rejection.error,
+        DLQ_ERRORS: errors_json(rejection),
+        DLQ_ORIGINAL_TOPIC: record.topic,
+        DLQ_ORIGINAL_PARTITION: str(record.partition),
+        DLQ_ORIGINAL_OFFSET: str(record.offset),
+        DLQ_ORIGINAL_TIMESTAMP: str(record.timestamp_ms),
+        DLQ_CONSUMER_GROUP: group_id,
+        DLQ_FAILED_AT: failed_at.isoformat(timespec="milliseconds"),
     }
     if parked_at is not None:
-        provenance[PARKED_AT] = parked_at.isoformat(timespec="milliseconds")
-        provenance[PARKED_SECONDS] = str(max(0, int((failed_at - parked_at).total_seconds())))
+        provenance[DLQ_PARKED_AT] = parked_at.isoformat(timespec="milliseconds")
+        provenance[DLQ_PARKED_SECONDS] = str(max(0, int((failed_at - parked_at).total_seconds())))
     return [(name, value.encode()) for name, value in provenance.items()]
 
 
@@ -132,7 +131,7 @@ def errors_json(rejection: Rejection) -> str:
         FieldError("", "unparseable" if rejection.unread else str(rejection.reason)),
     )
     entries = []
-    for error in errors[:MOST_ERRORS]:
+    for error in errors[:DLQ_MOST_ERRORS]:
         entry = {"loc": error.loc[:_MOST_CHARS], "type": error.type[:_MOST_CHARS]}
         if error.user_id is not None:
             entry["user_id"] = error.user_id[:_MOST_CHARS]
@@ -178,11 +177,11 @@ def dead_letter_message(
             own_headers = ()
     headers: OutgoingHeaders = [*own_headers, *provenance]
     if dropped:
-        headers.append((DROPPED, ",".join(dropped).encode()))
+        headers.append((DLQ_DROPPED, ",".join(dropped).encode()))
     if key is None and value is None:
         value = b""
         if not dropped:
-            headers.append((VALUE, VALUE_WAS_NULL.encode()))
+            headers.append((DLQ_VALUE, VALUE_WAS_NULL.encode()))
     return DeadLetterMessage(key, value, headers, tuple(dropped))
 
 

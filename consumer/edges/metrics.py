@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from consumer import __version__
+from consumer.core.parking import PARKED_REASONS
 from consumer.core.records import Outcome, Reason
 
 # The operations whose transient failures are retried: the ``operation`` label.
@@ -170,7 +171,6 @@ PARK_EXPIRED_TOTAL = Counter(
     "Parked events dead-lettered after waiting PARK_TTL, by reason.",
     ["reason"],
 )
-PARKED_REASONS = ("unknown_user", "conflict")
 
 
 class ErasureTotals(Collector):

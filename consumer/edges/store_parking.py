@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from user_events_schemas.verdicts import is_storable
+from user_events_schemas import is_storable
 
 from consumer.core.decode import decode
 from consumer.core.parking import (

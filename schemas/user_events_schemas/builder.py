@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from user_events_schemas.models import EVENT_TYPES, UserEvent
+from user_events_schemas.wire import BINARY_PREFIX
 
 _event_adapter: TypeAdapter[Any] = TypeAdapter(UserEvent)
 
@@ -63,6 +64,6 @@ def binary_record(event: dict[str, Any]) -> tuple[bytes, bytes, KafkaHeaders]:
     for name, value in event.items():
         if name in ("data", "datacontenttype"):
             continue
-        headers.append((f"ce_{name}", str(value).encode()))
+        headers.append((BINARY_PREFIX + name, str(value).encode()))
     value = json.dumps(event.get("data") or {}).encode()
     return event["subject"].encode(), value, headers

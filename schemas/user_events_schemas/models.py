@@ -2,7 +2,7 @@
 
 Publishers import these models to build and check events; the consumer validates
 every record against them. The JSON Schema files beside this module are generated
-from these models (``python -m user_events_schemas.generate``) and a test fails when they drift.
+from these models (``make schemas``) and a test fails when they drift.
 """
 
 from __future__ import annotations

@@ -28,16 +28,41 @@ from user_events_schemas.models import MODELS
 
 
 class Reason(StrEnum):
-    """Why a record is poison: the ``dlq.reason`` header and the metric label. The
-    contract decides the first three; the consumer's state and limits the others."""
+    """Why a record is poison: the ``dlq.reason`` header and the metric label, each with
+    what it means (``meaning``, as the AsyncAPI document explains it). The contract
+    decides the first three; the consumer's state and limits the others."""
 
-    UNDECODABLE = "undecodable"
-    INVALID = "invalid"
-    UNKNOWN_TYPE = "unknown_type"
-    CONFLICT = "conflict"
-    UNKNOWN_USER = "unknown_user"
-    TOO_LARGE = "too_large"
-    USER_DELETED = "user_deleted"
+    meaning: str
+
+    # Called only to make the members: ``Reason("invalid")`` looks a member up (the
+    # default lets type checkers see that call).
+    def __new__(cls, value: str, meaning: str = "") -> Reason:
+        if not meaning:
+            raise ValueError(f"the reason {value!r} says nothing of what it means")
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        return member
+
+    UNDECODABLE = (
+        "undecodable",
+        "null value, not UTF-8, not JSON, not an object, NaN or Infinity",
+    )
+    INVALID = ("invalid", "fails the schema")
+    UNKNOWN_TYPE = (
+        "unknown_type",
+        "a type other than user.created, user.updated, user.deleted",
+    )
+    CONFLICT = ("conflict", "the email belongs to another active user")
+    UNKNOWN_USER = (
+        "unknown_user",
+        "an update for a user id never created (after waiting PARK_TTL for it)",
+    )
+    TOO_LARGE = (
+        "too_large",
+        "key, value and headers together over the consumer's MAX_MESSAGE_BYTES",
+    )
+    USER_DELETED = ("user_deleted", "an update for a deleted user, newer than its delete")
 
 
 class FieldError(NamedTuple):

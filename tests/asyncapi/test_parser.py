@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from user_events_schemas.yamltext import dump
+from schemagen.asyncapi import to_yaml
 
 from tests.asyncapi.parser import ERROR, ROOT, installed_parser, parse, problems
 
@@ -103,7 +103,7 @@ def test_the_official_parser_refuses_broken_copies_of_the_document_saying_why(
         doc = yaml.safe_load(DOCUMENT.read_text())
         breakage(doc)
         copies.append(tmp_path / f"broken-{number}.yaml")
-        copies[-1].write_text(dump(doc))
+        copies[-1].write_text(to_yaml(doc))
     results = parse(parser_modules, *copies)
     for (name, (_, expected)), result in zip(BREAKAGES.items(), results, strict=True):
         errors = [(d["code"], d["path"]) for d in problems(result) if d["severity"] == ERROR]

@@ -44,12 +44,15 @@ def created(
 
 async def dead_letters_from_hours_ago(settings: Settings) -> None:
     """Two invalid records dead-lettered two hours ago, by the dead-letter producer's own
-    message builder, with that time as their Kafka timestamp too."""
+    message builder, with that time as their Kafka timestamp too. The second, structured,
+    also carries stray binary-mode headers naming another source, which decode ignores."""
     producer = await start_producer(settings)
     try:
         for offset in range(2):
             key, value, headers = created(f"old{offset}", "old@example.com", "/legacy")
             value = value.replace(b'"sequence": 1', b'"sequence": 0')  # fails the schema
+            if offset == 1:
+                headers += [("ce_specversion", b"1.0"), ("ce_source", b"/stray")]
             record = KafkaRecord(settings.kafka_topic, 0, offset, 0, key, value, tuple(headers))
             rejection = decode(record, settings.max_message_bytes)
             assert isinstance(rejection, Rejection)
@@ -102,6 +105,7 @@ async def test_the_listing_filters_by_reason_source_and_failure_time(dead: Setti
     assert row["original"] == {"topic": dead.kafka_topic, "partition": 0, "offset": 1}
     billing = await listed(dead, Criteria(source="/billing"))
     assert [r["reason"] for r in billing["last"]] == ["unknown_user"]
+    assert (await listed(dead, Criteria(source="/stray")))["total"] == 0
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     recent = await listed(dead, Criteria(since=an_hour_ago))
     assert recent["by_reason"] == {"conflict": 1, "unknown_user": 1}

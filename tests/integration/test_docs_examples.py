@@ -32,9 +32,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from user_events_devtools.devenv import free_port
 from user_events_schemas import binary_record, build_event, structured_record
 
-from user_events_devtools.devenv import free_port
 from consumer.settings import Settings
 from tests.conftest import database_url
 from tests.docexamples import Example, examples_in, masked, prints_what_is_shown

@@ -12,28 +12,17 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from user_events_schemas import deadletter
-from user_events_schemas.asyncapi import document, render
+from schemagen.asyncapi import document, render
+from user_events_schemas.wire import (
+    DLQ_ERRORS,
+    DLQ_OCCASIONAL_HEADERS,
+    DLQ_PROVENANCE_HEADERS,
+    DLQ_REDRIVE_COUNT,
+)
 
 from consumer.core.decode import decode
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
-from consumer.edges.deadletter import (
-    CONSUMER_GROUP,
-    DROPPED,
-    ERROR,
-    ERRORS,
-    FAILED_AT,
-    ORIGINAL_OFFSET,
-    ORIGINAL_PARTITION,
-    ORIGINAL_TIMESTAMP,
-    ORIGINAL_TOPIC,
-    PARKED_AT,
-    PARKED_SECONDS,
-    REASON,
-    VALUE,
-    dead_letter_message,
-)
-from consumer.tools.dlq.letters import REDRIVE_COUNT
+from consumer.edges.deadletter import dead_letter_message
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "schemas" / "asyncapi.yaml"
 
@@ -46,16 +35,16 @@ def test_a_yaml_reader_reads_the_document_as_the_data_it_was_written_from() -> N
     assert yaml.safe_load(DOCUMENT.read_text()) == document()
 
 
-def test_the_documented_reasons_are_the_consumers_in_its_order() -> None:
-    assert list(deadletter.REASONS) == [reason.value for reason in Reason]
+def test_the_document_describes_every_dead_letter_header_the_contract_names_and_no_other() -> None:
+    documented = document()["components"]["schemas"]["DeadLetterHeaders"]
+    assert documented["required"] == list(DLQ_PROVENANCE_HEADERS)
+    assert list(documented["properties"]) == [*DLQ_PROVENANCE_HEADERS, *DLQ_OCCASIONAL_HEADERS]
 
 
-def test_the_documented_dead_letter_headers_are_the_ones_the_consumer_names() -> None:
-    always = [REASON, ERROR, ERRORS, ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET]
-    always += [ORIGINAL_TIMESTAMP, CONSUMER_GROUP, FAILED_AT]
-    assert list(deadletter.REQUIRED_HEADERS) == always
-    optional = {DROPPED, VALUE, REDRIVE_COUNT, PARKED_AT, PARKED_SECONDS}
-    assert set(deadletter.OPTIONAL_HEADERS) == optional
+def test_the_document_describes_every_reason_in_the_consumers_order() -> None:
+    reasons = document()["components"]["schemas"]["DeadLetterReason"]
+    assert reasons["enum"] == [str(reason) for reason in Reason]
+    assert all(f"- `{reason}`: {reason.meaning}" in reasons["description"] for reason in Reason)
 
 
 def validator(ref: str) -> jsonschema.Draft7Validator:
@@ -100,7 +89,7 @@ def test_each_message_example_fits_its_schemas_and_the_consumer_accepts_it(name:
             0,
         ),
         (
-            KafkaRecord("user-events", 0, 7, -1, b"u-2", b"{}", ((REDRIVE_COUNT, b"2"),)),
+            KafkaRecord("user-events", 0, 7, -1, b"u-2", b"{}", ((DLQ_REDRIVE_COUNT, b"2"),)),
             Rejection(
                 Reason.CONFLICT,
                 "email belongs to another active user: u-9",
@@ -130,4 +119,4 @@ def test_the_consumers_dead_letters_fit_the_documented_headers(
     )
     headers = {name: value.decode() for name, value in letter.headers if value is not None}
     validator("#/components/schemas/DeadLetterHeaders").validate(headers)
-    validator("#/components/schemas/DeadLetterErrors").validate(json.loads(headers[ERRORS]))
+    validator("#/components/schemas/DeadLetterErrors").validate(json.loads(headers[DLQ_ERRORS]))

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import user_events_schemas
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
+from schemagen.jsonschemas import SCHEMA_DIR, render_schemas, schema_id
 from user_events_schemas import binary_record, build_event, structured_record
-from user_events_schemas.generate import SCHEMA_DIR, render_schemas, schema_id
 from user_events_schemas.models import EVENT_TYPES
+from user_events_schemas.wire import (
+    DLQ_DROPPED,
+    DLQ_OCCASIONAL_HEADERS,
+    DLQ_PARKED_AT,
+    DLQ_PARKED_SECONDS,
+    DLQ_PROVENANCE_HEADERS,
+    DLQ_VALUE,
+)
 
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import (
     DROP_ORDER,
-    DROPPED,
     VALUE_WAS_NULL,
     DeadLetterMessage,
     dead_letter_headers,
     dead_letter_message,
 )
 from consumer.pipeline.unreadable import UNREADABLE, StandIn, reject_stand_ins
+
+CONTRACT = "user_events_schemas"
 
 
 def test_the_json_schema_files_match_the_models() -> None:
@@ -51,6 +63,21 @@ def test_each_schema_file_is_draft_2020_12_named_by_its_id_with_data_anchors() -
     for event_type, model in data_models:
         data = registry.resolver().lookup(f"{schema_id(event_type)}#{event_type}.data")
         assert data.contents["title"] == model
+
+
+def test_the_consumer_uses_the_contract_through_its_public_face_only() -> None:
+    """The package's modules are internal: what the consumer imports of it is what its
+    ``__all__`` names, from the package itself, and each of those names is there."""
+    imported: set[tuple[str, str]] = set()
+    for path in (Path(__file__).parents[2] / "consumer").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {(a.name, "") for a in node.names if a.name.startswith(CONTRACT)}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CONTRACT):
+                imported |= {(node.module or "", alias.name) for alias in node.names}
+    assert {module for module, _ in imported} == {CONTRACT}
+    assert {name for _, name in imported} <= set(user_events_schemas.__all__)
+    assert all(hasattr(user_events_schemas, name) for name in user_events_schemas.__all__)
 
 
 def test_the_builder_refuses_events_the_contract_refuses() -> None:
@@ -88,6 +115,35 @@ def test_dead_letter_headers_keep_the_original_ones_first_and_add_provenance() -
         "dlq.consumer.group": b"grp",
         "dlq.failed.at": b"2026-01-02T03:04:05.000+00:00",
     }
+
+
+def test_every_dead_letter_carries_the_contracts_provenance_headers_in_its_order() -> None:
+    """The AsyncAPI document requires ``DLQ_PROVENANCE_HEADERS``: the consumer writes those,
+    and any other ``dlq.*`` header it adds is one the contract names too."""
+    record = KafkaRecord("user-events", 0, 5, 0, None, None, ())
+    failed_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    parked_at = datetime(2026, 1, 1, 3, 4, 5, tzinfo=UTC)
+    names = [
+        name
+        for name, _ in dead_letter_message(
+            record,
+            Rejection(Reason.UNKNOWN_USER, "never created"),
+            "g",
+            failed_at,
+            1 << 20,
+            parked_at=parked_at,
+        ).headers
+    ]
+    assert names[: len(DLQ_PROVENANCE_HEADERS)] == list(DLQ_PROVENANCE_HEADERS)
+    assert (
+        set(names[len(DLQ_PROVENANCE_HEADERS) :])
+        == {
+            DLQ_PARKED_AT,
+            DLQ_PARKED_SECONDS,
+            DLQ_VALUE,
+        }
+        <= set(DLQ_OCCASIONAL_HEADERS)
+    )
 
 
 def test_a_dead_letter_names_a_field_by_the_same_path_in_dlq_error_and_dlq_errors() -> None:
@@ -128,7 +184,7 @@ def test_a_dead_letter_keeps_the_key_value_and_headers_byte_for_byte() -> None:
     message = letter(record)
     assert (message.key, message.value) == (record.key, record.value)
     assert tuple(message.headers[:2]) == record.headers  # null and binary values kept
-    assert DROPPED not in dict(message.headers) and message.dropped == ()
+    assert DLQ_DROPPED not in dict(message.headers) and message.dropped == ()
 
 
 @pytest.mark.parametrize(
@@ -153,7 +209,7 @@ def test_a_dead_letter_over_the_limit_drops_value_then_key_then_headers_until_it
     record = KafkaRecord("t", 0, 1, 0, key, value, headers)
     message = letter(record)
     assert message.dropped == dropped
-    assert provenance_of(message)[DROPPED] == ",".join(dropped).encode()
+    assert provenance_of(message)[DLQ_DROPPED] == ",".join(dropped).encode()
     assert provenance_of(message)["dlq.original.offset"] == b"1"
     assert provenance_of(message)["dlq.reason"] == b"too_large"
     assert message.value == (b"" if message.key is None else None) or "value" not in dropped
@@ -234,6 +290,8 @@ def test_a_stand_in_for_an_unparseable_record_is_rejected_as_such_and_says_nothi
     poison = reject_stand_ins(chunk, [(records[0], null_value), (records[1], null_value)])
     assert poison == [(records[0], null_value), (records[1], UNREADABLE)]
     message = dead_letter_message(records[1], UNREADABLE, "g", FAILED_AT, LIMIT)
-    assert message.dropped == DROP_ORDER and dict(message.headers)[DROPPED] == b"value,key,headers"
+    assert (
+        message.dropped == DROP_ORDER and dict(message.headers)[DLQ_DROPPED] == b"value,key,headers"
+    )
     assert "dlq.value" not in dict(message.headers)  # not a null record: an unread one
     assert reject_stand_ins(chunk[:1], poison[:1]) == poison[:1]

@@ -9,17 +9,12 @@ from datetime import UTC, datetime
 import pytest
 from user_events_schemas import binary_record, build_event
 from user_events_schemas.rejections import field_errors
+from user_events_schemas.wire import DLQ_ERRORS, DLQ_MOST_ERRORS
 
 from consumer.core.decode import decode
 from consumer.core.ordering import email_conflict, plan_batch
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
-from consumer.edges.deadletter import (
-    DROP_ORDER,
-    ERRORS,
-    MOST_ERRORS,
-    dead_letter_message,
-    errors_json,
-)
+from consumer.edges.deadletter import DROP_ORDER, dead_letter_message, errors_json
 from consumer.pipeline.unreadable import UNREADABLE
 from tests.unit.test_ordering import ev
 
@@ -148,7 +143,7 @@ def test_a_rejection_without_errors_of_its_own_gets_one_naming_its_reason() -> N
 def test_the_errors_header_is_capped_in_entries_and_length() -> None:
     many = tuple(FieldError("data." + "x" * 1000, "value_error") for _ in range(100))
     entries = json.loads(errors_json(Rejection(Reason.INVALID, "x", errors=many)))
-    assert len(entries) == MOST_ERRORS and all(len(e["loc"]) <= 200 for e in entries)
+    assert len(entries) == DLQ_MOST_ERRORS and all(len(e["loc"]) <= 200 for e in entries)
 
 
 def test_the_errors_header_survives_when_everything_else_is_dropped() -> None:
@@ -157,7 +152,7 @@ def test_the_errors_header_survives_when_everything_else_is_dropped() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     message = dead_letter_message(big, rejection, "g", at, 64 * 1024)
     assert message.dropped == DROP_ORDER
-    assert json.loads(dict(message.headers)[ERRORS] or b"") == [
+    assert json.loads(dict(message.headers)[DLQ_ERRORS] or b"") == [
         {"loc": "data.email", "type": "value_error"}
     ]
 

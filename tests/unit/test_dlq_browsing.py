@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from consumer.cli import build_parser
+from consumer.core.identity import event_key, event_source
 from consumer.core.records import KafkaRecord
 from consumer.tools.common import BadArgument
 from consumer.tools.dlq.criteria import REASONS, Criteria, parse_reasons
-from consumer.tools.dlq.letters import describe_errors, errors_of, source_of
+from consumer.tools.dlq.letters import describe_errors, errors_of
 from consumer.tools.dlq.listing import DlqSummary
 from consumer.tools.dlq.masking import show_bytes
 from consumer.tools.dlq.show import ShownLetter, ShowRequest
@@ -61,13 +62,26 @@ def test_a_reason_outside_the_contract_is_a_bad_argument_that_lists_the_valid_on
     assert all(reason in str(refused.value) for reason in REASONS)
 
 
-def test_the_source_comes_from_the_ce_source_header_else_the_structured_value() -> None:
-    assert source_of(letter(0)) == "/crm"
-    binary = letter(1, "invalid", T0, b'{"email": "x"}', ("ce_source", b"/billing"))
-    assert source_of(binary) == "/billing"
-    assert source_of(letter(2, "undecodable", T0, b"{not json")) is None
-    assert source_of(letter(3, "undecodable", T0, b'["/crm"]')) is None
-    assert source_of(letter(4, "undecodable", T0, b'{"source": 3}')) is None
+def test_the_source_comes_from_the_ce_source_header_in_binary_mode_else_from_the_value() -> None:
+    assert event_source(letter(0)) == "/crm"
+    binary_headers = [("content-type", b"application/json"), ("ce_specversion", b"1.0")]
+    binary = letter(
+        1, "invalid", T0, b'{"email": "x"}', *binary_headers, ("ce_source", b"/billing")
+    )
+    assert event_source(binary) == "/billing"
+    assert event_source(letter(2, "undecodable", T0, b"{not json")) is None
+    assert event_source(letter(3, "undecodable", T0, b'["/crm"]')) is None
+    assert event_source(letter(4, "undecodable", T0, b'{"source": 3}')) is None
+
+
+def test_a_structured_letter_with_stray_ce_headers_is_the_event_its_value_names() -> None:
+    """``dlq list --source`` and ``event`` read a letter's event by one rule, decode's: a
+    structured content type wins over ``ce_*`` headers."""
+    stray = letter(5, "invalid", T0, None, ("ce_specversion", b"1.0"), ("ce_source", b"/billing"))
+    assert event_source(stray) == "/crm"
+    assert event_key(stray) == ("/crm", "e-1")
+    assert Criteria(source="/crm").matches(stray)
+    assert not Criteria(source="/billing").matches(stray)
 
 
 def test_filters_select_by_reason_source_and_failure_time() -> None:

@@ -10,7 +10,7 @@ import pytest
 from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.core.decode import AnyUserEvent, decode
-from consumer.core.identity import event_key
+from consumer.core.identity import event_key, event_source, named
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
 from consumer.tools.common import BadArgument
@@ -83,6 +83,20 @@ def test_a_record_names_its_event_in_either_mode_even_when_the_contract_refuses_
     other = json.dumps({**EVENT, "id": "e2"}).encode()
     headers = [*binary_record(EVENT)[2], ("content-type", b"application/cloudevents+json")]
     assert event_key(record(other, headers)) == (EVENT["source"], "e2")
+
+
+def test_a_record_names_its_source_alone_by_the_same_mode_rule() -> None:
+    """``dlq list --source`` reads the source by ``event``'s rule: a stray ``ce_source``
+    on a structured record is ignored, and a binary one without ``ce_id`` still names it."""
+    _, value, headers = structured_record(EVENT)
+    stray = [*headers, ("ce_specversion", b"1.0"), ("ce_source", b"/elsewhere")]
+    assert event_source(record(value, stray)) == EVENT["source"]
+    assert event_key(record(value, stray)) == KEY
+    _, value, headers = binary_record(EVENT)
+    without_id = [(name, raw) for name, raw in headers if name != "ce_id"]
+    assert named(record(value, without_id)) == (EVENT["source"], None)
+    assert event_key(record(value, without_id)) is None
+    assert event_source(record(value, [*without_id, ("ce_source", b"\xff")])) is None
 
 
 def test_a_dead_letter_is_the_events_by_source_and_id_or_by_original_position() -> None:

@@ -21,7 +21,7 @@ import regress
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError, validators
-from user_events_schemas.generate import SCHEMA_DIR
+from schemagen.jsonschemas import SCHEMA_DIR
 from user_events_schemas.models import EVENT_TYPES, MAX_SEQUENCE
 from user_events_schemas.rejections import FieldError, Rejection
 from user_events_schemas.validate import verdict

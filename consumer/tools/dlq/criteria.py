@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from user_events_schemas import DLQ_REASON
+
+from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord, Reason
-from consumer.edges.deadletter import REASON
 from consumer.tools.common import BadArgument
-from consumer.tools.dlq.letters import failed_at, header, rfc3339, source_of
+from consumer.tools.dlq.letters import failed_at, header, rfc3339
 
 REASONS = tuple(str(reason) for reason in Reason)
 
@@ -37,7 +39,7 @@ class Criteria:
     def matches(self, letter: KafkaRecord) -> bool:
         if self.offsets and (letter.partition, letter.offset) not in self.offsets:
             return False
-        if self.reasons and header(letter.headers, REASON) not in self.reasons:
+        if self.reasons and header(letter.headers, DLQ_REASON) not in self.reasons:
             return False
         if self.since is not None or self.until is not None:
             at = failed_at(letter)
@@ -45,7 +47,7 @@ class Criteria:
                 return False
             if self.until is not None and at >= self.until:
                 return False
-        return self.source is None or source_of(letter) == self.source
+        return self.source is None or event_source(letter) == self.source
 
     def to_json(self) -> dict[str, object]:
         """The filters given, for a report."""

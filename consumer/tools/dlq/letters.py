@@ -1,16 +1,20 @@
-"""Reading a dead letter: its provenance headers (``dlq.*``) and its event's source. Pure."""
+"""Reading a dead letter: its provenance headers (``dlq.*``). Pure.
+
+Which event it holds is ``consumer.core.identity``'s to say, as for any record."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
-from consumer.core.records import Headers, KafkaRecord
-from consumer.edges.deadletter import ERRORS, FAILED_AT, REASON
+from user_events_schemas import (
+    DLQ_ERRORS,
+    DLQ_FAILED_AT,
+    DLQ_REASON,
+    DLQ_REDRIVE_COUNT,
+)
 
-REDRIVE_COUNT = "dlq.redrive.count"
-DLQ_PREFIX = "dlq."
-SOURCE_HEADER = "ce_source"
+from consumer.core.records import Headers, KafkaRecord
 
 ErrorEntry = dict[str, str]
 
@@ -26,12 +30,12 @@ def header(headers: Headers, name: str) -> str | None:
 
 def reason_of(letter: KafkaRecord) -> str:
     """Why the record was dead-lettered (``dlq.reason``), ``(none)`` when not said."""
-    return header(letter.headers, REASON) or "(none)"
+    return header(letter.headers, DLQ_REASON) or "(none)"
 
 
 def failed_at(letter: KafkaRecord) -> datetime:
     """When the record failed: ``dlq.failed.at``, else the dead letter's own timestamp."""
-    text = header(letter.headers, FAILED_AT)
+    text = header(letter.headers, DLQ_FAILED_AT)
     if text:
         try:
             moment = datetime.fromisoformat(text)
@@ -54,34 +58,18 @@ def rfc3339(moment: datetime) -> str:
 
 def redrive_count(headers: Headers) -> int:
     """How many times this record was redriven before (0 when never, or unreadable)."""
-    text = header(headers, REDRIVE_COUNT)
+    text = header(headers, DLQ_REDRIVE_COUNT)
     try:
         return max(0, int(text)) if text is not None else 0
     except ValueError:
         return 0
 
 
-def source_of(letter: KafkaRecord) -> str | None:
-    """The CloudEvent's ``source``: the ``ce_source`` header (binary mode), else the
-    ``source`` of the value when it is a JSON object (structured mode); None when neither."""
-    text = header(letter.headers, SOURCE_HEADER)
-    if text is not None:
-        return text
-    if not letter.value or not letter.value.lstrip().startswith(b"{"):
-        return None
-    try:
-        event = json.loads(letter.value)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    source = event.get("source") if isinstance(event, dict) else None
-    return source if isinstance(source, str) else None
-
-
 def errors_of(headers: Headers) -> list[ErrorEntry] | None:
     """The ``dlq.errors`` entries (``loc``, ``type``, and a conflict's ``user_id``); None
     when there is no such header (a dead letter written before it existed) or it is not
     a JSON list."""
-    text = header(headers, ERRORS)
+    text = header(headers, DLQ_ERRORS)
     if text is None:
         return None
     try:

@@ -19,9 +19,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import UnsupportedVersionError
 from aiokafka.structs import OffsetAndTimestamp
+from user_events_schemas import (
+    DLQ_ERROR,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TOPIC,
+)
 
+from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord
-from consumer.edges.deadletter import ERROR, ORIGINAL_OFFSET, ORIGINAL_PARTITION, ORIGINAL_TOPIC
 from consumer.settings import Settings
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.letters import (
@@ -31,7 +37,6 @@ from consumer.tools.dlq.letters import (
     header,
     reason_of,
     rfc3339,
-    source_of,
     written_at,
 )
 from consumer.tools.dlq.masking import mask_bytes, mask_text, masked_headers
@@ -64,7 +69,7 @@ def letter_json(letter: KafkaRecord) -> dict[str, Any]:
     """One dead letter for a listing: where, when, why, its source and errors; its key,
     value and headers masked."""
     errors = errors_of(letter.headers)
-    source = source_of(letter)
+    source = event_source(letter)
     return {
         "partition": letter.partition,
         "offset": letter.offset,
@@ -72,11 +77,11 @@ def letter_json(letter: KafkaRecord) -> dict[str, Any]:
         "reason": reason_of(letter),
         "source": mask_text(source) if source is not None else None,
         "original": {
-            "topic": header(letter.headers, ORIGINAL_TOPIC),
-            "partition": _number(header(letter.headers, ORIGINAL_PARTITION)),
-            "offset": _number(header(letter.headers, ORIGINAL_OFFSET)),
+            "topic": header(letter.headers, DLQ_ORIGINAL_TOPIC),
+            "partition": _number(header(letter.headers, DLQ_ORIGINAL_PARTITION)),
+            "offset": _number(header(letter.headers, DLQ_ORIGINAL_OFFSET)),
         },
-        "error": mask_text(header(letter.headers, ERROR) or ""),
+        "error": mask_text(header(letter.headers, DLQ_ERROR) or ""),
         "errors": errors,
         "timestamp": rfc3339(written_at(letter)),
         "key": mask_bytes(letter.key),
@@ -114,7 +119,7 @@ class DlqSummary:
             return
         self.total += 1
         self.by_reason[reason_of(letter)] += 1
-        self.by_original_topic[header(letter.headers, ORIGINAL_TOPIC) or "(none)"] += 1
+        self.by_original_topic[header(letter.headers, DLQ_ORIGINAL_TOPIC) or "(none)"] += 1
         at = (failed_at(letter), letter.partition, letter.offset)
         self.oldest = at if self.oldest is None or at < self.oldest else self.oldest
         self.newest = at if self.newest is None or at > self.newest else self.newest

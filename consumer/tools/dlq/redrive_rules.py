@@ -8,10 +8,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from user_events_schemas import (
+    DLQ_DROPPED,
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_PREFIX,
+    DLQ_REDRIVE_COUNT,
+    DLQ_VALUE,
+)
+
 from consumer.core.records import Headers, KafkaRecord
-from consumer.edges.deadletter import DROPPED, ORIGINAL_TOPIC, VALUE, OutgoingHeaders
+from consumer.edges.deadletter import OutgoingHeaders
 from consumer.edges.store_redrive import HandledRow
-from consumer.tools.dlq.letters import DLQ_PREFIX, REDRIVE_COUNT, header, redrive_count
+from consumer.tools.dlq.letters import header, redrive_count
 from consumer.tools.kafkareader import OffsetRange
 
 DEFAULT_MAX_REDRIVES = 3
@@ -43,23 +51,25 @@ class Refusal:
 def redrive_headers(headers: Headers, count: int) -> OutgoingHeaders:
     """The original headers without the ``dlq.*`` provenance, and the new redrive count."""
     kept = [(k, v) for k, v in headers if not k.startswith(DLQ_PREFIX)]
-    return [*kept, (REDRIVE_COUNT, str(count).encode())]
+    return [*kept, (DLQ_REDRIVE_COUNT, str(count).encode())]
 
 
 def decide_redrive(letter: KafkaRecord, max_redrives: int) -> Redrive | Refusal:
     """Re-publish to the original topic, unless it was redriven ``max_redrives`` times."""
     previous = redrive_count(letter.headers)
-    target = header(letter.headers, ORIGINAL_TOPIC)
+    target = header(letter.headers, DLQ_ORIGINAL_TOPIC)
     if not target:
         return Refusal("no dlq.original.topic header", previous)
     if previous >= max_redrives:
         return Refusal(
             f"redriven {previous} times already (limit {max_redrives})", previous, at_limit=True
         )
-    if header(letter.headers, DROPPED):
+    if header(letter.headers, DLQ_DROPPED):
         # Part of the record was dropped to get the dead letter written.
-        return Refusal(f"the dead letter does not hold the whole record (see {DROPPED})", previous)
-    if header(letter.headers, VALUE):
+        return Refusal(
+            f"the dead letter does not hold the whole record (see {DLQ_DROPPED})", previous
+        )
+    if header(letter.headers, DLQ_VALUE):
         # Its value is not the record's own (an empty stand-in for null).
         return Refusal("the dead letter does not hold the record's value (see dlq.value)", previous)
     count = previous + 1

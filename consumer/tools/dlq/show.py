@@ -7,19 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
+from user_events_schemas import DLQ_ERRORS, DLQ_PREFIX
 
+from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord
-from consumer.edges.deadletter import ERRORS
 from consumer.settings import Settings
 from consumer.tools.common import check_partitions
-from consumer.tools.dlq.letters import (
-    DLQ_PREFIX,
-    describe_errors,
-    errors_of,
-    rfc3339,
-    source_of,
-    written_at,
-)
+from consumer.tools.dlq.letters import describe_errors, errors_of, rfc3339, written_at
 from consumer.tools.dlq.masking import mask_text, masked_headers, show_bytes
 from consumer.tools.kafkareader import (
     OffsetRange,
@@ -62,12 +56,14 @@ class ShownLetter:
             return where | {"found": False, "first": self.held.start, "end": self.held.end}
         reveal = self.request.reveal
         headers = masked_headers(letter.headers, reveal=reveal)
-        source = source_of(letter)
+        source = event_source(letter)
         return where | {
             "found": True,
             "masked": not reveal,
             "timestamp": rfc3339(written_at(letter)),
-            "provenance": {n: v for n, v in headers if n.startswith(DLQ_PREFIX) and n != ERRORS},
+            "provenance": {
+                n: v for n, v in headers if n.startswith(DLQ_PREFIX) and n != DLQ_ERRORS
+            },
             "errors": errors_of(letter.headers),
             "source": source if reveal or source is None else mask_text(source),
             "headers": [[n, v] for n, v in headers if not n.startswith(DLQ_PREFIX)],
@@ -89,7 +85,7 @@ class ShownLetter:
         lines += _section("provenance", list(data["provenance"].items()))
         lines.append("errors")
         if data["errors"] is None:
-            lines.append(f"  (no {ERRORS} header: written before it existed)")
+            lines.append(f"  (no {DLQ_ERRORS} header: written before it existed)")
         else:
             lines += [f"  {describe_errors([entry])}" for entry in data["errors"]]
         lines += _section("headers", data["headers"])

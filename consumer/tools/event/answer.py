@@ -7,17 +7,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from user_events_schemas import (
+    DLQ_CONSUMER_GROUP,
+    DLQ_ERROR,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TOPIC,
+)
+
 from consumer.core.decode import AnyUserEvent
 from consumer.core.identity import event_key
 from consumer.core.ordering import EventKey
 from consumer.core.records import KafkaRecord, Rejection
-from consumer.edges.deadletter import (
-    CONSUMER_GROUP,
-    ERROR,
-    ORIGINAL_OFFSET,
-    ORIGINAL_PARTITION,
-    ORIGINAL_TOPIC,
-)
 from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
 from consumer.tools.common import BadArgument, parse_position
 from consumer.tools.display import utc_text
@@ -75,9 +76,9 @@ def parse_query(
 
 def original_position(letter: KafkaRecord) -> Position | None:
     """Where the dead-lettered record was, as its ``dlq.original.*`` headers say."""
-    topic = header(letter.headers, ORIGINAL_TOPIC)
-    partition = header(letter.headers, ORIGINAL_PARTITION)
-    offset = header(letter.headers, ORIGINAL_OFFSET)
+    topic = header(letter.headers, DLQ_ORIGINAL_TOPIC)
+    partition = header(letter.headers, DLQ_ORIGINAL_PARTITION)
+    offset = header(letter.headers, DLQ_ORIGINAL_OFFSET)
     if topic is None or partition is None or offset is None:
         return None
     try:
@@ -111,7 +112,7 @@ class DeadLetterSeen:
 
     @classmethod
     def of(cls, letter: KafkaRecord) -> DeadLetterSeen:
-        error = header(letter.headers, ERROR)
+        error = header(letter.headers, DLQ_ERROR)
         return cls(
             letter.partition,
             letter.offset,
@@ -119,7 +120,7 @@ class DeadLetterSeen:
             mask_text(error) if error is not None else None,
             original_position(letter),
             failed_at(letter),
-            header(letter.headers, CONSUMER_GROUP),
+            header(letter.headers, DLQ_CONSUMER_GROUP),
             redrive_count(letter.headers),
             errors_of(letter.headers),
         )

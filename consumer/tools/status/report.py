@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from consumer.core.parking import PARKED_REASONS
 from consumer.edges.store_lookup import ParkedSummary
 from consumer.tools.display import render_table, utc_text
 
@@ -240,10 +241,6 @@ class StatusReport:
                 else f"every partition within {limit}"
             )
         return "\n".join(lines)
-
-
-# The reasons an event is parked for, in the order they are shown.
-PARKED_REASONS = ("unknown_user", "conflict")
 
 
 def parked_json(parked: ParkedSummary) -> dict[str, Any]:

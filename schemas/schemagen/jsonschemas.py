@@ -1,9 +1,9 @@
-"""Generate the JSON Schema files from the models: ``python -m user_events_schemas.generate``.
+"""Generate the JSON Schema files from the models: ``python -m schemagen.jsonschemas``.
 
 Each file is a draft 2020-12 schema named by an ``$id`` under ``SCHEMA_BASE``, the file's
 own name appended: ``https://schemas.user-events.example/user.created.schema.json`` for
 ``json/user.created.schema.json``. The ``$id`` is a name, not a location (``.example`` is
-a reserved domain): validators find the files in this package. The schema of an event's
+a reserved domain): validators find the files in the package. The schema of an event's
 ``data`` is named by an anchor in it, ``...user.created.schema.json#user.created.data``,
 which is what a CloudEvent's ``dataschema`` may carry.
 """
@@ -17,10 +17,11 @@ from typing import Any
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
+from user_events_schemas import UserEvent
+from user_events_schemas.models import MODELS
 
-from user_events_schemas.models import MODELS, UserEvent
-
-SCHEMA_DIR = Path(__file__).parent / "json"
+SCHEMA_DIR = Path(__file__).parents[1] / "user_events_schemas" / "json"
+"""Where the package ships the files."""
 SCHEMA_BASE = "https://schemas.user-events.example/"
 UNION_NAME = "user-event"
 

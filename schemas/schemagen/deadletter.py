@@ -1,38 +1,41 @@
-"""The dead-letter topic's side of the contract: the ``dlq.*`` headers and the reasons.
-
-The consumer writes them; publishers and operators read them. They live here, beside the
-event models, so that the AsyncAPI document can describe them without importing the
-consumer; a test of the consumer's holds its own names equal to these. ``SCHEMAS`` are
-JSON Schemas for the document's ``components/schemas``, where they refer to each other.
+"""The dead-letter topic's side of the AsyncAPI document: its ``dlq.*`` headers and the
+reasons, as JSON Schemas for the document's ``components/schemas`` (``SCHEMAS``), where
+they refer to each other. The names and the reasons themselves are the contract's
+(``user_events_schemas``); this only says what they mean.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-REASONS: dict[str, str] = {
-    "undecodable": "null value, not UTF-8, not JSON, not an object, NaN or Infinity",
-    "invalid": "fails the schema",
-    "unknown_type": "a type other than user.created, user.updated, user.deleted",
-    "conflict": "the email belongs to another active user",
-    "unknown_user": "an update for a user id never created (after waiting PARK_TTL for it)",
-    "too_large": "key, value and headers together over the consumer's MAX_MESSAGE_BYTES",
-    "user_deleted": "an update for a deleted user, newer than its delete",
-}
-"""Every ``dlq.reason``, in the consumer's order, with what it means."""
-
-MOST_ERRORS = 20
-"""The most entries a ``dlq.errors`` list holds."""
+from user_events_schemas import (
+    DLQ_CONSUMER_GROUP,
+    DLQ_DROPPED,
+    DLQ_ERROR,
+    DLQ_ERRORS,
+    DLQ_FAILED_AT,
+    DLQ_MOST_ERRORS,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_TIMESTAMP,
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_PARKED_AT,
+    DLQ_PARKED_SECONDS,
+    DLQ_REASON,
+    DLQ_REDRIVE_COUNT,
+    DLQ_VALUE,
+    Reason,
+)
 
 _DECIMAL = {"type": "string", "pattern": "^-?[0-9]+$"}
 _COMPONENTS = "#/components/schemas/"
 
 REQUIRED_HEADERS: dict[str, dict[str, Any]] = {
-    "dlq.reason": {
+    DLQ_REASON: {
         "description": "Why the record was rejected.",
         "$ref": f"{_COMPONENTS}DeadLetterReason",
     },
-    "dlq.error": {
+    DLQ_ERROR: {
         "type": "string",
         "description": (
             "A short message that names fields and error kinds, never values (no email, "
@@ -41,27 +44,27 @@ REQUIRED_HEADERS: dict[str, dict[str, Any]] = {
             "value_error), <event> for the event as a whole."
         ),
     },
-    "dlq.errors": {
+    DLQ_ERRORS: {
         "type": "string",
         "contentMediaType": "application/json",
         "contentSchema": {"$ref": f"{_COMPONENTS}DeadLetterErrors"},
         "description": (
             "The same as dlq.error, as JSON for tools: a list of at most "
-            f"{MOST_ERRORS} objects, never a value (see DeadLetterErrors)."
+            f"{DLQ_MOST_ERRORS} objects, never a value (see DeadLetterErrors)."
         ),
     },
-    "dlq.original.topic": {"type": "string", "description": "The topic the record came from."},
-    "dlq.original.partition": {**_DECIMAL, "description": "Its partition."},
-    "dlq.original.offset": {**_DECIMAL, "description": "Its offset."},
-    "dlq.original.timestamp": {
+    DLQ_ORIGINAL_TOPIC: {"type": "string", "description": "The topic the record came from."},
+    DLQ_ORIGINAL_PARTITION: {**_DECIMAL, "description": "Its partition."},
+    DLQ_ORIGINAL_OFFSET: {**_DECIMAL, "description": "Its offset."},
+    DLQ_ORIGINAL_TIMESTAMP: {
         **_DECIMAL,
         "description": "Its Kafka timestamp, in milliseconds since the Unix epoch.",
     },
-    "dlq.consumer.group": {
+    DLQ_CONSUMER_GROUP: {
         "type": "string",
         "description": "The consumer group that rejected it (KAFKA_GROUP_ID).",
     },
-    "dlq.failed.at": {
+    DLQ_FAILED_AT: {
         "type": "string",
         "format": "date-time",
         "description": "When it was rejected, RFC 3339 with milliseconds.",
@@ -70,7 +73,7 @@ REQUIRED_HEADERS: dict[str, dict[str, Any]] = {
 """The provenance headers every dead letter carries, as JSON Schemas of their text."""
 
 OPTIONAL_HEADERS: dict[str, dict[str, Any]] = {
-    "dlq.dropped": {
+    DLQ_DROPPED: {
         "type": "string",
         "enum": ["value", "value,key", "value,key,headers"],
         "description": (
@@ -79,7 +82,7 @@ OPTIONAL_HEADERS: dict[str, dict[str, Any]] = {
             "original offset."
         ),
     },
-    "dlq.value": {
+    DLQ_VALUE: {
         "type": "string",
         "pattern": "^null: ",
         "description": (
@@ -87,7 +90,7 @@ OPTIONAL_HEADERS: dict[str, dict[str, Any]] = {
             "value, since Kafka producers refuse a record with neither."
         ),
     },
-    "dlq.redrive.count": {
+    DLQ_REDRIVE_COUNT: {
         "type": "string",
         "pattern": "^[0-9]+$",
         "description": (
@@ -96,7 +99,7 @@ OPTIONAL_HEADERS: dict[str, dict[str, Any]] = {
             "times. Carried over from the record, which had it from the last redrive."
         ),
     },
-    "dlq.parked.at": {
+    DLQ_PARKED_AT: {
         "type": "string",
         "format": "date-time",
         "description": (
@@ -104,7 +107,7 @@ OPTIONAL_HEADERS: dict[str, dict[str, Any]] = {
             "healed within the consumer's PARK_TTL: when it was parked, RFC 3339."
         ),
     },
-    "dlq.parked.seconds": {
+    DLQ_PARKED_SECONDS: {
         **_DECIMAL,
         "description": "With dlq.parked.at: how long it waited, in whole seconds.",
     },
@@ -113,7 +116,7 @@ OPTIONAL_HEADERS: dict[str, dict[str, Any]] = {
 
 ERRORS_SCHEMA: dict[str, Any] = {
     "type": "array",
-    "maxItems": MOST_ERRORS,
+    "maxItems": DLQ_MOST_ERRORS,
     "description": (
         "What was wrong with the record, for tools. loc is a dotted path into the event "
         '(data.email, time, id, whichever mode the record came in; "" for the event or '
@@ -141,9 +144,9 @@ ERRORS_SCHEMA: dict[str, Any] = {
 
 REASON_SCHEMA: dict[str, Any] = {
     "type": "string",
-    "enum": list(REASONS),
+    "enum": [str(reason) for reason in Reason],
     "description": "Why the record was rejected:\n"
-    + "\n".join(f"- `{reason}`: {meaning}" for reason, meaning in REASONS.items()),
+    + "\n".join(f"- `{reason}`: {reason.meaning}" for reason in Reason),
 }
 """The ``dlq.reason`` header."""
 

@@ -12,17 +12,21 @@ from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
+from user_events_schemas import (
+    BINARY_PREFIX,
+    DLQ_REDRIVE_COUNT,
+    UserEvent,
+    binary_record,
+    structured_record,
+)
 
-from user_events_schemas.builder import binary_record, structured_record
-from user_events_schemas.deadletter import OPTIONAL_HEADERS
-from user_events_schemas.models import UserEvent
+from schemagen.deadletter import OPTIONAL_HEADERS
 
 Schema = dict[str, Any]
 
 # In binary mode the data's content type is the content-type header (the binding's rule),
 # and data is the value.
 _NOT_HEADERS = ("data", "datacontenttype")
-_PREFIX = "ce_"
 _event_adapter: TypeAdapter[Any] = TypeAdapter(UserEvent)
 
 _DATA = {
@@ -47,8 +51,8 @@ def binary_headers_schema(event_type: str, event: Schema) -> Schema:
     }
     for attribute, schema in event["properties"].items():
         if attribute not in _NOT_HEADERS:
-            properties[_PREFIX + attribute] = _as_text(attribute, schema)
-    properties["dlq.redrive.count"] = OPTIONAL_HEADERS["dlq.redrive.count"]
+            properties[BINARY_PREFIX + attribute] = _as_text(attribute, schema)
+    properties[DLQ_REDRIVE_COUNT] = OPTIONAL_HEADERS[DLQ_REDRIVE_COUNT]
     return {
         "type": "object",
         "description": (
@@ -56,7 +60,9 @@ def binary_headers_schema(event_type: str, event: Schema) -> Schema:
             "ce_* headers, UTF-8 text. Other headers, unknown extension attributes "
             "included, are ignored."
         ),
-        "required": [_PREFIX + name for name in event["required"] if name not in _NOT_HEADERS],
+        "required": [
+            BINARY_PREFIX + name for name in event["required"] if name not in _NOT_HEADERS
+        ],
         "properties": properties,
     }
 

@@ -1,9 +1,9 @@
 """The AsyncAPI 3.0 document of the service's topics, generated from the contract.
 
-``python -m user_events_schemas.asyncapi [FILE]`` writes it (``make schemas`` writes
-``schemas/asyncapi.yaml``; without FILE it goes to standard output). The payloads are the
-generated JSON Schema files, embedded under ``components/schemas`` so that the document
-stands alone; the dead-letter headers come from ``deadletter``.
+``python -m schemagen.asyncapi [FILE]`` writes it, as YAML by PyYAML (``make schemas``
+writes ``schemas/asyncapi.yaml``; without FILE it goes to standard output). The payloads
+are the generated JSON Schema files, embedded under ``components/schemas`` so that the
+document stands alone; the dead-letter headers come from ``deadletter``.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from user_events_schemas import deadletter
-from user_events_schemas.asyncapi_records import binary_headers_schema, examples
-from user_events_schemas.generate import render_schemas
+import yaml
+from user_events_schemas import DLQ_REDRIVE_COUNT
 from user_events_schemas.models import MODELS
-from user_events_schemas.yamltext import dump
+
+from schemagen import deadletter
+from schemagen.asyncapi_records import binary_headers_schema, examples
+from schemagen.jsonschemas import render_schemas
 
 DISTRIBUTION = "user-events-schemas"
 KAFKA_BINDING = "0.5.0"
 SCHEMAS = "#/components/schemas/"
 _DEFS = "#/$defs/"
+_WIDTH = 96
 
 Schema = dict[str, Any]
 
@@ -88,7 +91,12 @@ def document() -> dict[str, Any]:
 
 def render() -> str:
     """The document as YAML text, as committed in ``schemas/asyncapi.yaml``."""
-    return dump(document())
+    return to_yaml(document())
+
+
+def to_yaml(data: Any) -> str:
+    """JSON-shaped ``data`` as block-style YAML, its keys in their order."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=_WIDTH)
 
 
 def _embed(schema: Schema, components: dict[str, Schema]) -> Schema:
@@ -260,7 +268,7 @@ def _info() -> dict[str, Any]:
         "description": (
             "User events as CloudEvents 1.0 on Kafka, as read by user-events-consumer, "
             "which projects them into PostgreSQL, and its dead letters. Generated from the "
-            f"models of the {DISTRIBUTION} package (python -m user_events_schemas.asyncapi); "
+            f"models of the {DISTRIBUTION} package (make schemas); "
             "the payload schemas are its JSON Schema files."
         ),
     }
@@ -318,11 +326,7 @@ _STRUCTURED_HEADERS: Schema = {
             ),
             "examples": ["application/cloudevents+json"],
         },
-        **{
-            name: schema
-            for name, schema in deadletter.OPTIONAL_HEADERS.items()
-            if name == "dlq.redrive.count"
-        },
+        DLQ_REDRIVE_COUNT: deadletter.OPTIONAL_HEADERS[DLQ_REDRIVE_COUNT],
     },
 }
 
