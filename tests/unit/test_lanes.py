@@ -23,7 +23,7 @@ async def held(gate: asyncio.Event, done: list[str] | None = None, name: str = "
 
 
 async def test_a_batch_waits_for_the_batch_of_its_partition_in_flight() -> None:
-    lanes, gate, done = WriteLanes(4), asyncio.Event(), []
+    lanes, gate, done = WriteLanes(4), asyncio.Event(), list[str]()
     lanes.start(frozenset({P0}), held(gate, done, "first"))
     waiting = asyncio.create_task(lanes.wait_for_room(frozenset({P0, P1})))
     await settle()

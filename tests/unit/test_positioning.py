@@ -5,8 +5,7 @@ time; transient failures retried, others handed to the loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 from aiokafka import TopicPartition
@@ -30,6 +29,8 @@ class FakeOffsets:
         self.loads: list[list[Key]] = []
         self.claims: list[dict[Key, int]] = []
         self.failures: list[BaseException] = []  # raised by the next loads, one each
+        # Claims of other members, landing just before this member's.
+        self.claimed_by_others: dict[Key, int] = {}
         self.gate: asyncio.Event | None = None  # while set, a load waits for it
         self.loading = 0
         self.most_loading = 0
@@ -51,6 +52,7 @@ class FakeOffsets:
     async def claim_offsets(self, group_id: str, offsets: Mapping[Key, int]) -> dict[Key, int]:
         assert group_id == GROUP
         self.claims.append(dict(offsets))
+        self.stored.update(self.claimed_by_others)
         for key, offset in offsets.items():
             self.stored.setdefault(key, offset)
         return {k: self.stored[k] for k in offsets}
@@ -73,7 +75,7 @@ class Setup:
         self.positioner = Positioner(
             self.settings,
             store,  # type: ignore[arg-type]
-            self.consumer,  # type: ignore[arg-type]
+            self.consumer,
             self.partitions,
             self.stopping,
             lambda op, exc: self.retries.append((op, type(exc).__name__)),
@@ -103,25 +105,13 @@ async def test_a_partition_new_to_the_group_starts_at_kafka_s_offset_or_the_begi
     member = Setup({P0, P1, P2}, FakeOffsets({P0: 40}))
     member.consumer.kafka_committed[P1] = 12  # no offset in PostgreSQL, one in Kafka
     member.consumer.beginnings[P2] = 3  # neither: the log's beginning
-    member.store.claim_offsets = claim_first_by_another(member.store, {("t", 2): 9})  # type: ignore[method-assign]
+    member.store.claimed_by_others = {("t", 2): 9}
     member.positioner.soon()
     await until(lambda: not member.partitions.unpositioned)
     assert member.store.claims == [{("t", 1): 12, ("t", 2): 3}]
     # Another member claimed P2 first: its claim counts, not this member's.
     assert member.consumer.positions == {P0: 40, P1: 12, P2: 9}
     assert member.consumer.paused() == set()
-
-
-def claim_first_by_another(
-    store: FakeOffsets, theirs: Mapping[Key, int]
-) -> Callable[[str, Mapping[Key, int]], Any]:
-    claim = store.claim_offsets
-
-    async def claimed(group_id: str, offsets: Mapping[Key, int]) -> dict[Key, int]:
-        store.stored.update(theirs)
-        return await claim(group_id, offsets)
-
-    return claimed
 
 
 async def test_nothing_is_sought_or_resumed_when_a_rebalance_began_during_the_read() -> None:
