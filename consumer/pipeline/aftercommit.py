@@ -48,8 +48,6 @@ class AfterCommit:
         self._consumer = consumer
         self._partitions = partitions
         self._stopping = stopping
-        # One task per batch's metrics, done at once, so that none holds up a write.
-        self._counting: set[asyncio.Task[None]] = set()
         # Offsets for Kafka, merged per partition until the one committer sends them.
         self._pending: dict[TopicPartition, int] = {}
         self._committer: asyncio.Task[None] | None = None
@@ -57,14 +55,15 @@ class AfterCommit:
         self.last_commit: float | None = None
 
     def batch_committed(self, committed: CommittedBatch) -> None:
-        """Count ``committed`` and queue its offsets for Kafka; waits for neither."""
+        """Queue ``committed``'s offsets for Kafka, without waiting for the commit, and
+        count it."""
         offsets = {
             TopicPartition(t, p): offset for (t, p), offset in committed.batch.next_offsets.items()
         }
         self._partitions.committed(offsets)
         self.last_commit = committed.committed_at_wall
-        self._counting.add(start_task(self._count(committed), "count"))
         self.follow(offsets)
+        self._count(committed)
 
     def follow(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Have Kafka's committed offsets follow ``offsets``, stored in PostgreSQL."""
@@ -73,16 +72,12 @@ class AfterCommit:
             self._committer = start_task(self._commit_pending(), "kafka_commit")
 
     def reap(self) -> None:
-        """Forget the finished tasks; raise what one of them raised."""
-        for counted in [task for task in self._counting if task.done()]:
-            self._counting.discard(counted)
-            counted.result()
+        """Raise what the Kafka committer raised, once it ended."""
         if self._committer is not None and self._committer.done():
             self._committer.result()
 
     async def finish(self) -> None:
-        """Once stopping: the counts done, and one last Kafka commit of what is queued."""
-        await asyncio.gather(*self._counting)
+        """Once stopping: one last Kafka commit of what is queued."""
         # The committer makes its last attempt once stopping, so that the offsets of the
         # batches just finished reach Kafka without a second wait on it.
         if self._committer is not None:
@@ -91,8 +86,6 @@ class AfterCommit:
             await self._commit_pending()
 
     def cancel(self) -> None:
-        for task in self._counting:
-            task.cancel()
         if self._committer is not None:
             self._committer.cancel()
 
@@ -159,7 +152,7 @@ class AfterCommit:
             return False
         return True
 
-    async def _count(self, committed: CommittedBatch) -> None:
+    def _count(self, committed: CommittedBatch) -> None:
         outcomes = record_metrics(committed)
         if committed.batch.span is not None:
             end_committed(committed.batch.span, committed, outcomes)

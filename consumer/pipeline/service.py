@@ -221,9 +221,8 @@ class ConsumerService:
         return self.partitions.is_current(batch.generation, batch.epochs)
 
     async def _write(self, batch: PreparedBatch) -> None:
-        """Write one batch, retrying transient failures. What follows its commit (the
-        Kafka commit, the metrics) is not waited for here: the write is the critical
-        path of the pipeline."""
+        """Write one batch, retrying transient failures. The Kafka commit that follows
+        is not waited for here: the write is the critical path of the pipeline."""
         if not self._is_current(batch):
             # A rebalance came first (whoever owns them now redoes it), or a batch of
             # its partitions was dropped: they are positioned again, and it is refetched.

@@ -15,6 +15,7 @@ from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import Store
 from consumer.pipeline.batches import split_batch
 from consumer.settings import Settings
+from tests.factories import created
 from tests.integration.support import (
     headers_of,
     new_settings,
@@ -26,24 +27,17 @@ from tests.integration.support import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def created(user: str, email: str, seq: int = 1) -> dict[str, object]:
-    data = {"email": email, "name": f"Name {user}"}
-    return build_event(
-        "user.created", user, data, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
-    )
-
-
 async def test_each_dead_letter_carries_its_errors_as_paths_and_kinds_and_a_conflict_its_holder(
     bootstrap_servers: str, database: str
 ) -> None:
     # Parking off: this is what is dead-lettered at once (docs/parking.md).
     settings = await new_settings(bootstrap_servers, database, partitions=1, park_ttl=timedelta(0))
-    _, binary_value, binary_headers = binary_record(created("u5", "u5@example.com"))
+    _, binary_value, binary_headers = binary_record(created("u5", 1, email="u5@example.com"))
     poison = [
-        structured_record(created("u1", "held@example.com")),
-        structured_record(created("u2", "HELD@example.com")),  # conflict with u1
+        structured_record(created("u1", 1, email="held@example.com")),
+        structured_record(created("u2", 1, email="HELD@example.com")),  # conflict with u1
         structured_record(
-            created("u3", "u3@example.com")
+            created("u3", 1, email="u3@example.com")
             | {"time": "yesterday", "data": {"email": "not-an-email", "name": "N"}}
         ),
         (b"u4", b"{not json", []),
@@ -86,8 +80,8 @@ async def test_an_email_taken_by_another_writer_mid_batch_is_a_conflict_naming_t
         async with store.pool.acquire() as conn:
             await apply_migrations(conn)
         events = [
-            created("u\u00000", "nul@example.com"),  # a user id PostgreSQL cannot store
-            created("u2", "taken@example.com"),
+            created("u\u00000", 1, email="nul@example.com"),  # a user id PostgreSQL cannot store
+            created("u2", 1, email="taken@example.com"),
         ]
         batch = [
             KafkaRecord("t", 0, offset, 0, key, value, tuple(headers))

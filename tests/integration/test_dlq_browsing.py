@@ -18,6 +18,7 @@ from consumer.edges.kafka import max_request_bytes, start_producer
 from consumer.settings import Settings
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import ListRequest, list_dead_letters
+from tests import factories
 from tests.integration.support import (
     new_settings,
     publish,
@@ -36,10 +37,8 @@ HOURS_AGO = datetime.now(UTC) - timedelta(hours=2)
 def created(
     user: str, email: str, source: str = "/crm"
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    data = {"email": email, "name": "Ada Lovelace"}
-    return structured_record(
-        build_event("user.created", user, data, source=source, sequence=1, time=T0)
-    )
+    event = factories.created(user, 1, email=email, name="Ada Lovelace", source=source, at=T0)
+    return structured_record(event)
 
 
 async def dead_letters_from_hours_ago(settings: Settings) -> None:

@@ -14,11 +14,12 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from user_events_devtools.devenv import free_port
-from user_events_schemas import binary_record, build_event, structured_record
+from user_events_schemas import binary_record, structured_record
 
 from consumer.core.erasure import personal_of
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import DeadLetterQueue
+from tests import factories
 from tests.integration.support import (
     Message,
     count_logged,
@@ -48,16 +49,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def created(user: str, **envelope: Any) -> dict[str, Any]:
-    event = build_event(
-        "user.created",
-        user,
-        {"email": f"{user}@example.com", "name": f"Name {user}"},
-        source="/tests",
-        sequence=1,
-        time=T0,
-        event_id=f"{user}-1",
-    )
-    return event | envelope
+    return factories.created(user, 1, at=T0, event_id=f"{user}-1", **envelope)
 
 
 def raw(event: dict[str, Any], text: str | None = None) -> Message:

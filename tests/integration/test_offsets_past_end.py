@@ -14,10 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 from user_events_devtools.devenv import free_port
-from user_events_schemas.builder import build_event
 
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
+from tests import factories
 from tests.integration.support import (
     eventually,
     fetch,
@@ -36,9 +36,7 @@ PAST = 50  # where the stored offset stands; the log holds 3 records
 
 
 def created(user: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    event = build_event(
-        "user.created", user, {"email": f"{user}@example.com", "name": user}, source="/past-end"
-    )
+    event = factories.created(user, name=user, source="/past-end")
     return (user.encode(), orjson.dumps(event), [])
 
 

@@ -14,14 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from user_events_schemas import build_event
 
-from consumer.core.decode import decode
 from consumer.core.ordering import plan_batch
 from consumer.core.parking import ParkingLimits
 from consumer.core.records import KafkaRecord, Outcome, Rejection
@@ -32,6 +30,7 @@ from consumer.edges.store_rebuild import LoggedRow
 from consumer.settings import Settings
 from consumer.tools.common import open_tool_store
 from consumer.tools.rebuild import Projector, rebuild
+from tests.factories import accepted
 
 pytestmark = pytest.mark.integration
 
@@ -96,16 +95,6 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
-def record(event: dict[str, Any], partition: int, offset: int) -> KafkaRecord:
-    return KafkaRecord("t", partition, offset, 0, None, orjson.dumps(event), ())
-
-
-def decoded(rec: KafkaRecord) -> tuple[KafkaRecord, Any]:
-    event = decode(rec, 10**6)
-    assert not isinstance(event, Rejection)
-    return rec, event
-
-
 async def apply_out_of_order(
     conn: asyncpg.Connection, batches: list[list[tuple[KafkaRecord, Any]]]
 ) -> list[Any]:
@@ -139,7 +128,7 @@ def test_any_arrival_order_ends_as_version_order(database: str) -> None:
     def converges(data: st.DataObject) -> None:
         history = data.draw(histories())
         # In version order, nothing is rejected: the reference.
-        in_order = [decoded(record(e, 0, i)) for i, e in enumerate(history)]
+        in_order = [accepted(e, partition=0, offset=i) for i, e in enumerate(history)]
         reference = plan_batch(in_order, {}, [], {})
         assert reference.rejected == []
         # Each event to a partition (order kept within it), the partitions interleaved,
@@ -147,7 +136,7 @@ def test_any_arrival_order_ends_as_version_order(database: str) -> None:
         lanes: list[list[tuple[KafkaRecord, Any]]] = [[] for _ in range(PARTITIONS)]
         for event in history:
             lane = data.draw(st.integers(0, PARTITIONS - 1))
-            lanes[lane].append(decoded(record(event, lane, len(lanes[lane]))))
+            lanes[lane].append(accepted(event, partition=lane, offset=len(lanes[lane])))
         # Each batch takes the next few records of some partitions, in partition order,
         # as the service's fetch hands them over.
         batches = []
@@ -246,7 +235,7 @@ async def test_an_unstorable_event_is_not_parked_so_what_would_heal_it_applies(
     holder, claimer = f"holder.{tag}", f"claimer.{tag}"
 
     def at(event: dict[str, Any], offset: int) -> list[tuple[KafkaRecord, Any]]:
-        return [decoded(record(event, 0, offset))]
+        return [accepted(event, partition=0, offset=offset)]
 
     def made(kind: str, user: str, seq: int, data: dict[str, str] | None) -> dict[str, Any]:
         return build_event(

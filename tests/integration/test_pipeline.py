@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.core.erasure import personal_of
+from tests.factories import created
 from tests.integration.support import (
     count_logged,
     eventually,
@@ -22,13 +23,6 @@ from tests.integration.support import (
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def created(user: str, seq: int, email: str | None = None) -> dict[str, object]:
-    data = {"email": email or f"{user}@example.com", "name": f"Name {user}"}
-    return build_event(
-        "user.created", user, data, source="/tests", sequence=seq, time=T0 + timedelta(seconds=seq)
-    )
 
 
 def updated(user: str, seq: int, **data: str) -> dict[str, object]:

@@ -18,6 +18,7 @@ from consumer.edges.store import Store
 from consumer.edges.store_users import _LOGGED_KEYS
 from consumer.pipeline.batches import split_batch
 from consumer.settings import Settings
+from tests.factories import created, record_of
 from tests.integration.support import logged_offsets, stored_offsets
 
 TOPIC, GROUP = "t", "g"
@@ -26,15 +27,11 @@ PARTITION = (TOPIC, 0)
 
 def records(count: int) -> list[KafkaRecord]:
     """``count`` user.created events, one user each, at offsets 0 to count - 1."""
-    events = [
-        build_event(
-            "user.created", f"u{i}", {"email": f"u{i}@example.com", "name": "A"}, source="/tests"
+    return [
+        record_of(
+            structured_record(created(f"u{i}", name="A")), topic=TOPIC, offset=i, timestamp_ms=0
         )
         for i in range(count)
-    ]
-    return [
-        KafkaRecord(TOPIC, 0, offset, 0, key, value, tuple(headers))
-        for offset, (key, value, headers) in enumerate(structured_record(e) for e in events)
     ]
 
 

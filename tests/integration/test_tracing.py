@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
-from user_events_schemas import binary_record, build_event, structured_record
+from user_events_schemas import binary_record, structured_record
 
 from consumer.core.records import KafkaRecord
 from consumer.edges.tracing import SCHEMA_URL, Tracing
 from consumer.pipeline.batches import PreparedBatch
 from consumer.pipeline.batchspans import BatchSpans, end_dropped
+from tests import factories
 from tests.integration.otlp import OtlpReceiver, attributes
 from tests.integration.support import (
     eventually,
@@ -38,8 +39,7 @@ def traceparent() -> tuple[str, str, str]:
 
 
 def created(user: str) -> dict[str, Any]:
-    data = {"email": f"{user}@example.com", "name": f"Name {user}"}
-    return build_event("user.created", user, data, source="/signup", event_id=f"{user}-1")
+    return factories.created(user, source="/signup", event_id=f"{user}-1")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

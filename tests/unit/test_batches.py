@@ -1,18 +1,16 @@
 """Cutting a batch where the storm guard holds a partition, and the outcomes it counts."""
 
-from consumer.core.records import KafkaRecord, Reason, Rejection
+from consumer.core.records import Reason, Rejection
 from consumer.pipeline.batches import PreparedBatch, cut_batch, outcomes_by_partition
-
-
-def record(partition: int, offset: int) -> KafkaRecord:
-    return KafkaRecord("t", partition, offset, 0, None, b"{}", ())
-
+from tests.factories import record
 
 POISON = Rejection(Reason.UNDECODABLE, "value is not JSON")
 
 
 def test_cut_batch_drops_a_partition_from_the_held_record_on_and_ends_it_there() -> None:
-    records = [record(0, o) for o in range(5)] + [record(1, o) for o in range(3)]
+    records = [record(partition=0, offset=o) for o in range(5)] + [
+        record(partition=1, offset=o) for o in range(3)
+    ]
     batch = PreparedBatch(
         1,
         0.0,
@@ -38,6 +36,10 @@ def test_cut_batch_drops_a_partition_from_the_held_record_on_and_ends_it_there()
 
 
 def test_outcomes_by_partition_marks_the_dead_letters_in_offset_order() -> None:
-    records = [record(0, 0), record(0, 1), record(1, 7)]
+    records = [
+        record(partition=0, offset=0),
+        record(partition=0, offset=1),
+        record(partition=1, offset=7),
+    ]
     outcomes = outcomes_by_partition(records, [(records[1], POISON)])
     assert outcomes == {("t", 0): [(0, False), (1, True)], ("t", 1): [(7, False)]}

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
-from user_events_schemas import binary_record, build_event
+from user_events_schemas import binary_record
 from user_events_schemas.rejections import field_errors
 from user_events_schemas.wire import DLQ_ERRORS, DLQ_MOST_ERRORS
 
@@ -16,20 +17,14 @@ from consumer.core.ordering import email_conflict, plan_batch
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import DROP_ORDER, dead_letter_message, errors_json
 from consumer.pipeline.unreadable import UNREADABLE
+from tests import factories
+from tests.factories import record
 from tests.unit.test_ordering import ev
 
 SECRET_EMAIL = "ada.secret@example.com"
 
 
-def record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> KafkaRecord:
-    return KafkaRecord("t", 0, 7, 1_700_000_000_000, b"k", value, tuple(headers or ()))
-
-
-def created(**overrides: object) -> dict[str, object]:
-    event = build_event(
-        "user.created", "u1", {"email": SECRET_EMAIL, "name": "Ada"}, source="/tests"
-    )
-    return event | overrides
+created = partial(factories.created, email=SECRET_EMAIL, name="Ada")
 
 
 def rejection_of(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> Rejection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 from user_events_schemas import binary_record, build_event, structured_record
@@ -12,21 +13,9 @@ from consumer.core.decode import decode, decode_all, stored_parts, stored_payloa
 from consumer.core.erasure import decode_logged
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.core.rows import log_record
+from tests.factories import created, record
 
-
-def record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> KafkaRecord:
-    return KafkaRecord("t", 0, 7, 1_700_000_000_000, b"k", value, tuple(headers or ()))
-
-
-def created_event(**overrides: object) -> dict[str, object]:
-    event = build_event(
-        "user.created",
-        "u1",
-        {"email": "ada@example.com", "name": "Ada"},
-        source="/tests",
-        sequence=3,
-    )
-    return event | overrides
+created_event = partial(created, email="ada@example.com", name="Ada", seq=3)
 
 
 def test_structured_and_binary_modes_decode_to_the_same_event() -> None:

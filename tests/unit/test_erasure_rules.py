@@ -10,7 +10,7 @@ import orjson
 import pytest
 from user_events_schemas.builder import build_event
 
-from consumer.core.decode import AnyUserEvent, decode, stored_payload
+from consumer.core.decode import stored_payload
 from consumer.core.durations import format_duration, parse_duration
 from consumer.core.erasure import (
     ERASE_REQUEST_SOURCE,
@@ -22,23 +22,17 @@ from consumer.core.erasure import (
     was_erased,
 )
 from consumer.core.ordering import BatchPlan, UserState, Version, apply_event, plan_batch
-from consumer.core.records import KafkaRecord, Outcome, Rejection
+from consumer.core.records import Outcome, Rejection
 from consumer.core.rows import EVENT_COLUMNS, event_rows, log_record
 from consumer.core.sealing import Sealer, new_key, unseal
 from consumer.edges.store_log import LogDay, days_before
 from consumer.tools.common import BadArgument
 from consumer.tools.erase import parse_request as erase_request
 from consumer.tools.prune import parse_request as prune_request
+from tests.factories import accepted
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PERSONAL = {"email": "a@example.com", "name": "A"}
-
-
-def record(event: dict[str, object], offset: int = 0) -> tuple[KafkaRecord, AnyUserEvent]:
-    kafka = KafkaRecord("t", 0, offset, 0, None, orjson.dumps(event), ())
-    decoded = decode(kafka, 10**6)
-    assert not isinstance(decoded, Rejection)
-    return kafka, decoded
 
 
 def event(type: str, user: str, seq: int, data: dict[str, str] | None = None) -> dict[str, object]:
@@ -48,8 +42,8 @@ def event(type: str, user: str, seq: int, data: dict[str, str] | None = None) ->
 
 
 def plan(*events: dict[str, object], states: dict[str, UserState] | None = None) -> BatchPlan:
-    accepted = [record(e, i) for i, e in enumerate(events)]
-    return plan_batch(accepted, states or {}, (), {})
+    batch = [accepted(e, offset=i) for i, e in enumerate(events)]
+    return plan_batch(batch, states or {}, (), {})
 
 
 class Keys:
@@ -162,7 +156,7 @@ def test_a_requests_tombstone_is_newer_than_everything_the_user_holds() -> None:
     assert outcome is Outcome.APPLIED and after is not None
     assert (after.status, after.email, after.name) == ("deleted", None, None)
     # An event published before the request is older than the tombstone: stale.
-    late = record(event("user.created", "u", 8, PERSONAL))[1]
+    late = accepted(event("user.created", "u", 8, PERSONAL), offset=0)[1]
     assert apply_event(after, late)[1] is Outcome.STALE
     assert request_tombstone("u", "r2", now, None).time == now
 

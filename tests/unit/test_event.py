@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from user_events_schemas import binary_record, build_event, structured_record
@@ -23,6 +24,7 @@ from consumer.tools.event.answer import (
     is_letter_of,
     parse_query,
 )
+from tests import factories
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 EVENT = build_event(
@@ -31,8 +33,7 @@ EVENT = build_event(
 KEY = (EVENT["source"], "e1")
 
 
-def record(value: bytes | None, headers: list[tuple[str, bytes]], offset: int = 4) -> KafkaRecord:
-    return KafkaRecord("t", 0, offset, 1_700_000_000_000, b"u1", value, tuple(headers))
+record = partial(factories.record, key=b"u1", offset=4)
 
 
 def letter(base: KafkaRecord, reason: str = "invalid", offset: int = 4) -> KafkaRecord:

@@ -5,6 +5,7 @@ event, in either mode, by the contract package's rule (``field_path``). Pure."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,15 @@ from user_events_schemas.cli import main
 from user_events_schemas.rejections import WHOLE_EVENT, describe, field_path
 
 from consumer.core.decode import decode
-from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
+from consumer.core.records import FieldError, Reason, Rejection
+from tests import factories
+from tests.factories import record
 
 SECRET_EMAIL = "ada.secret@example.com"
 SECRET_NAME = "Ada Secretname"
 
 
-def created(**overrides: object) -> dict[str, Any]:
-    data = {"email": SECRET_EMAIL, "name": SECRET_NAME}
-    return build_event("user.created", "u1", data, source="/tests", sequence=3) | overrides
+created = partial(factories.created, email=SECRET_EMAIL, name=SECRET_NAME, seq=3)
 
 
 def updated(**overrides: object) -> dict[str, Any]:
@@ -51,10 +52,6 @@ INVALID: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "an update": (updated(time="yesterday", data={"name": ""}), ["time", "data.name"]),
 }
-
-
-def record(value: bytes | None, headers: list[tuple[str, bytes]]) -> KafkaRecord:
-    return KafkaRecord("t", 0, 7, 1_700_000_000_000, b"k", value, tuple(headers))
 
 
 def consumer_rejection(event: dict[str, Any], mode: str) -> Rejection:

@@ -7,8 +7,8 @@ import json
 
 from user_events_schemas import binary_record, build_event, structured_record
 
-from consumer.core.records import KafkaRecord
 from consumer.core.tracecontext import MOST_CHARS, CreationContext, creation_context
+from tests.factories import record_of
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 EVENT = build_event(
@@ -27,32 +27,27 @@ NAMED = {
 }
 
 
-def record(message: tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]) -> KafkaRecord:
-    key, value, headers = message
-    return KafkaRecord("t", 0, 7, 0, key, value, tuple(headers))
-
-
 def test_structured_mode_reads_the_top_level_traceparent_and_tracestate() -> None:
     event = EVENT | {"traceparent": TRACEPARENT, "tracestate": "vendor=1"}
-    assert creation_context(record(structured_record(event))) == CreationContext(
+    assert creation_context(record_of(structured_record(event))) == CreationContext(
         TRACEPARENT, "vendor=1", NAMED
     )
 
 
 def test_binary_mode_reads_the_ce_traceparent_header() -> None:
     assert creation_context(
-        record(binary_record(EVENT | {"traceparent": TRACEPARENT}))
+        record_of(binary_record(EVENT | {"traceparent": TRACEPARENT}))
     ) == CreationContext(TRACEPARENT, None, NAMED)
 
 
 def test_an_event_without_the_extension_has_no_context() -> None:
-    assert creation_context(record(structured_record(EVENT))) is None
-    assert creation_context(record(binary_record(EVENT))) is None
+    assert creation_context(record_of(structured_record(EVENT))) is None
+    assert creation_context(record_of(binary_record(EVENT))) is None
 
 
 def test_a_traceparent_inside_data_is_not_the_events() -> None:
     event = EVENT | {"data": {"email": "a@example.com", "name": "A", "traceparent": TRACEPARENT}}
-    assert creation_context(record(structured_record(event))) is None
+    assert creation_context(record_of(structured_record(event))) is None
 
 
 def test_the_mode_rule_is_decodes_a_structured_content_type_wins_over_ce_headers() -> None:
@@ -62,28 +57,28 @@ def test_the_mode_rule_is_decodes_a_structured_content_type_wins_over_ce_headers
         ("ce_specversion", b"1.0"),
         ("ce_traceparent", TRACEPARENT.encode()),
     ]
-    assert creation_context(record((key, value, headers))) is None
+    assert creation_context(record_of((key, value, headers))) is None
 
 
 def test_a_poison_record_names_what_it_can_of_itself() -> None:
     poison = {"traceparent": TRACEPARENT, "id": 12, "source": "/s", "type": "user.unknown"}
-    found = creation_context(record((b"k", json.dumps(poison).encode(), [])))
+    found = creation_context(record_of((b"k", json.dumps(poison).encode(), [])))
     assert found == CreationContext(
         TRACEPARENT,
         None,
         {"cloudevents.event_source": "/s", "cloudevents.event_type": "user.unknown"},
     )
-    assert creation_context(record((b"k", b'{"traceparent": ', []))) is None
-    assert creation_context(record((b"k", b'["traceparent"]', []))) is None
-    assert creation_context(record((b"k", None, []))) is None
+    assert creation_context(record_of((b"k", b'{"traceparent": ', []))) is None
+    assert creation_context(record_of((b"k", b'["traceparent"]', []))) is None
+    assert creation_context(record_of((b"k", None, []))) is None
     binary = [("ce_specversion", b"1.0"), ("ce_traceparent", b"\xff\xfe"), ("ce_id", b"x")]
-    assert creation_context(record((b"k", b"{}", binary))) is None
+    assert creation_context(record_of((b"k", b"{}", binary))) is None
 
 
 def test_a_non_text_traceparent_is_no_context_and_long_attributes_are_cut() -> None:
     event = EVENT | {"traceparent": 42}
-    assert creation_context(record(structured_record(event))) is None
+    assert creation_context(record_of(structured_record(event))) is None
     long = EVENT | {"traceparent": TRACEPARENT, "source": "/" + "s" * 2000}
-    found = creation_context(record((b"k", json.dumps(long).encode(), [])))
+    found = creation_context(record_of((b"k", json.dumps(long).encode(), [])))
     assert found is not None
     assert found.attributes["cloudevents.event_source"] == "/" + "s" * (MOST_CHARS - 1)
