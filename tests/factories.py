@@ -15,6 +15,7 @@ import orjson
 from user_events_schemas import build_event
 
 from consumer.core.decode import AnyUserEvent, decode
+from consumer.core.ordering import Status, UserState, Version
 from consumer.core.records import KafkaRecord, Rejection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -71,3 +72,27 @@ def created(
         "user.created", user, data, source=source, sequence=seq, time=at, event_id=event_id
     )
     return event | envelope
+
+
+def user_state(
+    user: str = "u1",
+    *,
+    status: Status = "active",
+    email: str | None = "a@example.com",
+    name: str | None = "A",
+    at: datetime = T0,
+    versions: tuple[Version, Version, Version],
+) -> UserState:
+    """A user's row, built by name; ``versions`` are the status, email and name registers'."""
+    status_version, email_version, name_version = versions
+    return UserState(
+        user_id=user,
+        status=status,
+        email=email,
+        name=name,
+        created_at=at,
+        updated_at=at,
+        status_version=status_version,
+        email_version=email_version,
+        name_version=name_version,
+    )

@@ -8,7 +8,7 @@ from these models (``make schemas``) and a test fails when they drift.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -22,8 +22,6 @@ from pydantic_core import core_schema
 
 from user_events_schemas import patterns
 from user_events_schemas.emails import Email
-
-EVENT_TYPES = ("user.created", "user.updated", "user.deleted")
 
 # The JSON Schemas say what the consumer's store adds to these types: no U+0000.
 _STORED = {"pattern": patterns.NUL_FREE}
@@ -241,8 +239,9 @@ AnyUserEvent = UserCreated | UserUpdated | UserDeleted
 UserEvent = Annotated[AnyUserEvent, Field(discriminator="type")]
 """Any user event, discriminated by ``type``."""
 
+# Each event type's model, keyed by its ``type``, from the union above: the one list of the
+# types. A new type is a model and its place in ``AnyUserEvent``; these follow.
 MODELS: dict[str, type[_CloudEvent]] = {
-    "user.created": UserCreated,
-    "user.updated": UserUpdated,
-    "user.deleted": UserDeleted,
+    get_args(model.model_fields["type"].annotation)[0]: model for model in get_args(AnyUserEvent)
 }
+EVENT_TYPES: tuple[str, ...] = tuple(MODELS)

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import get_args
 
 import pytest
 import user_events_schemas
@@ -17,7 +18,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from schemagen.jsonschemas import SCHEMA_DIR, render_schemas, schema_id
 from user_events_schemas import binary_record, build_event, structured_record
-from user_events_schemas.models import EVENT_TYPES
+from user_events_schemas.models import EVENT_TYPES, MODELS
 from user_events_schemas.wire import (
     DLQ_DROPPED,
     DLQ_OCCASIONAL_HEADERS,
@@ -57,12 +58,14 @@ def test_each_schema_file_is_draft_2020_12_named_by_its_id_with_data_anchors() -
     registry = Registry().with_resources(
         (schema["$id"], Resource.from_contents(schema)) for schema in files.values()
     )
-    data_models = zip(
-        EVENT_TYPES, ("UserCreatedData", "UserUpdatedData", "UserDeletedData"), strict=True
-    )
-    for event_type, model in data_models:
+    per_type = {f"{event_type}.schema.json" for event_type in EVENT_TYPES}
+    assert set(files) == per_type | {"user-event.schema.json"}  # and their union
+    for event_type, model in MODELS.items():
         data = registry.resolver().lookup(f"{schema_id(event_type)}#{event_type}.data")
-        assert data.contents["title"] == model
+        data_model = get_args(model.model_fields["data"].annotation) or (
+            model.model_fields["data"].annotation,
+        )
+        assert data.contents["title"] == data_model[0].__name__
 
 
 def test_the_consumer_uses_the_contract_through_its_public_face_only() -> None:

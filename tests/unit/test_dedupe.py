@@ -9,12 +9,13 @@ from user_events_schemas.models import UserUpdated
 from consumer.core.dedupe import possibly_logged
 from consumer.core.ordering import UserState, Version
 from consumer.core.records import KafkaRecord
+from tests.factories import user_state
 
 T0 = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
 
 
 def state(status: Version, email: Version, name: Version) -> UserState:
-    return UserState("u1", "active", "a@example.com", "A", T0, T0, status, email, name)
+    return user_state(at=T0, versions=(status, email, name))
 
 
 def test_only_events_not_newer_than_their_users_latest_version_may_be_logged() -> None:

@@ -29,7 +29,7 @@ from consumer.edges.store_log import LogDay, days_before
 from consumer.tools.common import BadArgument
 from consumer.tools.erase import parse_request as erase_request
 from consumer.tools.prune import parse_request as prune_request
-from tests.factories import accepted
+from tests.factories import accepted, user_state
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PERSONAL = {"email": "a@example.com", "name": "A"}
@@ -94,7 +94,9 @@ def test_a_user_created_again_after_its_delete_gets_a_new_key() -> None:
 
 def test_an_event_of_a_user_deleted_before_the_batch_is_written_without_personal_values() -> None:
     tombstone = Version(5, T0, "/s", "d")
-    state = UserState("u", "deleted", None, None, T0, T0, tombstone, tombstone, tombstone)
+    state = user_state(
+        "u", status="deleted", email=None, name=None, at=T0, versions=(tombstone,) * 3
+    )
     made = plan(event("user.created", "u", 1, PERSONAL), states={"u": state})
     assert made.logged[0].result is Outcome.STALE
     sealed_with, _ = sealing_keys(made.logged, {"u": None}, Keys())
@@ -148,7 +150,7 @@ def test_a_logged_row_reads_back_with_its_key_and_as_erased_without_it() -> None
 def test_a_requests_tombstone_is_newer_than_everything_the_user_holds() -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
     ahead = Version(7, now + timedelta(hours=1), "/s", "x")  # a publisher's clock ran ahead
-    state = UserState("u", "active", "a@example.com", "A", T0, T0, ahead, ahead, ahead)
+    state = user_state("u", at=T0, versions=(ahead,) * 3)
     tombstone = request_tombstone("u", "r1", now, state)
     assert (tombstone.source, tombstone.id, tombstone.subject) == (ERASE_REQUEST_SOURCE, "r1", "u")
     assert tombstone.time > ahead.time
@@ -221,7 +223,7 @@ def test_a_late_event_of_an_earlier_life_is_never_sealed_with_the_new_key() -> N
     """Created, deleted, created again (the person signed up again): a late update of
     the first life is stale, and must not bring the erased email back under the new key."""
     second = Version(3, T0 + timedelta(seconds=3), "/s", "c2")
-    state = UserState("u", "active", "new@example.com", "New", T0, T0, second, second, second)
+    state = user_state("u", email="new@example.com", name="New", at=T0, versions=(second,) * 3)
     late = plan(event("user.updated", "u", 1, {"email": "old@example.com"}), states={"u": state})
     assert late.logged[0].result is Outcome.STALE
     sealed_with, after = sealing_keys(late.logged, {"u": b"new-key"}, Keys())

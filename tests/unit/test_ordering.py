@@ -171,3 +171,12 @@ def test_plan_respects_owners_read_from_the_database() -> None:
     )
     assert isinstance(plan.verdicts[0].result, Rejection)
     assert plan.users == {} and plan.logged == []
+
+
+def test_every_event_type_of_the_contract_has_its_own_applier() -> None:
+    """A new type in the contract fails here until the projection says what it does."""
+    from user_events_schemas.models import EVENT_TYPES
+
+    from consumer.core.ordering import _APPLIERS
+
+    assert set(_APPLIERS) == set(EVENT_TYPES)

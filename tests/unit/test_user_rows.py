@@ -10,12 +10,13 @@ from pydantic import AwareDatetime, TypeAdapter
 
 from consumer.core.ordering import UserState, Version
 from consumer.core.rows import USER_COLUMNS, state_from_row, user_rows, versions_json
+from tests.factories import user_state
 
 T0 = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
 
 
 def state(status: Version, email: Version, name: Version) -> UserState:
-    return UserState("u1", "active", "a@example.com", "A", T0, T0, status, email, name)
+    return user_state(at=T0, versions=(status, email, name))
 
 
 def read_back(user: UserState) -> UserState:
