@@ -16,8 +16,9 @@ from typing import Any
 
 from consumer.edges.store_erasure import RequestErasure, erase_on_request
 from consumer.settings import Settings
-from consumer.tools.common import BadArgument, tool_store
+from consumer.tools.clients import tool_store
 from consumer.tools.display import utc_text
+from consumer.tools.errors import BadArgument
 from consumer.tools.runner import add_tool
 
 # A reason is kept for ever, for the auditor: it must not be personal data itself.

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumer.core.records import KafkaRecord
 from consumer.edges.kafka import client_options
 from consumer.settings import Settings
-from consumer.tools.common import ToolError
+from consumer.tools.errors import ToolError
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,10 @@ from typing import Any
 from consumer.core.durations import parse_duration
 from consumer.edges.store_log import Prune, prune
 from consumer.settings import Settings
-from consumer.tools.common import BadArgument, parse_time, tool_store
+from consumer.tools.arguments import parse_time
+from consumer.tools.clients import tool_store
 from consumer.tools.display import utc_text
+from consumer.tools.errors import BadArgument
 from consumer.tools.runner import add_tool
 
 

@@ -36,7 +36,8 @@ from consumer.core.sealing import new_key
 from consumer.edges.store import Store
 from consumer.edges.store_rebuild import LoggedRow
 from consumer.settings import Settings
-from consumer.tools.common import ToolError, tool_store
+from consumer.tools.clients import tool_store
+from consumer.tools.errors import ToolError
 from consumer.tools.runner import add_tool
 
 log = logging.getLogger(__name__)

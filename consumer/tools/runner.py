@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from consumer.edges.errors import DatabaseMisconfigured, DatabaseUnreachable, is_transient
 from consumer.logs import configure_logging
 from consumer.settings import Settings, load_settings
-from consumer.tools.common import BadArgument, ToolError, fail
+from consumer.tools.errors import BadArgument, ToolError, fail
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from user_events_schemas import build_event, structured_record
 
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import ListRequest, list_dead_letters
 from consumer.tools.dlq.redrive import RedriveRequest, redrive

@@ -12,7 +12,7 @@ import pytest
 from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.settings import Settings
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from consumer.tools.event.answer import ByKey, ByPosition, EventAnswer
 from consumer.tools.event.lookup import find_event
 from tests.integration.support import (

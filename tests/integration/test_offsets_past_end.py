@@ -16,7 +16,7 @@ import pytest
 from user_events_devtools.devenv import free_port
 
 from consumer.settings import Settings
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from tests import factories
 from tests.integration.support import (
     eventually,

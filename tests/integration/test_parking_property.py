@@ -28,7 +28,7 @@ from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import BatchWriter
 from consumer.edges.store_rebuild import LoggedRow
 from consumer.settings import Settings
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from consumer.tools.rebuild import Projector, rebuild
 from tests.factories import accepted
 

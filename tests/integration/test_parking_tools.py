@@ -13,7 +13,7 @@ from user_events_devtools.devenv import free_port
 from user_events_schemas import structured_record
 
 from consumer.settings import Settings
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from consumer.tools.event.answer import ByKey, ByPosition
 from consumer.tools.status.gather import gather_status
 from consumer.tools.status.report import StatusReport

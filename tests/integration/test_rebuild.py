@@ -11,7 +11,7 @@ from user_events_schemas import build_event, structured_record
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord
 from consumer.pipeline.batches import split_batch
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from consumer.tools.rebuild import rebuild
 from tests.integration.support import fetch, new_settings
 

@@ -13,7 +13,7 @@ from consumer.edges.deadletter import DeadLetterQueue
 from consumer.edges.kafka import max_request_bytes, start_producer
 from consumer.edges.migrate import apply_migrations, shipped_migrations
 from consumer.settings import Settings
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
 from consumer.tools.dlq.redrive_rules import RedriveReport
 from tests.integration.support import fetch, headers_of, new_settings, read_all, service_env

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from user_events_schemas import build_event, structured_record
 
 from consumer.settings import Settings
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from consumer.tools.status.gather import gather_status
 from tests.integration.support import (
     eventually,

@@ -14,7 +14,7 @@ from user_events_schemas import build_event, structured_record
 
 from consumer.edges.migrate import shipped_migrations
 from consumer.settings import Settings
-from consumer.tools.common import open_tool_store
+from consumer.tools.clients import open_tool_store
 from tests.integration.support import new_settings, publish, service_env
 
 pytestmark = pytest.mark.integration

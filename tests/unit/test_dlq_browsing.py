@@ -11,12 +11,12 @@ import pytest
 from consumer.cli import build_parser
 from consumer.core.identity import event_key, event_source
 from consumer.core.records import KafkaRecord
-from consumer.tools.common import BadArgument
 from consumer.tools.dlq.criteria import REASONS, Criteria, parse_reasons
 from consumer.tools.dlq.letters import describe_errors, errors_of
 from consumer.tools.dlq.listing import DlqSummary
 from consumer.tools.dlq.masking import show_bytes
 from consumer.tools.dlq.show import ShownLetter, ShowRequest
+from consumer.tools.errors import BadArgument
 from consumer.tools.kafkareader import OffsetRange
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

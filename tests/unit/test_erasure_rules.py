@@ -26,8 +26,8 @@ from consumer.core.records import Outcome, Rejection
 from consumer.core.rows import EVENT_COLUMNS, event_rows, log_record
 from consumer.core.sealing import Sealer, new_key, unseal
 from consumer.edges.store_log import LogDay, days_before
-from consumer.tools.common import BadArgument
 from consumer.tools.erase import parse_request as erase_request
+from consumer.tools.errors import BadArgument
 from consumer.tools.prune import parse_request as prune_request
 from tests.factories import accepted, user_state
 

@@ -14,7 +14,7 @@ from consumer.core.decode import AnyUserEvent, decode
 from consumer.core.identity import event_key, event_source, named
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
-from consumer.tools.common import BadArgument
+from consumer.tools.errors import BadArgument
 from consumer.tools.event.answer import (
     ByKey,
     ByPosition,

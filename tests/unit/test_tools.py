@@ -17,7 +17,7 @@ from consumer.edges.errors import DatabaseUnreachable
 from consumer.edges.migrate import Migration
 from consumer.edges.store_rebuild import LoggedRow
 from consumer.settings import Settings
-from consumer.tools.common import BadArgument, ToolError, check_partitions, parse_pairs, parse_time
+from consumer.tools.arguments import check_partitions, parse_pairs, parse_time
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.listing import DlqSummary
 from consumer.tools.dlq.masking import mask_bytes, mask_text
@@ -28,6 +28,7 @@ from consumer.tools.dlq.redrive_rules import (
     decide_redrive,
     redrive_ranges,
 )
+from consumer.tools.errors import BadArgument, ToolError
 from consumer.tools.kafkareader import OffsetRange
 from consumer.tools.rebuild import Projector, diff_users
 from consumer.tools.replay.ranges import (

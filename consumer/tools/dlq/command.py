@@ -7,21 +7,21 @@ import argparse
 from dataclasses import replace
 
 from consumer.settings import Settings
-from consumer.tools.common import (
+from consumer.tools.arguments import (
     PAIRS,
-    BadArgument,
     accept_negative_values,
     named,
     parse_pairs,
     parse_position,
     parse_time,
-    tool_store,
 )
+from consumer.tools.clients import tool_store
 from consumer.tools.dlq.criteria import REASONS, Criteria, parse_reasons
 from consumer.tools.dlq.listing import DEFAULT_LAST, DlqSummary, ListRequest, list_dead_letters
 from consumer.tools.dlq.redrive import RedriveRequest, redrive
 from consumer.tools.dlq.redrive_rules import DEFAULT_MAX_REDRIVES, RedriveReport
 from consumer.tools.dlq.show import ShownLetter, ShowRequest, show_dead_letter
+from consumer.tools.errors import BadArgument
 from consumer.tools.runner import add_tool
 
 _REASON_HELP = f"only dead letters with this dlq.reason, one of {', '.join(REASONS)} (repeatable)"

@@ -10,8 +10,8 @@ from user_events_schemas import DLQ_REASON
 
 from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord, Reason
-from consumer.tools.common import BadArgument
 from consumer.tools.dlq.letters import failed_at, header, rfc3339
+from consumer.tools.errors import BadArgument
 
 REASONS = tuple(str(reason) for reason in Reason)
 

@@ -21,7 +21,8 @@ from consumer.core.records import KafkaRecord
 from consumer.edges.store import Store
 from consumer.edges.store_redrive import HandledLetter, RedriveLog
 from consumer.settings import Settings
-from consumer.tools.common import BadArgument, ToolError, check_partitions, named, tool_producer
+from consumer.tools.arguments import check_partitions, named
+from consumer.tools.clients import tool_producer
 from consumer.tools.dlq.criteria import Criteria
 from consumer.tools.dlq.letters import reason_of
 from consumer.tools.dlq.redrive_rules import (
@@ -34,6 +35,7 @@ from consumer.tools.dlq.redrive_rules import (
     decide_redrive,
     redrive_ranges,
 )
+from consumer.tools.errors import BadArgument, ToolError
 from consumer.tools.kafkareader import (
     assigned_consumer,
     high_watermarks,

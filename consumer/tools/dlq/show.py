@@ -12,7 +12,7 @@ from user_events_schemas import DLQ_ERRORS, DLQ_PREFIX
 from consumer.core.identity import event_source
 from consumer.core.records import KafkaRecord
 from consumer.settings import Settings
-from consumer.tools.common import check_partitions
+from consumer.tools.arguments import check_partitions
 from consumer.tools.dlq.letters import describe_errors, errors_of, rfc3339, written_at
 from consumer.tools.dlq.masking import mask_text, masked_headers, show_bytes
 from consumer.tools.kafkareader import (

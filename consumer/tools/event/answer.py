@@ -20,7 +20,7 @@ from consumer.core.identity import event_key
 from consumer.core.ordering import EventKey
 from consumer.core.records import KafkaRecord, Rejection
 from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
-from consumer.tools.common import BadArgument, parse_position
+from consumer.tools.arguments import parse_position
 from consumer.tools.display import utc_text
 from consumer.tools.dlq.letters import (
     ErrorEntry,
@@ -32,6 +32,7 @@ from consumer.tools.dlq.letters import (
     redrive_count,
 )
 from consumer.tools.dlq.masking import mask_text
+from consumer.tools.errors import BadArgument
 from consumer.tools.status.report import age_text
 
 Position = tuple[str, int, int]  # topic, partition, offset

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from consumer.settings import Settings
-from consumer.tools.common import accept_negative_values, tool_store
+from consumer.tools.arguments import accept_negative_values
+from consumer.tools.clients import tool_store
 from consumer.tools.event.answer import ByKey, ByPosition, EventAnswer, parse_query
 from consumer.tools.event.lookup import find_event
 from consumer.tools.runner import add_tool

@@ -12,7 +12,7 @@ from consumer.core.ordering import EventKey
 from consumer.core.records import KafkaRecord
 from consumer.edges.store import Store
 from consumer.settings import Settings
-from consumer.tools.common import ToolError
+from consumer.tools.errors import ToolError
 from consumer.tools.event.answer import (
     ByKey,
     ByPosition,

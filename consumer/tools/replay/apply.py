@@ -13,7 +13,7 @@ from consumer.edges.kafka import max_request_bytes
 from consumer.edges.store import Store
 from consumer.pipeline.batches import split_batch, write_batch
 from consumer.settings import Settings
-from consumer.tools.common import tool_producer
+from consumer.tools.clients import tool_producer
 from consumer.tools.kafkareader import assigned_consumer, read_ranges
 from consumer.tools.replay.progress import make_progress
 from consumer.tools.replay.ranges import End, Start, resolve_ranges

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from consumer.settings import Settings
-from consumer.tools.common import accept_negative_values, tool_store
+from consumer.tools.arguments import accept_negative_values
+from consumer.tools.clients import tool_store
 from consumer.tools.replay.apply import ReplayRequest, replay
 from consumer.tools.replay.ranges import check_order, parse_from, parse_to
 from consumer.tools.replay.summary import ReplaySummary

@@ -15,15 +15,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import UnsupportedVersionError
 from aiokafka.structs import OffsetAndTimestamp
 
-from consumer.tools.common import (
+from consumer.tools.arguments import (
     PAIRS,
     POSITION,
-    BadArgument,
     check_partitions,
     named,
     parse_pairs,
     parse_time,
 )
+from consumer.tools.errors import BadArgument
 from consumer.tools.kafkareader import OffsetRange, high_watermarks, partitions_of, read_ranges
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ import argparse
 import math
 
 from consumer.settings import Settings
-from consumer.tools.common import BadArgument, tool_store
+from consumer.tools.clients import tool_store
+from consumer.tools.errors import BadArgument
 from consumer.tools.runner import add_tool
 from consumer.tools.status.gather import gather_status
 from consumer.tools.status.report import StatusReport
