@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -65,8 +67,33 @@ async def recovered(port: int) -> bool:
     )
 
 
+@asynccontextmanager
+async def postgres_outage(server: EmbeddedPostgres, how: str) -> AsyncIterator[None]:
+    """PostgreSQL away for the block: stopped (every connection goes with it), or
+    refusing new connections with the open ones terminated."""
+    if how == "stopped":
+        await asyncio.to_thread(server.stop)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(server.start)
+        return
+    admin = await asyncpg.connect(server.url)
+    try:
+        await admin.execute("ALTER DATABASE events ALLOW_CONNECTIONS false")
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'events'"
+        )
+        yield
+    finally:
+        await admin.execute("ALTER DATABASE events ALLOW_CONNECTIONS true")
+        await admin.close()
+
+
+# Each outage a test of its own, so that the two run side by side (about 35 s each).
+@pytest.mark.parametrize("how", ["stopped", "refusing"])
 async def test_postgres_stopped_or_refusing_connections_pauses_then_resumes_exactly(
-    bootstrap_servers: str, tmp_path: Path
+    bootstrap_servers: str, tmp_path: Path, how: str
 ) -> None:
     server = EmbeddedPostgres(tmp_path / "pg").start()
     try:
@@ -84,38 +111,19 @@ async def test_postgres_stopped_or_refusing_connections_pauses_then_resumes_exac
         )
         settings = settings.model_copy(update={"http_port": port})
         history = [structured_record(e) for e in user_history(users=30, updates=5)]
-        parts = [history[:60], history[60:120], history[120:]]
+        before, during = history[:60], history[60:]
         rebalances = metrics.REBALANCES._value.get()
         retries = metrics.RETRIES.labels("write_batch")._value.get()
         async with running_service(settings):
             await eventually(lambda: recovered(port), timeout=30)
-            await publish(bootstrap_servers, settings.kafka_topic, parts[0])
-            await eventually(lambda: logged_is(database, 60))
+            await publish(bootstrap_servers, settings.kafka_topic, before)
+            await eventually(lambda: logged_is(database, len(before)))
 
-            # 1. The server is stopped (every connection goes with it).
-            await asyncio.to_thread(server.stop)
-            await publish(bootstrap_servers, settings.kafka_topic, parts[1])
-            await eventually(lambda: outage_is_visible(port), timeout=20)
-            await asyncio.sleep(DATABASE_OUTAGE_SECONDS)
-            assert await outage_is_visible(port)
-            await asyncio.to_thread(server.start)
-            await eventually(lambda: logged_is(database, 120), timeout=30)
-            await eventually(lambda: recovered(port), timeout=10)
-
-            # 2. The database refuses new connections, and the open ones are terminated.
-            admin = await asyncpg.connect(server.url)
-            try:
-                await admin.execute("ALTER DATABASE events ALLOW_CONNECTIONS false")
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'events'"
-                )
-                await publish(bootstrap_servers, settings.kafka_topic, parts[2])
+            async with postgres_outage(server, how):
+                await publish(bootstrap_servers, settings.kafka_topic, during)
                 await eventually(lambda: outage_is_visible(port), timeout=20)
                 await asyncio.sleep(DATABASE_OUTAGE_SECONDS)
                 assert await outage_is_visible(port)
-            finally:
-                await admin.execute("ALTER DATABASE events ALLOW_CONNECTIONS true")
-                await admin.close()
             await eventually(lambda: logged_is(database, len(history)), timeout=30)
             await eventually(lambda: recovered(port), timeout=10)
 
