@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import math
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from consumer import __version__
 from consumer.core.parking import PARKED_REASONS
@@ -42,7 +53,51 @@ BATCH_DURATION = Histogram(
     "Seconds from a batch's fetch to its offsets committed.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-EVENT_AGE = Histogram(
+
+
+class BatchHistogram(Collector):
+    """A histogram fed a batch of observations at once: one lock and one pass per batch,
+    where ``Histogram.observe`` takes its lock and walks the buckets per value (it cost
+    a few percent of the loop's CPU, once per event). Exposed as prometheus_client
+    exposes a ``Histogram``: ``_bucket``, ``_count``, ``_sum`` and ``_created``."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self.documentation = name, documentation
+        self.upper_bounds = (*sorted(buckets), math.inf)
+        self.counts = [0] * len(self.upper_bounds)  # per bucket, not cumulative
+        self.sum = 0.0
+        self.created = time.time()
+        self.lock = threading.Lock()  # collect() runs in the HTTP server's thread
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        bounds, found, total = self.upper_bounds, [0] * len(self.upper_bounds), 0.0
+        for value in values:
+            found[bisect_left(bounds, value)] += 1  # the first bound at or above: le
+            total += value
+        with self.lock:
+            self.counts = [had + more for had, more in zip(self.counts, found, strict=True)]
+            self.sum += total
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            counts, total = list(self.counts), self.sum
+        family = HistogramMetricFamily(
+            self.name,
+            self.documentation,
+            buckets=[
+                (floatToGoString(bound), cumulative)  # type: ignore[no-untyped-call]
+                for bound, cumulative in zip(self.upper_bounds, accumulate(counts), strict=True)
+            ],
+            sum_value=total,
+        )
+        yield family
+        yield GaugeMetricFamily(f"{self.name}_created", self.documentation, self.created)
+
+
+EVENT_AGE = BatchHistogram(
     "user_events_event_age_seconds",
     "Seconds from an event's time to the commit of its effects.",
     # Fine around the 250 ms latency objective, so that its p99 can be read off.
@@ -72,6 +127,7 @@ EVENT_AGE = Histogram(
         3600,
     ),
 )
+REGISTRY.register(EVENT_AGE)
 CONSUMER_LAG = Gauge(
     "user_events_consumer_lag",
     "Records between the committed position and the high watermark.",

@@ -15,7 +15,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -174,9 +173,10 @@ def record_metrics(committed: CommittedBatch) -> Counter[Outcome]:
     if plan.parked or plan.healed or plan.released:
         count_parking(plan)
         log_parking(plan)
-    now = datetime.fromtimestamp(committed.committed_at_wall, UTC)
-    for verdict in plan.logged:
-        metrics.EVENT_AGE.observe(max(0.0, (now - verdict.event.time).total_seconds()))
+    now = committed.committed_at_wall
+    metrics.EVENT_AGE.observe_many(
+        [max(0.0, now - verdict.event.time.timestamp()) for verdict in plan.logged]
+    )
     metrics.BATCH_DURATION.observe(committed.committed_at - committed.batch.started)
     metrics.LAST_COMMIT.set(committed.committed_at_wall)
     log.debug(
