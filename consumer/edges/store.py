@@ -43,7 +43,6 @@ from consumer.core.parking import (
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
     EVENT_COLUMNS,
-    USER_COLUMNS,
     event_rows,
     state_from_row,
     user_rows,
@@ -60,13 +59,12 @@ from consumer.edges.store_parking import (
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
 from consumer.edges.store_redrive import RedriveLog
 from consumer.edges.store_users import (
-    CREATE_STAGING,
     EMAIL_OWNERS,
     LOCK_USERS,
-    UPSERT_STAGED_USERS,
     USERS_AND_ANY_PARKED,
     logged_keys,
     read_users,
+    upsert_users,
 )
 from consumer.settings import Settings
 
@@ -351,13 +349,7 @@ class BatchWriter:
         if erasing:
             await record_erasures(conn, "event", {u: v.event for u, v in erasing.items()})
         if plan.users:
-            await conn.execute(CREATE_STAGING)
-            await conn.copy_records_to_table(
-                "users_staging",
-                records=user_rows(plan.users.values(), keys_after),
-                columns=USER_COLUMNS,
-            )
-            await conn.execute(UPSERT_STAGED_USERS)
+            await upsert_users(conn, user_rows(plan.users.values(), keys_after))
 
     async def _apply_one_by_one(
         self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]]

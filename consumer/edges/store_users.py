@@ -4,6 +4,7 @@ and the ``erase`` tool's, written once; and which event keys the log holds."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -72,6 +73,15 @@ async def read_users(
         {row["user_id"]: state_from_row(row) for row in rows},
         {row["user_id"]: row["data_key"] for row in rows},
     )
+
+
+async def upsert_users(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Write ``rows`` (``user_rows``', one per user) over what ``users`` holds: COPY into
+    the staging table, then the upsert. Inside a transaction: outside one, the staging
+    table would empty as each statement commits."""
+    await conn.execute(CREATE_STAGING)
+    await conn.copy_records_to_table("users_staging", records=rows, columns=USER_COLUMNS)
+    await conn.execute(UPSERT_STAGED_USERS)
 
 
 async def logged_keys(conn: Connection, keys: Sequence[EventKey]) -> list[EventKey]:

@@ -1,6 +1,7 @@
 """`user-events-consumer bench`: drain a pre-loaded topic with the real `run` path and with
 the seed's one-transaction-per-message baseline, on the same data, and compare; optionally
-a steady-load run. The command: its options, the phases in order, the report.
+a probe of what the parts allow, bare, on the same topic, and a steady-load run. The
+command: its options, the phases in order, the report.
 
 Everything runs against real servers: the broker and PostgreSQL named by
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, else embedded ones started here.
@@ -31,6 +32,7 @@ from user_events_devtools.drains import (
     parking_outcome,
     states_agree,
 )
+from user_events_devtools.probe import Probe, probe_lines, run_probe
 from user_events_devtools.profiler import SUFFIXES, ProfileRequest
 from user_events_devtools.steady import steady_load
 
@@ -49,6 +51,8 @@ class BenchReport:
     decode_us_per_record: float | None = None
     # With --early-updates: what became of them (see ``parking_outcome``).
     parking: dict[str, Any] | None = None
+    # With --mode probe: what the parts allow, each bare (see ``user_events_devtools.probe``).
+    probe: Probe | None = None
 
 
 def _machine() -> dict[str, Any]:
@@ -89,12 +93,13 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
     profile = ProfileRequest(Path(args.json), args.profile_format) if args.profile else None
     with servers() as (bootstrap, server_url, broker_pid):
         run_id = uuid.uuid4().hex[:8]
-        if args.mode in ("drain", "all"):
+        if args.mode in ("drain", "probe", "all"):
             settings = phase_settings(bootstrap, f"bench-{run_id}")
             print(f"bench: publishing {args.events} events over {args.users} users ...", flush=True)
             ends = await preload(
                 settings, args.events, args.users, args.traceparents, args.early_updates
             )
+        if args.mode in ("drain", "all"):
             service_db = await new_database(server_url, f"bench_service_{run_id}")
             print("bench: draining with the service (`run`) ...", flush=True)
             report.results.append(
@@ -127,6 +132,18 @@ async def run_bench(args: argparse.Namespace) -> BenchReport:
                     report.results[0].events_per_second / report.results[1].events_per_second
                 )
                 report.states_agree = await states_agree(service_db, baseline_db)
+        if args.mode in ("probe", "all"):
+            print("bench: probing the parts bare (drain, log COPY, users upsert) ...", flush=True)
+            report.probe = await run_probe(
+                settings,
+                server_url,
+                ends,
+                run_id,
+                users=args.users,
+                traceparents=args.traceparents,
+                early=args.early_updates,
+                broker_pid=broker_pid,
+            )
         if args.mode in ("steady", "all"):
             settings = phase_settings(bootstrap, f"steady-{run_id}")
             steady_db = await new_database(server_url, f"bench_steady_{run_id}")
@@ -168,29 +185,27 @@ def report_lines(report: BenchReport) -> list[str]:
     lines = [
         f"\nmachine: {report.machine['cpu']}, {report.machine['cores']} cores, "
         f"Python {report.machine['python']}",
-        f"{'path':<10} {'events':>9} {'seconds':>8} {'events/s':>10} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'RSS MB':>7} {'CPU s':>7} {'run us/ev':>10} {'PG us/ev':>9} "
-        f"{'broker us/ev':>13}",
     ]
     rows = report.results + ([steady_row(report.steady)] if report.steady else [])
-    for r in rows:
+    if rows:  # none with --mode probe
         lines.append(
-            f"{r.name:<10} {r.events:>9,} {r.seconds:>8.1f} {r.events_per_second:>10,.0f} "
-            f"{fmt(r.batch_p50_seconds, 1000):>8} {fmt(r.batch_p99_seconds, 1000):>8} "
-            f"{fmt(r.peak_rss_mb):>7} {fmt(r.cpu_seconds, digits=2):>7} "
-            f"{fmt(r.us_per_event):>10} {fmt(r.postgres_us_per_event):>9} "
-            f"{fmt(r.broker_us_per_event):>13}"
+            f"{'path':<10} {'events':>9} {'seconds':>8} {'events/s':>10} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'RSS MB':>7} {'CPU s':>7} {'run us/ev':>10} {'PG us/ev':>9} "
+            f"{'broker us/ev':>13}"
         )
-    if rows:
+        for r in rows:
+            lines.append(
+                f"{r.name:<10} {r.events:>9,} {r.seconds:>8.1f} {r.events_per_second:>10,.0f} "
+                f"{fmt(r.batch_p50_seconds, 1000):>8} {fmt(r.batch_p99_seconds, 1000):>8} "
+                f"{fmt(r.peak_rss_mb):>7} {fmt(r.cpu_seconds, digits=2):>7} "
+                f"{fmt(r.us_per_event):>10} {fmt(r.postgres_us_per_event):>9} "
+                f"{fmt(r.broker_us_per_event):>13}"
+            )
         lines += [
             "us/ev: CPU per event while timed, of the `run` process(es) (the bench itself for",
             "the baseline), of the PostgreSQL backends serving them, of the broker (steady: "
             "also its producer's)",
         ]
-    if any(r.postgres_cpu_seconds is None for r in rows):
-        lines.append("PostgreSQL is not local: its CPU is not measured")
-    if any(r.broker_cpu_seconds is None for r in rows):
-        lines.append("the broker is not the embedded one: its CPU is not measured")
     if report.decode_us_per_record is not None:
         lines.append(f"decoding alone: {report.decode_us_per_record:.2f} us of CPU per record")
     if report.ratio is not None:
@@ -203,6 +218,13 @@ def report_lines(report: BenchReport) -> list[str]:
             f"ms, max {fmt(p['waited_max_seconds'], 1000)} ms), {p['still_parked']} still "
             "parked when the drain ended"
         )
+    probe = report.probe
+    if probe is not None:
+        lines += probe_lines(probe, report.results[0] if report.results else None)
+    if any(r.postgres_cpu_seconds is None for r in rows) or (probe and not probe.postgres_read):
+        lines.append("PostgreSQL is not local: its CPU is not measured")
+    if any(r.broker_cpu_seconds is None for r in rows) or (probe and not probe.broker_read):
+        lines.append("the broker is not the embedded one: its CPU is not measured")
     if report.steady:
         s = report.steady
         lines.append(
@@ -224,7 +246,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "bench",
         help="measure throughput, latency and memory on real servers",
         description="Pre-load a topic and drain it with the service and with a "
-        "one-transaction-per-message baseline; optionally a steady-load run. Uses "
+        "one-transaction-per-message baseline; optionally a steady-load run, and a probe "
+        "of what the parts allow, each bare, on the same topic. Uses "
         "KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else embedded servers.",
     )
     bench.epilog = (
@@ -234,7 +257,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument("--events", type=int, default=200_000, help="events to pre-load")
     bench.add_argument("--users", type=int, default=50_000, help="distinct users")
-    bench.add_argument("--mode", choices=["drain", "steady", "all"], default="all")
+    bench.add_argument(
+        "--mode",
+        choices=["drain", "steady", "probe", "all"],
+        default="all",
+        help="probe: what the parts allow, each bare, on the same topic (the README's "
+        "Throughput section); all: drain, probe, then steady",
+    )
     bench.add_argument(
         "--traceparents",
         action="store_true",

@@ -70,9 +70,9 @@ def phase_settings(bootstrap: str, name: str) -> Settings:
 
 async def new_database(server_url: str, name: str) -> str:
     """A new, migrated database ``name`` on the server (dropped first if it exists)."""
+    await drop_database(server_url, name)
     admin = await asyncpg.connect(server_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
@@ -83,6 +83,15 @@ async def new_database(server_url: str, name: str) -> str:
     finally:
         await conn.close()
     return url
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """Drop the database ``name`` on the server, if it is there, whoever is connected."""
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def preload(

@@ -133,12 +133,13 @@ def _local_backend(pid: int, database: str) -> bool:
 
 
 async def sample_cpu(
-    run_pids: Iterable[int], conn: asyncpg.Connection, broker_pid: int | None
+    run_pids: Iterable[int], conn: asyncpg.Connection | None, broker_pid: int | None
 ) -> CpuSample:
     """One sample of every role: ``conn`` is the bench's own connection to the phase's
-    database (left out of the count); ``broker_pid`` the embedded broker's, if any."""
+    database (left out of the count; None for a phase without one); ``broker_pid`` the
+    embedded broker's, if any."""
     return CpuSample(
         processes_cpu(run_pids),
-        await postgres_backends_cpu(conn),
+        None if conn is None else await postgres_backends_cpu(conn),
         None if broker_pid is None else processes_cpu([broker_pid]),
     )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import asdict
 
-from user_events_devtools.benchservers import new_database, phase_settings, preload
+from user_events_devtools.bench import BenchReport, report_lines
+from user_events_devtools.benchservers import drop_database, new_database, phase_settings, preload
 from user_events_devtools.drains import drain_with_baseline, drain_with_service, states_agree
+from user_events_devtools.probe import run_probe
 from user_events_devtools.steady import steady_load
 
-from tests.integration.support import fetch
+from tests.integration.support import count_logged, fetch
 
 
 async def test_service_and_baseline_drain_the_same_data_into_the_same_state(
@@ -81,3 +85,39 @@ async def test_steady_load_reports_event_and_batch_latencies(
         assert steady[key] is not None and steady[key] > 0, key
     assert steady["p50_seconds"] <= steady["p99_seconds"]
     assert steady["us_per_event"] is not None and steady["us_per_event"] > 0
+
+
+async def test_the_probe_copies_the_rows_the_service_logs_and_leaves_no_database_behind(
+    bootstrap_servers: str, server_url: str
+) -> None:
+    """`bench --mode probe` on a tiny data set: each part has a rate, the bare COPY writes
+    as many log rows as the service logs for the same topic, the upsert as many users."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = phase_settings(bootstrap_servers, f"bench-{run_id}")
+    ends = await preload(settings, total=1500, users=300)
+    service_db = await new_database(server_url, f"bench_s_{run_id}")
+    try:
+        service = await drain_with_service(settings, service_db, ends, 1500)
+        logged = await count_logged(service_db)
+        users = (await fetch(service_db, "SELECT count(*) AS n FROM users"))[0]["n"]
+        probe = await run_probe(settings, server_url, ends, run_id, users=300)
+    finally:
+        await drop_database(server_url, f"bench_s_{run_id}")
+
+    drain, copy, upsert = probe.parts
+    assert (drain.name, copy.name, upsert.name) == ("kafka drain", "log COPY", "users upsert")
+    assert all(part.events == 1500 and part.events_per_second > 0 for part in probe.parts)
+    assert drain.rows == 1500
+    assert copy.rows == copy.stored == logged
+    assert upsert.stored == users
+    report = BenchReport({"cpu": "x", "cores": 2, "python": "3"}, {}, [service], probe=probe)
+    written = json.loads(json.dumps(asdict(report)))["probe"]
+    assert [part["rows"] for part in written["parts"]] == [1500, logged, upsert.rows]
+    assert written["in_series_events_per_second"] > 0
+    lines = report_lines(report)
+    assert any(line.startswith("log COPY") for line in lines)
+    assert any(line.startswith("service: ") and "of the parts" in line for line in lines)
+    left = await fetch(
+        server_url, "SELECT datname FROM pg_database WHERE datname LIKE $1", f"%{run_id}"
+    )
+    assert left == []

@@ -1,0 +1,97 @@
+"""What the limit probe writes: the rows the service writes for the bench's data set,
+built in advance with the service's own decisions, sealing and row mapping, so that the
+probe's timed writes measure PostgreSQL's side alone. Pure, but for the random bytes
+keys and seals take.
+
+The records are placed as the bench's producer placed them (its default partitioner on
+each key, offsets counted per partition) and decided a batch at a time, each partition's
+batches in turn, as the service's batches (one partition each, nearly always) are. The
+probe plans without parking: with ``--early-updates``, the events the service parks and
+heals are rejected here, and left out of the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import zip_longest
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from consumer.core.decode import decode_all
+from consumer.core.erasure import sealing_keys
+from consumer.core.ordering import BatchPlan, Planner
+from consumer.core.records import KafkaRecord, Rejection
+from consumer.core.rows import event_rows, user_rows
+from consumer.core.sealing import Sealer, new_key
+from user_events_devtools.benchdata import bench_messages
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRows:
+    """What the service writes for one batch: its rows of ``user_events`` (in
+    ``EVENT_COLUMNS`` order) and of ``users`` (in ``USER_COLUMNS`` order)."""
+
+    log: list[tuple[Any, ...]]
+    users: list[tuple[Any, ...]]
+
+
+def topic_records(
+    topic: str,
+    partitions: int,
+    total: int,
+    users: int,
+    traceparents: bool = False,
+    early: float = 0.0,
+) -> dict[int, list[KafkaRecord]]:
+    """The data set ``preload`` publishes with these arguments, per partition, each record
+    where the producer put it (keys are never null in it, so the partition is the key's)."""
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))
+    placed: dict[int, list[KafkaRecord]] = {p: [] for p in every}
+    for key, value, headers in bench_messages(total, users, traceparents=traceparents, early=early):
+        partition = partitioner(key, every, every)
+        records = placed[partition]
+        records.append(KafkaRecord(topic, partition, len(records), 0, key, value, tuple(headers)))
+    return placed
+
+
+def in_batches(
+    placed: Mapping[int, Sequence[KafkaRecord]], batch_size: int
+) -> Iterator[Sequence[KafkaRecord]]:
+    """Each partition's records in batches of ``batch_size``, one batch of each partition
+    in turn: two batches side by side are of different partitions, as in the service."""
+    per_partition = [
+        [records[at : at + batch_size] for at in range(0, len(records), batch_size)]
+        for _, records in sorted(placed.items())
+    ]
+    for turn in zip_longest(*per_partition):
+        yield from (batch for batch in turn if batch is not None)
+
+
+def service_rows(
+    batches: Iterator[Sequence[KafkaRecord]], max_message_bytes: int
+) -> list[BatchRows]:
+    """The rows the service writes for each batch, deciding each against the state the
+    batches before it left (what the service reads back from the database)."""
+    planner = Planner({}, [], {})
+    keys: dict[str, bytes | None] = {}
+    written = []
+    for batch in batches:
+        accepted = [
+            (record, verdict)
+            for record, verdict in decode_all(batch, max_message_bytes)
+            if not isinstance(verdict, Rejection)
+        ]
+        planner = Planner(planner.current, planner.seen, planner.owners)
+        plan = BatchPlan(planner.decide(accepted), planner.users)
+        logged = plan.logged
+        sealed_with, keys = sealing_keys(logged, keys, new_key)
+        written.append(
+            BatchRows(
+                event_rows(logged, sealed_with, Sealer(len(logged))),
+                user_rows(plan.users.values(), keys),
+            )
+        )
+    return written
