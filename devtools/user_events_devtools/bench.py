@@ -24,7 +24,7 @@ from typing import Any
 from consumer.core.decode import decode_all
 from consumer.core.records import KafkaRecord
 from user_events_devtools.benchdata import bench_messages
-from user_events_devtools.benchservers import new_database, phase_settings, preload, servers
+from user_events_devtools.benchservers import phase_settings, preload, scratch_databases, servers
 from user_events_devtools.drains import (
     DrainResult,
     drain_with_baseline,
@@ -86,76 +86,86 @@ def decode_cost(total: int, users: int, repeats: int = 5) -> float:
     return best / len(records) * 1e6
 
 
+def say(line: str) -> None:
+    """A progress line, shown at once."""
+    print(line, flush=True)
+
+
 async def run_bench(args: argparse.Namespace) -> BenchReport:
     report = BenchReport(_machine(), {k: v for k, v in vars(args).items() if k != "handler"})
     if args.mode in ("drain", "all"):
         report.decode_us_per_record = decode_cost(args.events, args.users)
     profile = ProfileRequest(Path(args.json), args.profile_format) if args.profile else None
     with servers() as (bootstrap, server_url, broker_pid):
-        run_id = uuid.uuid4().hex[:8]
-        if args.mode in ("drain", "probe", "all"):
-            settings = phase_settings(bootstrap, f"bench-{run_id}")
-            print(f"bench: publishing {args.events} events over {args.users} users ...", flush=True)
-            ends = await preload(
-                settings, args.events, args.users, args.traceparents, args.early_updates
-            )
-        if args.mode in ("drain", "all"):
-            service_db = await new_database(server_url, f"bench_service_{run_id}")
-            print("bench: draining with the service (`run`) ...", flush=True)
-            report.results.append(
-                await drain_with_service(
+        async with scratch_databases(server_url) as new_db:
+            run_id = uuid.uuid4().hex[:8]
+            if args.mode in ("drain", "probe", "all"):
+                settings = phase_settings(bootstrap, f"bench-{run_id}")
+                print(
+                    f"bench: publishing {args.events} events over {args.users} users ...",
+                    flush=True,
+                )
+                ends = await preload(
+                    settings, args.events, args.users, args.traceparents, args.early_updates
+                )
+            if args.mode in ("drain", "all"):
+                service_db = await new_db(f"bench_service_{run_id}")
+                say("bench: draining with the service (`run`) ...")
+                report.results.append(
+                    await drain_with_service(
+                        settings,
+                        service_db,
+                        ends,
+                        args.events,
+                        args.members,
+                        broker_pid=broker_pid,
+                        profile=profile,
+                    )
+                )
+                if args.early_updates:
+                    report.parking = await parking_outcome(service_db)
+                # The baseline dead-letters what the service parks and heals: their states
+                # would differ by design, so an early mix is drained by the service alone.
+                if not args.skip_baseline and not args.early_updates:
+                    baseline_db = await new_db(f"bench_baseline_{run_id}")
+                    say("bench: draining with the baseline (one transaction per message) ...")
+                    report.results.append(
+                        await drain_with_baseline(
+                            settings, baseline_db, ends, args.events, broker_pid=broker_pid
+                        )
+                    )
+                    report.ratio = (
+                        report.results[0].events_per_second / report.results[1].events_per_second
+                    )
+                    report.states_agree = await states_agree(service_db, baseline_db)
+            if args.mode in ("probe", "all"):
+                print(
+                    "bench: probing the parts bare (drain, log COPY, users upsert) ...", flush=True
+                )
+                report.probe = await run_probe(
                     settings,
-                    service_db,
+                    server_url,
                     ends,
-                    args.events,
-                    args.members,
+                    run_id,
+                    users=args.users,
+                    traceparents=args.traceparents,
+                    early=args.early_updates,
+                    broker_pid=broker_pid,
+                )
+            if args.mode in ("steady", "all"):
+                settings = phase_settings(bootstrap, f"steady-{run_id}")
+                steady_db = await new_db(f"bench_steady_{run_id}")
+                print(
+                    f"bench: steady load, {args.rate} events/s for {args.seconds} s ...", flush=True
+                )
+                report.steady = await steady_load(
+                    settings,
+                    steady_db,
+                    args.rate,
+                    args.seconds,
                     broker_pid=broker_pid,
                     profile=profile,
                 )
-            )
-            if args.early_updates:
-                report.parking = await parking_outcome(service_db)
-            # The baseline dead-letters what the service parks and heals: their states
-            # would differ by design, so an early mix is drained by the service alone.
-            if not args.skip_baseline and not args.early_updates:
-                baseline_db = await new_database(server_url, f"bench_baseline_{run_id}")
-                print(
-                    "bench: draining with the baseline (one transaction per message) ...",
-                    flush=True,
-                )
-                report.results.append(
-                    await drain_with_baseline(
-                        settings, baseline_db, ends, args.events, broker_pid=broker_pid
-                    )
-                )
-                report.ratio = (
-                    report.results[0].events_per_second / report.results[1].events_per_second
-                )
-                report.states_agree = await states_agree(service_db, baseline_db)
-        if args.mode in ("probe", "all"):
-            print("bench: probing the parts bare (drain, log COPY, users upsert) ...", flush=True)
-            report.probe = await run_probe(
-                settings,
-                server_url,
-                ends,
-                run_id,
-                users=args.users,
-                traceparents=args.traceparents,
-                early=args.early_updates,
-                broker_pid=broker_pid,
-            )
-        if args.mode in ("steady", "all"):
-            settings = phase_settings(bootstrap, f"steady-{run_id}")
-            steady_db = await new_database(server_url, f"bench_steady_{run_id}")
-            print(f"bench: steady load, {args.rate} events/s for {args.seconds} s ...", flush=True)
-            report.steady = await steady_load(
-                settings,
-                steady_db,
-                args.rate,
-                args.seconds,
-                broker_pid=broker_pid,
-                profile=profile,
-            )
     return report
 
 

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -83,6 +84,24 @@ async def new_database(server_url: str, name: str) -> str:
     finally:
         await conn.close()
     return url
+
+
+@asynccontextmanager
+async def scratch_databases(server_url: str) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """``new_database`` for the block; every database it made is dropped after, so that
+    runs of the bench (and its tests) leave nothing on a shared server."""
+    made: list[str] = []
+
+    async def make(name: str) -> str:
+        url = await new_database(server_url, name)
+        made.append(name)
+        return url
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            await drop_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str) -> None:
