@@ -102,14 +102,8 @@ class AfterCommit:
 
     def lag_of(self, tp: TopicPartition, now: float) -> tuple[int, float] | None:
         """``tp``'s lag in records and in seconds; None while either end is unknown."""
-        highwater = self._consumer.highwater(tp)
-        stored = self._partitions.stored(tp)
-        if highwater is None or stored is None:
-            return None
-        records = max(0, highwater - stored)
-        oldest = self._partitions.oldest_unapplied(tp)
-        seconds = max(0.0, now - oldest) if records and oldest is not None else 0.0
-        return records, round(seconds, 3)
+        lag = self._partitions.lag(tp)
+        return lag.behind(self._consumer.highwater(tp), now) if lag else None
 
     @staticmethod
     def forget_series(partitions: Sequence[TopicPartition] | set[TopicPartition]) -> None:

@@ -21,6 +21,7 @@ from consumer.core.ordering import BatchPlan
 from consumer.core.records import KafkaRecord, Rejection
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.store import Store, TopicPartitionKey
+from consumer.pipeline.partitions import PartitionState
 from consumer.pipeline.unreadable import reject_stand_ins
 
 # Decoding yields to the write in flight after each chunk. The write is the pipeline's
@@ -60,8 +61,8 @@ class PreparedBatch:
     next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
     # Per partition: the offset stored in PostgreSQL once the batch before it commits.
     start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
-    # Per partition: its epoch when the batch was taken (see ``Partitions.epoch``).
-    epochs: dict[TopicPartition, int] = field(default_factory=dict)
+    # Per partition: the state it was taken from (see ``Partitions.is_current``).
+    taken_from: dict[TopicPartition, PartitionState] = field(default_factory=dict)
     # Its span, from when it was taken to its commit or its drop; None without tracing.
     span: Span | None = None
 
@@ -180,7 +181,7 @@ def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartitionKey, int]) -> Prep
         poison=[entry for entry in batch.poison if kept(entry[0])],
         next_offsets={**batch.next_offsets, **at},
         start_offsets=batch.start_offsets,
-        epochs=batch.epochs,
+        taken_from=batch.taken_from,
         span=batch.span,
     )
 

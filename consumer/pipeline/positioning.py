@@ -20,9 +20,8 @@ from collections.abc import Callable, Mapping
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.edges.errors import retrying
-from consumer.edges.kafka import resume
 from consumer.edges.store import Store
-from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.partitions import Partitions, apply_pauses
 from consumer.pipeline.tasks import start_task
 from consumer.settings import Settings
 
@@ -90,7 +89,7 @@ class Positioner:
             return  # revoked meanwhile, or no longer owned
         for tp, offset in seeks.items():
             self._consumer.seek(tp, offset)
-        resume(self._consumer, seeks)
+        apply_pauses(self._consumer, self._partitions)
         # Kafka's view may lag what PostgreSQL holds (a crash between the two commits, a
         # Kafka commit that failed): bring it up now, not after the next batch.
         self._on_positioned(seeks)
