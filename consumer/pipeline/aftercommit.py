@@ -57,9 +57,7 @@ class AfterCommit:
     def batch_committed(self, committed: CommittedBatch) -> None:
         """Queue ``committed``'s offsets for Kafka, without waiting for the commit, and
         count it."""
-        offsets = {
-            TopicPartition(t, p): offset for (t, p), offset in committed.batch.next_offsets.items()
-        }
+        offsets = committed.batch.next_offsets
         self._partitions.committed(offsets)
         self.last_commit = committed.committed_at_wall
         self.follow(offsets)

@@ -20,7 +20,7 @@ from consumer.core.decode import AnyUserEvent, decode_all
 from consumer.core.ordering import BatchPlan
 from consumer.core.records import KafkaRecord, Rejection
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
-from consumer.edges.store import Store, TopicPartitionKey
+from consumer.edges.store import Store
 from consumer.pipeline.partitions import PartitionState
 from consumer.pipeline.unreadable import reject_stand_ins
 
@@ -35,17 +35,17 @@ Accepted = list[tuple[KafkaRecord, AnyUserEvent]]
 
 def split_batch(
     records: Sequence[KafkaRecord], max_bytes: int
-) -> tuple[Accepted, list[DeadLetter], dict[TopicPartitionKey, int]]:
+) -> tuple[Accepted, list[DeadLetter], dict[TopicPartition, int]]:
     """Decode a fetched batch: valid events, poison records, and the next offset per partition."""
     accepted: Accepted = []
     poison: list[DeadLetter] = []
-    next_offsets: dict[TopicPartitionKey, int] = {}
+    next_offsets: dict[TopicPartition, int] = {}
     for record, verdict in decode_all(records, max_bytes):
         if isinstance(verdict, Rejection):
             poison.append((record, verdict))
         else:
             accepted.append((record, verdict))
-        next_offsets[(record.topic, record.partition)] = record.offset + 1
+        next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
     return accepted, poison, next_offsets
 
 
@@ -58,9 +58,9 @@ class PreparedBatch:
     records: list[KafkaRecord] = field(default_factory=list)
     accepted: Accepted = field(default_factory=list)
     poison: list[DeadLetter] = field(default_factory=list)
-    next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # Per partition: the offset stored in PostgreSQL once the batch before it commits.
-    start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    start_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # Per partition: the state it was taken from (see ``Partitions.is_current``).
     taken_from: dict[TopicPartition, PartitionState] = field(default_factory=dict)
     # Its span, from when it was taken to its commit or its drop; None without tracing.
@@ -68,7 +68,7 @@ class PreparedBatch:
 
     @property
     def partitions(self) -> frozenset[TopicPartition]:
-        return frozenset(TopicPartition(topic, partition) for topic, partition in self.next_offsets)
+        return frozenset(self.next_offsets)
 
 
 @dataclass
@@ -107,8 +107,8 @@ class OffsetsMove:
     """Where a batch moves its partitions' stored offsets: from ``start`` to ``end``."""
 
     group_id: str
-    start: Mapping[TopicPartitionKey, int]
-    end: Mapping[TopicPartitionKey, int]
+    start: Mapping[TopicPartition, int]
+    end: Mapping[TopicPartition, int]
 
 
 class _RolledBack(Exception):
@@ -119,13 +119,13 @@ class GuardCrossed(Exception):
     """The batch's dead letters would cross the storm guard's limits: rolled back. Per
     partition, the offset of the first record that would."""
 
-    def __init__(self, at: Mapping[TopicPartitionKey, int]) -> None:
+    def __init__(self, at: Mapping[TopicPartition, int]) -> None:
         super().__init__(f"dead-letter limit crossed on {len(at)} partition(s)")
         self.at = dict(at)
 
 
 # Given a batch's dead letters, where the storm guard would hold each partition.
-GuardCheck = Callable[[Sequence[DeadLetter]], Mapping[TopicPartitionKey, int]]
+GuardCheck = Callable[[Sequence[DeadLetter]], Mapping[TopicPartition, int]]
 
 
 async def write_batch(
@@ -165,12 +165,12 @@ async def write_batch(
     return result
 
 
-def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartitionKey, int]) -> PreparedBatch:
+def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartition, int]) -> PreparedBatch:
     """``batch`` without the records of each partition in ``at`` from its offset on: the
     batch then ends, and stores its offsets, right before them."""
 
     def kept(record: KafkaRecord) -> bool:
-        cut = at.get((record.topic, record.partition))
+        cut = at.get(TopicPartition(record.topic, record.partition))
         return cut is None or record.offset < cut
 
     return PreparedBatch(
@@ -188,12 +188,12 @@ def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartitionKey, int]) -> Prep
 
 def outcomes_by_partition(
     records: Sequence[KafkaRecord], dead: Sequence[DeadLetter]
-) -> dict[TopicPartitionKey, list[tuple[int, bool]]]:
+) -> dict[TopicPartition, list[tuple[int, bool]]]:
     """Per partition, in offset order, each record's offset and whether it is dead-lettered."""
     dead_at = {(record.topic, record.partition, record.offset) for record, _ in dead}
-    outcomes: dict[TopicPartitionKey, list[tuple[int, bool]]] = {}
+    outcomes: dict[TopicPartition, list[tuple[int, bool]]] = {}
     for record in records:
-        key = (record.topic, record.partition)
+        key = TopicPartition(record.topic, record.partition)
         dead_here = (record.topic, record.partition, record.offset) in dead_at
         outcomes.setdefault(key, []).append((record.offset, dead_here))
     return outcomes

@@ -95,7 +95,7 @@ class PastEndWatch:
             target = (await self._consumer.beginning_offsets([tp]))[tp]
         reason = f"past the end of the log (high watermark {highwater}); OFFSET_PAST_END={mode}"
         moved = await self._store.reset_offset(
-            self._settings.kafka_group_id, (tp.topic, tp.partition), stored, target, reason
+            self._settings.kafka_group_id, tp, stored, target, reason
         )
         log.warning(
             "the stored offset was past the end of the log: reset"

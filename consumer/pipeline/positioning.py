@@ -97,11 +97,11 @@ class Positioner:
     async def _read_targets(self, wanted: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Where each of ``wanted`` starts: its stored offset, claimed first if it has none."""
         group = self._settings.kafka_group_id
-        stored = await self._store.load_offsets(group, [(tp.topic, tp.partition) for tp in wanted])
+        stored = await self._store.load_offsets(group, wanted)
         targets: dict[TopicPartition, int] = {}
         unclaimed: dict[TopicPartition, int | None] = {}
         for tp in wanted:
-            if (offset := stored.get((tp.topic, tp.partition))) is not None:
+            if (offset := stored.get(tp)) is not None:
                 targets[tp] = offset
             else:  # first time in this group: where Kafka says, else the beginning
                 unclaimed[tp] = await self._consumer.committed(tp)
@@ -109,7 +109,7 @@ class Positioner:
             if missing := [tp for tp, offset in unclaimed.items() if offset is None]:
                 unclaimed.update(await self._consumer.beginning_offsets(missing))
             claimed = await self._store.claim_offsets(
-                group, {(tp.topic, tp.partition): offset or 0 for tp, offset in unclaimed.items()}
+                group, {tp: offset or 0 for tp, offset in unclaimed.items()}
             )
-            targets.update({tp: claimed[(tp.topic, tp.partition)] for tp in unclaimed})
+            targets.update({tp: claimed[tp] for tp in unclaimed})
         return targets

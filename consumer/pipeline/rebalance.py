@@ -50,7 +50,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._partitions.revoked(revoked)
         AfterCommit.forget_series(revoked)
         for tp in revoked:
-            self._guard.forget((tp.topic, tp.partition))  # its next owner counts afresh
+            self._guard.forget(tp)  # its next owner counts afresh
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # First: aiokafka logs and swallows a listener's exception, and a flag left set

@@ -36,7 +36,7 @@ from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.errors import OffsetsMoved, is_transient, retrying
 from consumer.edges.health import Health
 from consumer.edges.kafka import client_options, max_request_bytes, start_producer
-from consumer.edges.store import Store, TopicPartitionKey
+from consumer.edges.store import Store
 from consumer.pipeline.aftercommit import AfterCommit
 from consumer.pipeline.batches import (
     CommittedBatch,
@@ -211,7 +211,7 @@ class ConsumerService:
         if not taken.messages:
             return None
         batch = PreparedBatch(taken.generation, started, taken_from=taken.states)
-        batch.start_offsets = {(tp.topic, tp.partition): at for tp, at in taken.starts.items()}
+        batch.start_offsets = taken.starts
         await decode_batch(taken.messages, self.settings.max_message_bytes, batch)
         if self._spans is not None:
             batch.span = self._spans.start(batch)
@@ -258,8 +258,8 @@ class ConsumerService:
         self.health.db_up(True)
         self.health.kafka_up(True)  # it fetched this batch and took its dead letters
         self._guard.count(batch.records, dead)
-        for key, offset in held_at.items():
-            self._hold(key, offset, fetched)
+        for tp, offset in held_at.items():
+            self._hold(tp, offset, fetched)
         self._end_retries(batch)
         self._batches_committed += 1
         if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
@@ -282,10 +282,9 @@ class ConsumerService:
                 )
         raise AssertionError("unreachable: tenacity reraises the last failure")
 
-    def _hold(self, key: TopicPartitionKey, offset: int, batch: PreparedBatch) -> None:
+    def _hold(self, tp: TopicPartition, offset: int, batch: PreparedBatch) -> None:
         """Hold a partition at the record the storm guard stopped at: paused, and
         reported, until a restart (or a rebalance) counts afresh."""
-        tp = TopicPartition(*key)
         at = next(r for r in batch.records if r.partition == tp.partition and r.offset == offset)
         self.partitions.hold(tp, offset, at.timestamp_ms)
         apply_pauses(self.consumer, self.partitions)
