@@ -11,14 +11,13 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import TopicPartition
 from opentelemetry.trace import Span
 
 from consumer.core.decode import AnyUserEvent, decode_all
 from consumer.core.ordering import BatchPlan
-from consumer.core.records import KafkaRecord, Rejection
+from consumer.core.records import FetchedRecord, KafkaRecord, Rejection
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.store import Store
 from consumer.pipeline.partitions import PartitionState
@@ -84,7 +83,7 @@ class CommittedBatch:
 
 
 async def decode_batch(
-    messages: Sequence[Any], max_bytes: int, batch: PreparedBatch
+    messages: Sequence[FetchedRecord], max_bytes: int, batch: PreparedBatch
 ) -> PreparedBatch:
     """Decode ``messages`` into ``batch``, yielding between chunks so the write in flight
     goes on."""

@@ -34,12 +34,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.core.lag import PartitionLag
+from consumer.core.records import FetchedRecord
 from consumer.edges.kafka import pause, resume
 
 
 def take_unseen(
-    fetched: Mapping[TopicPartition, Sequence[Any]], fence: MutableMapping[TopicPartition, int]
-) -> tuple[list[Any], dict[TopicPartition, int]]:
+    fetched: Mapping[TopicPartition, Sequence[FetchedRecord]],
+    fence: MutableMapping[TopicPartition, int],
+) -> tuple[list[FetchedRecord], dict[TopicPartition, int]]:
     """The fetched messages at or past each partition's fence, which then moves past them,
     and, per partition taken from, where its fence stood: where the batch starts.
 
@@ -52,7 +54,7 @@ def take_unseen(
     transaction's rows back: a user's create in one partition and its update in another
     are then decided in the same order by both.
     """
-    taken: list[Any] = []
+    taken: list[FetchedRecord] = []
     starts: dict[TopicPartition, int] = {}
     for tp, messages in sorted(fetched.items()):
         expected = fence.get(tp)
@@ -123,7 +125,7 @@ class Taken:
     """What one ``take`` moved past: the messages, and per partition where they start and
     the state it was taken from, which the batch carries."""
 
-    messages: list[Any]
+    messages: list[FetchedRecord]
     starts: dict[TopicPartition, int]
     states: dict[TopicPartition, PartitionState]
     generation: int
@@ -284,7 +286,9 @@ class Partitions:
     def positioned_among(self, partitions: Iterable[TopicPartition]) -> list[TopicPartition]:
         return [tp for tp in partitions if self.fence(tp) is not None]
 
-    def take(self, fetched: Mapping[TopicPartition, Sequence[Any]], generation: int) -> Taken:
+    def take(
+        self, fetched: Mapping[TopicPartition, Sequence[FetchedRecord]], generation: int
+    ) -> Taken:
         """Take what is past each fence (``take_unseen``), moving the fences past it, for a
         batch of ``generation``: the one current when the fetch began."""
         fences = {tp: s.fence for tp, s in self._states.items() if s.fence is not None}
