@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 # The rejection vocabulary is the contract's: its validator reports what the consumer
 # would dead-letter a record with.
@@ -13,6 +14,26 @@ from user_events_schemas import Rejection as Rejection
 
 # A header's value may be null on the wire.
 Headers = tuple[tuple[str, bytes | None], ...]
+
+
+class FetchedRecord(Protocol):
+    """What the pipeline reads of a record between the fetch and the decode: aiokafka's
+    ``ConsumerRecord``, or a stand-in for one the client could not parse."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...  # ms; -1 when the record carries none
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 class KafkaRecord(NamedTuple):
@@ -30,7 +51,7 @@ class KafkaRecord(NamedTuple):
     headers: Headers
 
     @classmethod
-    def from_consumer_record(cls, message: Any) -> KafkaRecord:
+    def from_consumer_record(cls, message: FetchedRecord) -> KafkaRecord:
         return cls(
             message.topic,
             message.partition,

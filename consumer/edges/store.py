@@ -24,6 +24,7 @@ from datetime import date, datetime
 from typing import Literal
 
 import asyncpg
+from aiokafka import TopicPartition
 from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
@@ -69,8 +70,6 @@ from consumer.edges.store_users import (
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
-
-TopicPartitionKey = tuple[str, int]
 
 # Plan every statement for its actual arguments. A cached generic plan assumes ten
 # elements per array and is chosen while the tables are small: on a fresh database
@@ -179,8 +178,8 @@ class Store:
         return rewriting_users(self.pool, commit=commit)
 
     async def load_offsets(
-        self, group_id: str, partitions: Sequence[TopicPartitionKey]
-    ) -> dict[TopicPartitionKey, int]:
+        self, group_id: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
         """The next offsets stored for these partitions (absent where none were)."""
         async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
             rows = await conn.fetch(
@@ -189,8 +188,8 @@ class Store:
         return _offsets_of(rows)
 
     async def claim_offsets(
-        self, group_id: str, offsets: Mapping[TopicPartitionKey, int]
-    ) -> dict[TopicPartitionKey, int]:
+        self, group_id: str, offsets: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
         """Store ``offsets`` for partitions that have none stored yet, and return what is
         stored for each (another member's claim, where it came first). From then on the
         partition's offsets move only by compare-and-set (``save_offsets``)."""
@@ -204,7 +203,7 @@ class Store:
         return _offsets_of(rows)
 
     async def reset_offset(
-        self, group_id: str, partition: TopicPartitionKey, old: int, new: int, reason: str
+        self, group_id: str, partition: TopicPartition, old: int, new: int, reason: str
     ) -> bool:
         """Move a stored offset from ``old`` to ``new`` by compare-and-set, and record it
         in ``offset_resets``, in one transaction; False if it was not at ``old``."""
@@ -217,8 +216,8 @@ class Store:
         return Lookups(self.pool)
 
 
-def _offsets_of(rows: Iterable[asyncpg.Record]) -> dict[TopicPartitionKey, int]:
-    return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
+def _offsets_of(rows: Iterable[asyncpg.Record]) -> dict[TopicPartition, int]:
+    return {TopicPartition(row["topic"], row["partition"]): row["next_offset"] for row in rows}
 
 
 class BatchWriter:
@@ -251,8 +250,8 @@ class BatchWriter:
     async def save_offsets(
         self,
         group_id: str,
-        offsets: Mapping[TopicPartitionKey, int],
-        expected: Mapping[TopicPartitionKey, int],
+        offsets: Mapping[TopicPartition, int],
+        expected: Mapping[TopicPartition, int],
     ) -> None:
         """Store ``offsets`` where the stored ones still equal ``expected``; raises
         ``OffsetsMoved`` otherwise (none stored included), so the transaction rolls back."""
@@ -401,5 +400,4 @@ __all__ = [
     "EventKey",
     "Outcome",
     "Store",
-    "TopicPartitionKey",
 ]

@@ -56,9 +56,7 @@ class AfterCommit:
     def batch_committed(self, committed: CommittedBatch) -> None:
         """Queue ``committed``'s offsets for Kafka, without waiting for the commit, and
         count it."""
-        offsets = {
-            TopicPartition(t, p): offset for (t, p), offset in committed.batch.next_offsets.items()
-        }
+        offsets = committed.batch.next_offsets
         self._partitions.committed(offsets)
         self.last_commit = committed.committed_at_wall
         self.follow(offsets)
@@ -101,14 +99,8 @@ class AfterCommit:
 
     def lag_of(self, tp: TopicPartition, now: float) -> tuple[int, float] | None:
         """``tp``'s lag in records and in seconds; None while either end is unknown."""
-        highwater = self._consumer.highwater(tp)
-        stored = self._partitions.stored(tp)
-        if highwater is None or stored is None:
-            return None
-        records = max(0, highwater - stored)
-        oldest = self._partitions.oldest_unapplied(tp)
-        seconds = max(0.0, now - oldest) if records and oldest is not None else 0.0
-        return records, round(seconds, 3)
+        lag = self._partitions.lag(tp)
+        return lag.behind(self._consumer.highwater(tp), now) if lag else None
 
     @staticmethod
     def forget_series(partitions: Sequence[TopicPartition] | set[TopicPartition]) -> None:

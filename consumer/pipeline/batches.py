@@ -11,16 +11,16 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import TopicPartition
 from opentelemetry.trace import Span
 
 from consumer.core.decode import AnyUserEvent, decode_all
 from consumer.core.ordering import BatchPlan
-from consumer.core.records import KafkaRecord, Rejection
+from consumer.core.records import FetchedRecord, KafkaRecord, Rejection
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
-from consumer.edges.store import Store, TopicPartitionKey
+from consumer.edges.store import Store
+from consumer.pipeline.partitions import PartitionState
 from consumer.pipeline.unreadable import reject_stand_ins
 
 # Decoding yields to the write in flight after each chunk. The write is the pipeline's
@@ -34,17 +34,17 @@ Accepted = list[tuple[KafkaRecord, AnyUserEvent]]
 
 def split_batch(
     records: Sequence[KafkaRecord], max_bytes: int
-) -> tuple[Accepted, list[DeadLetter], dict[TopicPartitionKey, int]]:
+) -> tuple[Accepted, list[DeadLetter], dict[TopicPartition, int]]:
     """Decode a fetched batch: valid events, poison records, and the next offset per partition."""
     accepted: Accepted = []
     poison: list[DeadLetter] = []
-    next_offsets: dict[TopicPartitionKey, int] = {}
+    next_offsets: dict[TopicPartition, int] = {}
     for record, verdict in decode_all(records, max_bytes):
         if isinstance(verdict, Rejection):
             poison.append((record, verdict))
         else:
             accepted.append((record, verdict))
-        next_offsets[(record.topic, record.partition)] = record.offset + 1
+        next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
     return accepted, poison, next_offsets
 
 
@@ -57,17 +57,17 @@ class PreparedBatch:
     records: list[KafkaRecord] = field(default_factory=list)
     accepted: Accepted = field(default_factory=list)
     poison: list[DeadLetter] = field(default_factory=list)
-    next_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # Per partition: the offset stored in PostgreSQL once the batch before it commits.
-    start_offsets: dict[TopicPartitionKey, int] = field(default_factory=dict)
-    # Per partition: its epoch when the batch was taken (see ``Partitions.epoch``).
-    epochs: dict[TopicPartition, int] = field(default_factory=dict)
+    start_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # Per partition: the state it was taken from (see ``Partitions.is_current``).
+    taken_from: dict[TopicPartition, PartitionState] = field(default_factory=dict)
     # Its span, from when it was taken to its commit or its drop; None without tracing.
     span: Span | None = None
 
     @property
     def partitions(self) -> frozenset[TopicPartition]:
-        return frozenset(TopicPartition(topic, partition) for topic, partition in self.next_offsets)
+        return frozenset(self.next_offsets)
 
 
 @dataclass
@@ -83,7 +83,7 @@ class CommittedBatch:
 
 
 async def decode_batch(
-    messages: Sequence[Any], max_bytes: int, batch: PreparedBatch
+    messages: Sequence[FetchedRecord], max_bytes: int, batch: PreparedBatch
 ) -> PreparedBatch:
     """Decode ``messages`` into ``batch``, yielding between chunks so the write in flight
     goes on."""
@@ -106,8 +106,8 @@ class OffsetsMove:
     """Where a batch moves its partitions' stored offsets: from ``start`` to ``end``."""
 
     group_id: str
-    start: Mapping[TopicPartitionKey, int]
-    end: Mapping[TopicPartitionKey, int]
+    start: Mapping[TopicPartition, int]
+    end: Mapping[TopicPartition, int]
 
 
 class _RolledBack(Exception):
@@ -118,13 +118,13 @@ class GuardCrossed(Exception):
     """The batch's dead letters would cross the storm guard's limits: rolled back. Per
     partition, the offset of the first record that would."""
 
-    def __init__(self, at: Mapping[TopicPartitionKey, int]) -> None:
+    def __init__(self, at: Mapping[TopicPartition, int]) -> None:
         super().__init__(f"dead-letter limit crossed on {len(at)} partition(s)")
         self.at = dict(at)
 
 
 # Given a batch's dead letters, where the storm guard would hold each partition.
-GuardCheck = Callable[[Sequence[DeadLetter]], Mapping[TopicPartitionKey, int]]
+GuardCheck = Callable[[Sequence[DeadLetter]], Mapping[TopicPartition, int]]
 
 
 async def write_batch(
@@ -164,12 +164,12 @@ async def write_batch(
     return result
 
 
-def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartitionKey, int]) -> PreparedBatch:
+def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartition, int]) -> PreparedBatch:
     """``batch`` without the records of each partition in ``at`` from its offset on: the
     batch then ends, and stores its offsets, right before them."""
 
     def kept(record: KafkaRecord) -> bool:
-        cut = at.get((record.topic, record.partition))
+        cut = at.get(TopicPartition(record.topic, record.partition))
         return cut is None or record.offset < cut
 
     return PreparedBatch(
@@ -180,19 +180,19 @@ def cut_batch(batch: PreparedBatch, at: Mapping[TopicPartitionKey, int]) -> Prep
         poison=[entry for entry in batch.poison if kept(entry[0])],
         next_offsets={**batch.next_offsets, **at},
         start_offsets=batch.start_offsets,
-        epochs=batch.epochs,
+        taken_from=batch.taken_from,
         span=batch.span,
     )
 
 
 def outcomes_by_partition(
     records: Sequence[KafkaRecord], dead: Sequence[DeadLetter]
-) -> dict[TopicPartitionKey, list[tuple[int, bool]]]:
+) -> dict[TopicPartition, list[tuple[int, bool]]]:
     """Per partition, in offset order, each record's offset and whether it is dead-lettered."""
     dead_at = {(record.topic, record.partition, record.offset) for record, _ in dead}
-    outcomes: dict[TopicPartitionKey, list[tuple[int, bool]]] = {}
+    outcomes: dict[TopicPartition, list[tuple[int, bool]]] = {}
     for record in records:
-        key = (record.topic, record.partition)
+        key = TopicPartition(record.topic, record.partition)
         dead_here = (record.topic, record.partition, record.offset) in dead_at
         outcomes.setdefault(key, []).append((record.offset, dead_here))
     return outcomes

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError
 
+from consumer.core.records import FetchedRecord
 from consumer.edges.health import Health
 from consumer.pipeline.lanes import WriteLanes
 from consumer.pipeline.partitions import Partitions
@@ -25,7 +25,7 @@ _REBALANCE_BEAT_SECONDS = 1.0
 # read one at a time (tens of ms); the next fetch reads on, as usual or this way again.
 _READ_AROUND_RECORDS = 500
 
-Fetched = Mapping[TopicPartition, Sequence[Any]]
+Fetched = Mapping[TopicPartition, Sequence[FetchedRecord]]
 
 
 class Fetcher:
@@ -97,7 +97,7 @@ class Fetcher:
 
     async def _read_around_unparseable(
         self, partitions: list[TopicPartition]
-    ) -> dict[TopicPartition, list[Any]]:
+    ) -> dict[TopicPartition, list[FetchedRecord]]:
         """Read each positioned partition of the failed fetch again, one record at a time,
         with stand-ins for what the client cannot parse (``pipeline.unreadable``)."""
         candidates = self._partitions.positioned_among(
@@ -108,7 +108,7 @@ class Fetcher:
         for tp in candidates:
             self._consumer.seek(tp, self._partitions.fence(tp))
         wait_ms = max(500, 3 * self._settings.kafka_fetch_max_wait_ms)
-        fetched: dict[TopicPartition, list[Any]] = {}
+        fetched: dict[TopicPartition, list[FetchedRecord]] = {}
         for tp in candidates:
             start = self._partitions.fence(tp)
             if start is None or tp in self._consumer.paused() or self._stopping.is_set():

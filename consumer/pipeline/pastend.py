@@ -19,9 +19,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.edges import metrics
 from consumer.edges.errors import is_transient
-from consumer.edges.kafka import pause
 from consumer.edges.store import Store
-from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.partitions import Partitions, apply_pauses
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ class PastEndWatch:
 
     def _hold(self, tp: TopicPartition, stored: int, highwater: int) -> None:
         self._partitions.hold_past_end(tp, stored, highwater)
-        pause(self._consumer, {tp})
+        apply_pauses(self._consumer, self._partitions)
         metrics.OFFSET_PAST_END.labels(tp.topic, str(tp.partition)).set(1)
         log.error(
             "the stored offset is past the end of the log: partition held; if the topic was "
@@ -96,7 +95,7 @@ class PastEndWatch:
             target = (await self._consumer.beginning_offsets([tp]))[tp]
         reason = f"past the end of the log (high watermark {highwater}); OFFSET_PAST_END={mode}"
         moved = await self._store.reset_offset(
-            self._settings.kafka_group_id, (tp.topic, tp.partition), stored, target, reason
+            self._settings.kafka_group_id, tp, stored, target, reason
         )
         log.warning(
             "the stored offset was past the end of the log: reset"
@@ -112,4 +111,5 @@ class PastEndWatch:
             },
         )
         # Positioned again, from what is stored now.
-        pause(self._consumer, self._partitions.dropped({tp}, self._consumer.assignment()))
+        self._partitions.dropped({tp}, self._consumer.assignment())
+        apply_pauses(self._consumer, self._partitions)

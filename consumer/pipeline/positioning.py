@@ -20,9 +20,8 @@ from collections.abc import Callable, Mapping
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.edges.errors import retrying
-from consumer.edges.kafka import resume
 from consumer.edges.store import Store
-from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.partitions import Partitions, apply_pauses
 from consumer.pipeline.tasks import start_task
 from consumer.settings import Settings
 
@@ -90,7 +89,7 @@ class Positioner:
             return  # revoked meanwhile, or no longer owned
         for tp, offset in seeks.items():
             self._consumer.seek(tp, offset)
-        resume(self._consumer, seeks)
+        apply_pauses(self._consumer, self._partitions)
         # Kafka's view may lag what PostgreSQL holds (a crash between the two commits, a
         # Kafka commit that failed): bring it up now, not after the next batch.
         self._on_positioned(seeks)
@@ -98,11 +97,11 @@ class Positioner:
     async def _read_targets(self, wanted: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Where each of ``wanted`` starts: its stored offset, claimed first if it has none."""
         group = self._settings.kafka_group_id
-        stored = await self._store.load_offsets(group, [(tp.topic, tp.partition) for tp in wanted])
+        stored = await self._store.load_offsets(group, wanted)
         targets: dict[TopicPartition, int] = {}
         unclaimed: dict[TopicPartition, int | None] = {}
         for tp in wanted:
-            if (offset := stored.get((tp.topic, tp.partition))) is not None:
+            if (offset := stored.get(tp)) is not None:
                 targets[tp] = offset
             else:  # first time in this group: where Kafka says, else the beginning
                 unclaimed[tp] = await self._consumer.committed(tp)
@@ -110,7 +109,7 @@ class Positioner:
             if missing := [tp for tp, offset in unclaimed.items() if offset is None]:
                 unclaimed.update(await self._consumer.beginning_offsets(missing))
             claimed = await self._store.claim_offsets(
-                group, {(tp.topic, tp.partition): offset or 0 for tp, offset in unclaimed.items()}
+                group, {tp: offset or 0 for tp, offset in unclaimed.items()}
             )
-            targets.update({tp: claimed[(tp.topic, tp.partition)] for tp in unclaimed})
+            targets.update({tp: claimed[tp] for tp in unclaimed})
         return targets

@@ -9,10 +9,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from consumer.edges import metrics
 from consumer.edges.health import Health
-from consumer.edges.kafka import pause
 from consumer.pipeline.aftercommit import AfterCommit
 from consumer.pipeline.lanes import WriteLanes
-from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.partitions import Partitions, apply_pauses
 from consumer.pipeline.positioning import Positioner
 from consumer.pipeline.stormguard import BatchGuard
 
@@ -51,18 +50,18 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._partitions.revoked(revoked)
         AfterCommit.forget_series(revoked)
         for tp in revoked:
-            self._guard.forget((tp.topic, tp.partition))  # its next owner counts afresh
+            self._guard.forget(tp)  # its next owner counts afresh
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         # First: aiokafka logs and swallows a listener's exception, and a flag left set
         # would keep every partition unpositioned while the loop looks alive.
-        to_pause = self._partitions.assigned(assigned)
+        self._partitions.assigned(assigned)
         metrics.REBALANCES.inc()
         log.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
         )
         # Nothing is fetched for them until positioned (which resumes them).
-        pause(self._consumer, to_pause)
+        apply_pauses(self._consumer, self._partitions)
         for tp in assigned:
             metrics.DLQ_GUARD_TRIPPED.labels(tp.topic, str(tp.partition)).set(0)
             metrics.OFFSET_PAST_END.labels(tp.topic, str(tp.partition)).set(0)

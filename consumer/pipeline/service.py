@@ -35,8 +35,8 @@ from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.errors import OffsetsMoved, is_transient, retrying
 from consumer.edges.health import Health
-from consumer.edges.kafka import client_options, max_request_bytes, pause, resume, start_producer
-from consumer.edges.store import Store, TopicPartitionKey
+from consumer.edges.kafka import client_options, max_request_bytes, start_producer
+from consumer.edges.store import Store
 from consumer.pipeline.aftercommit import AfterCommit
 from consumer.pipeline.batches import (
     CommittedBatch,
@@ -56,7 +56,7 @@ from consumer.pipeline.batchspans import (
 )
 from consumer.pipeline.fetch import Fetched, Fetcher
 from consumer.pipeline.lanes import WriteLanes
-from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.partitions import Partitions, apply_pauses
 from consumer.pipeline.pastend import PastEndWatch
 from consumer.pipeline.positioning import Positioner
 from consumer.pipeline.rebalance import Rebalance
@@ -210,15 +210,15 @@ class ConsumerService:
         taken = self.partitions.take(fetched, generation)
         if not taken.messages:
             return None
-        batch = PreparedBatch(taken.generation, started, epochs=taken.epochs)
-        batch.start_offsets = {(tp.topic, tp.partition): at for tp, at in taken.starts.items()}
+        batch = PreparedBatch(taken.generation, started, taken_from=taken.states)
+        batch.start_offsets = taken.starts
         await decode_batch(taken.messages, self.settings.max_message_bytes, batch)
         if self._spans is not None:
             batch.span = self._spans.start(batch)
         return batch
 
     def _is_current(self, batch: PreparedBatch) -> bool:
-        return self.partitions.is_current(batch.generation, batch.epochs)
+        return self.partitions.is_current(batch.generation, batch.taken_from)
 
     async def _write(self, batch: PreparedBatch) -> None:
         """Write one batch, retrying transient failures. The Kafka commit that follows
@@ -251,16 +251,15 @@ class ConsumerService:
             self._drop(batch)
             self._end_retries(batch)  # what its retries paused, but not these partitions
             return
-        except BaseException as exc:
-            self.partitions.retry_ended(batch.partitions, paused=())  # the loop stops
+        except BaseException as exc:  # the loop stops: its partitions stay paused
             if batch.span is not None:
                 end_failed(batch.span, exc)
             raise
         self.health.db_up(True)
         self.health.kafka_up(True)  # it fetched this batch and took its dead letters
         self._guard.count(batch.records, dead)
-        for key, offset in held_at.items():
-            self._hold(key, offset, fetched)
+        for tp, offset in held_at.items():
+            self._hold(tp, offset, fetched)
         self._end_retries(batch)
         self._batches_committed += 1
         if self._batches_committed == self.settings.failpoint_kill_after_db_commit:
@@ -283,13 +282,12 @@ class ConsumerService:
                 )
         raise AssertionError("unreachable: tenacity reraises the last failure")
 
-    def _hold(self, key: TopicPartitionKey, offset: int, batch: PreparedBatch) -> None:
+    def _hold(self, tp: TopicPartition, offset: int, batch: PreparedBatch) -> None:
         """Hold a partition at the record the storm guard stopped at: paused, and
         reported, until a restart (or a rebalance) counts afresh."""
-        tp = TopicPartition(*key)
         at = next(r for r in batch.records if r.partition == tp.partition and r.offset == offset)
         self.partitions.hold(tp, offset, at.timestamp_ms)
-        pause(self.consumer, {tp})
+        apply_pauses(self.consumer, self.partitions)
         metrics.DLQ_GUARD_TRIPPED.labels(tp.topic, str(tp.partition)).set(1)
         log.error(
             "dead-letter storm guard tripped: partition held at the record that crossed "
@@ -299,12 +297,14 @@ class ConsumerService:
 
     def _drop(self, batch: PreparedBatch) -> None:
         """Drop a batch: its owned partitions are paused and positioned again."""
-        pause(self.consumer, self.partitions.dropped(batch.partitions, self.consumer.assignment()))
+        self.partitions.dropped(batch.partitions, self.consumer.assignment())
+        apply_pauses(self.consumer, self.partitions)
         if batch.span is not None:
             end_dropped(batch.span)
 
     def _end_retries(self, batch: PreparedBatch) -> None:
-        resume(self.consumer, self.partitions.retry_ended(batch.partitions, self.consumer.paused()))
+        self.partitions.retry_ended(batch.partitions)
+        apply_pauses(self.consumer, self.partitions)
 
     def _on_retry(self, operation: str, exc: BaseException) -> None:
         metrics.count_retry(operation, exc)
@@ -319,7 +319,7 @@ class ConsumerService:
         is fetched meanwhile. The other partitions go on, in writes of their own."""
         self._on_retry(operation, exc)
         self.partitions.retrying(partitions)
-        pause(self.consumer, partitions & self.consumer.assignment())
+        apply_pauses(self.consumer, self.partitions)
 
 
 def _retried(health: Health, operation: str, exc: BaseException) -> None:

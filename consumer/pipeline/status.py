@@ -15,7 +15,7 @@ from consumer.core.guard import GuardLimits
 from consumer.edges import metrics
 from consumer.edges.health import Health
 from consumer.pipeline.aftercommit import AfterCommit
-from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.partitions import Partitions, PartitionState, Status
 from consumer.settings import Settings
 
 
@@ -37,7 +37,7 @@ def member_status(
         rows.append(
             {
                 "partition": tp.partition,
-                "state": _state_of(tp, partitions, held, paused),
+                "state": _state_of(partitions.state(tp)),
                 "next_offset_to_take": partitions.fence(tp),
                 "stored_offset": partitions.stored(tp),
                 "high_watermark": consumer.highwater(tp),
@@ -82,14 +82,6 @@ def parked_status(settings: Settings, parked: metrics.ParkedNow) -> dict[str, An
     }
 
 
-def _state_of(tp: Any, partitions: Partitions, held: dict[Any, int], paused: Any) -> str:
+def _state_of(state: PartitionState | None) -> str:
     """Why a partition is or is not being consumed."""
-    if tp in held:
-        return "held by the dead-letter guard"
-    if tp in partitions.past_end:
-        return "held: its stored offset is past the end of the log"
-    if tp in partitions.unpositioned:
-        return "positioning"
-    if tp in paused:
-        return "paused while a batch is retried"
-    return "consuming"
+    return (state.status if state else Status.CONSUMING).value

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from aiokafka import TopicPartition
+
 from consumer.core.guard import DeadLetterGuard, GuardLimits
 from consumer.core.records import KafkaRecord
 from consumer.edges.deadletter import DeadLetter
-from consumer.edges.store import TopicPartitionKey
 from consumer.pipeline.batches import GuardCheck, outcomes_by_partition
 from consumer.settings import Settings
 
@@ -32,7 +33,7 @@ class BatchGuard:
         if not self._guard.limits.enabled:
             return None
 
-        def crossings(dead: Sequence[DeadLetter]) -> Mapping[TopicPartitionKey, int]:
+        def crossings(dead: Sequence[DeadLetter]) -> Mapping[TopicPartition, int]:
             outcomes = outcomes_by_partition(records, dead)
             return {
                 key: at
@@ -48,7 +49,7 @@ class BatchGuard:
             for key, these in outcomes_by_partition(records, dead).items():
                 self._guard.committed(key, these)
 
-    def forget(self, key: TopicPartitionKey) -> None:
+    def forget(self, key: TopicPartition) -> None:
         self._guard.forget(key)
 
     def limits_described(self) -> dict[str, float]:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 
-from consumer.core.records import Reason, Rejection
+from consumer.core.records import FetchedRecord, Reason, Rejection
 from consumer.edges.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,13 @@ class StandIn(NamedTuple):
 
 async def read_around_unparseable(
     consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, limit: int, wait_ms: int
-) -> list[Any]:
+) -> list[FetchedRecord]:
     """From ``start``: the records of ``tp`` the client can parse, up to ``limit``, read
     one at a time; if it meets one it cannot parse, stand-ins for that offset and every
     offset behind it that the client cannot reach, up to the first it can. ``tp`` is left
     positioned right after what is returned."""
     consumer.seek(tp, start)
-    records: list[Any] = []
+    records: list[FetchedRecord] = []
     while len(records) < limit:
         try:
             got = await consumer.getmany(tp, timeout_ms=wait_ms, max_records=1)
@@ -113,7 +113,9 @@ async def _first_parseable_after(
     return offset
 
 
-def reject_stand_ins(messages: Sequence[Any], poison: list[DeadLetter]) -> list[DeadLetter]:
+def reject_stand_ins(
+    messages: Sequence[FetchedRecord], poison: list[DeadLetter]
+) -> list[DeadLetter]:
     """``poison`` (decoded from ``messages``) with each stand-in rejected as unreadable,
     not as the null value it carries."""
     stand_ins = {(m.partition, m.offset) for m in messages if type(m) is StandIn}

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from user_events_schemas import binary_record, structured_record
 
@@ -207,7 +208,7 @@ def test_a_span_links_at_most_the_sdks_link_limit_and_says_it_left_records_out(
         for offset, (context, _, _) in enumerate(contexts):
             key, value, headers = binary_record(created(f"u{offset}") | {"traceparent": context})
             batch.records.append(KafkaRecord("t", 4, offset, 0, key, value, tuple(headers)))
-            batch.next_offsets[("t", 4)] = offset + 1
+            batch.next_offsets[TopicPartition("t", 4)] = offset + 1
         end_dropped(spans.start(batch))
         tracing.shutdown(5.0)
     [span] = receiver.spans()

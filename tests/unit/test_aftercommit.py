@@ -72,7 +72,7 @@ def a_batch(member: Member) -> CommittedBatch:
         time.monotonic(),
         records=[r for r, _ in batch] + [r for r, _ in dead],
         accepted=batch,
-        next_offsets={(member.topic, 0): 3, (member.topic, 1): 5},
+        next_offsets={member.p0: 3, member.p1: 5},
     )
     return CommittedBatch(prepared, plan_batch(batch, {}, (), {}), dead)
 

@@ -1,9 +1,12 @@
 """Cutting a batch where the storm guard holds a partition, and the outcomes it counts."""
 
+from aiokafka import TopicPartition
+
 from consumer.core.records import Reason, Rejection
 from consumer.pipeline.batches import PreparedBatch, cut_batch, outcomes_by_partition
 from tests.factories import record
 
+T0, T1 = TopicPartition("t", 0), TopicPartition("t", 1)
 POISON = Rejection(Reason.UNDECODABLE, "value is not JSON")
 
 
@@ -17,10 +20,10 @@ def test_cut_batch_drops_a_partition_from_the_held_record_on_and_ends_it_there()
         records=records,
         accepted=[(records[0], None), (records[4], None), (records[5], None)],  # type: ignore[list-item]
         poison=[(records[2], POISON), (records[3], POISON)],
-        next_offsets={("t", 0): 5, ("t", 1): 3},
-        start_offsets={("t", 0): 0, ("t", 1): 0},
+        next_offsets={T0: 5, T1: 3},
+        start_offsets={T0: 0, T1: 0},
     )
-    cut = cut_batch(batch, {("t", 0): 3})
+    cut = cut_batch(batch, {T0: 3})
     assert [(r.partition, r.offset) for r in cut.records] == [
         (0, 0),
         (0, 1),
@@ -31,7 +34,7 @@ def test_cut_batch_drops_a_partition_from_the_held_record_on_and_ends_it_there()
     ]
     assert [r.offset for r, _ in cut.poison] == [2]
     assert [(r.partition, r.offset) for r, _ in cut.accepted] == [(0, 0), (1, 0)]
-    assert cut.next_offsets == {("t", 0): 3, ("t", 1): 3}
+    assert cut.next_offsets == {T0: 3, T1: 3}
     assert cut.start_offsets == batch.start_offsets and cut.partitions == batch.partitions
 
 
@@ -42,4 +45,4 @@ def test_outcomes_by_partition_marks_the_dead_letters_in_offset_order() -> None:
         record(partition=1, offset=7),
     ]
     outcomes = outcomes_by_partition(records, [(records[1], POISON)])
-    assert outcomes == {("t", 0): [(0, False), (1, True)], ("t", 1): [(7, False)]}
+    assert outcomes == {T0: [(0, False), (1, True)], T1: [(7, False)]}

@@ -6,8 +6,10 @@ from typing import NamedTuple
 from aiokafka import TopicPartition
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
-from consumer.pipeline.partitions import Partitions, Taken
+from consumer.pipeline.partitions import Partitions, Taken, apply_pauses
+from tests.unit.fakeconsumer import FakeConsumer
 
 P0, P1, P2 = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t", 2)
 
@@ -38,7 +40,8 @@ def test_a_new_member_is_rebalancing_with_nothing_to_take() -> None:
 
 def test_assigned_partitions_are_paused_and_unpositioned_until_positioned() -> None:
     state = Partitions()
-    assert state.assigned({P0, P1}) == {P0, P1}  # the ones to pause
+    state.assigned({P0, P1})
+    assert state.waiting({P0, P1}) == {P0, P1}  # the ones to pause
     assert not state.rebalancing
     assert state.unpositioned == {P0, P1}
     assert state.fence(P0) is None
@@ -92,7 +95,7 @@ def test_take_moves_the_fence_past_what_it_took_and_drops_what_is_below_it() -> 
     taken = state.take({P0: at(8, 9, 10, 11), P1: at(0)}, state.generation)
     assert [m.offset for m in taken.messages] == [10, 11, 0]
     assert taken.starts == {P0: 10, P1: 0}
-    assert taken.epochs == {P0: 0, P1: 0}
+    assert taken.states == {P0: state.state(P0), P1: state.state(P1)}
     assert (state.fence(P0), state.fence(P1)) == (12, 1)
     # A fetch handed over after the fence moved repeats nothing.
     assert state.take({P0: at(10, 11)}, state.generation).messages == []
@@ -101,25 +104,25 @@ def test_take_moves_the_fence_past_what_it_took_and_drops_what_is_below_it() -> 
 def test_a_batch_stays_current_until_a_revocation_or_a_drop_of_its_partitions() -> None:
     state = positioned({P0: 0, P1: 0})
     taken = state.take({P0: at(0)}, state.generation)
-    assert state.is_current(taken.generation, taken.epochs)
+    assert state.is_current(taken.generation, taken.states)
     state.dropped({P1}, owned={P0, P1})  # another partition's batch: no matter
-    assert state.is_current(taken.generation, taken.epochs)
+    assert state.is_current(taken.generation, taken.states)
     state.dropped({P0}, owned={P0, P1})
-    assert not state.is_current(taken.generation, taken.epochs)
+    assert not state.is_current(taken.generation, taken.states)
 
 
 def test_revoke_while_writing_commits_the_write_in_hand_and_drops_the_waiting_batch() -> None:
     state = positioned({P0: 0, P1: 5})
     writing = state.take({P0: at(0, 1)}, state.generation)  # in a write lane
     waiting = state.take({P1: at(5)}, state.generation)  # decoded, waiting for a lane
-    assert state.is_current(writing.generation, writing.epochs)  # checked as it started
+    assert state.is_current(writing.generation, writing.states)  # checked as it started
     state.revoking()
     assert state.rebalancing
     # The listener waits for the write in hand, which commits...
     state.committed({P0: 2})
     assert state.stored(P0) == 2
     # ...and the batch that waited is no longer current when its turn comes: dropped.
-    assert not state.is_current(waiting.generation, waiting.epochs)
+    assert not state.is_current(waiting.generation, waiting.states)
     assert state.dropped(waiting.starts, owned={P0, P1}) == {P1}
     state.revoked({P0, P1})
     assert state.fence(P0) is None and state.stored(P0) is None
@@ -135,14 +138,15 @@ def test_a_fetch_that_spans_a_rebalance_belongs_to_the_generation_before_it() ->
     state.assigned({P0})
     state.positioned({P0: 0}, owned={P0}, generation=state.generation)
     taken = state.take({P0: at(0)}, generation)
-    assert taken.messages and not state.is_current(taken.generation, taken.epochs)
+    assert taken.messages and not state.is_current(taken.generation, taken.states)
 
 
 def test_partitions_kept_across_a_rebalance_are_positioned_again() -> None:
     state = positioned({P0: 4, P1: 9})
     state.revoking()
     state.revoked({P0, P1})
-    assert state.assigned({P0}) == {P0}
+    state.assigned({P0})
+    assert state.waiting({P0, P1}) == {P0}
     assert state.fence(P0) is None  # until positioned from the stored offsets again
     assert state.unpositioned == {P0}
 
@@ -155,11 +159,12 @@ def test_drop_after_offsets_moved_positions_the_partition_again_and_drops_its_ne
     # The retry's compare-and-set finds the offsets moved (the first attempt's COMMIT
     # landed unseen): the batch is dropped, then its retries end.
     assert state.dropped(first.starts, owned={P0, P1}) == {P0}
-    assert state.retry_ended(frozenset(first.starts), paused={P0}) == set()  # to position
+    state.retry_ended(frozenset(first.starts))
+    assert state.waiting({P0, P1}) == {P0}  # not resumed: to position
     assert state.unpositioned == {P0} and state.fence(P0) is None
     assert state.fence(P1) == 0  # the other partition goes on
     # The batch taken after it is not written over the moved offsets: dropped in turn.
-    assert not state.is_current(second.generation, second.epochs)
+    assert not state.is_current(second.generation, second.states)
     state.dropped(second.starts, owned={P0, P1})
     assert state.take({P0: at(4)}, state.generation).messages == []
     # Positioned again from what the stored offsets say now.
@@ -167,30 +172,36 @@ def test_drop_after_offsets_moved_positions_the_partition_again_and_drops_its_ne
     assert state.positioned({P0: 2}, owned={P0, P1}, generation=state.generation) == {P0: 2}
     again = state.take({P0: at(0, 1, 2, 3)}, state.generation)
     assert [m.offset for m in again.messages] == [2, 3]
-    assert again.epochs == {P0: 2}
-    assert state.is_current(again.generation, again.epochs)
+    assert again.states[P0] is state.state(P0)
+    assert again.states[P0] not in (first.states[P0], second.states[P0])
+    assert state.is_current(again.generation, again.states)
 
 
 def test_a_retry_holds_its_partitions_until_it_ends() -> None:
     state = positioned({P0: 0, P1: 0, P2: 0})
     state.retrying(frozenset({P0}))
     state.retrying(frozenset({P1}))
+    assert state.waiting({P0, P1, P2}) == {P0, P1}
     # P0's batch committed: it is resumed, P1 still retries and stays paused.
-    assert state.retry_ended(frozenset({P0}), paused={P0, P1}) == {P0}
-    assert state.retry_ended(frozenset({P1}), paused={P1}) == {P1}
+    state.retry_ended(frozenset({P0}))
+    assert state.waiting({P0, P1, P2}) == {P1}
+    state.retry_ended(frozenset({P1}))
+    assert state.waiting({P0, P1, P2}) == set()
 
 
 def test_the_end_of_a_retry_resumes_nothing_that_waits_to_be_positioned() -> None:
     state = positioned({P0: 0, P1: 0})
     state.retrying(frozenset({P0, P1}))
     state.dropped({P0, P1}, owned={P0, P1})  # the retried batch was refused
-    assert state.retry_ended(frozenset({P0, P1}), paused={P0, P1}) == set()
+    state.retry_ended(frozenset({P0, P1}))
+    assert state.waiting({P0, P1}) == {P0, P1}
     # Another partition waiting to be positioned stays paused when a retry of a
     # different one ends.
     state.positioned({P0: 0, P1: 0}, owned={P0, P1}, generation=state.generation)
     state.retrying(frozenset({P0}))
     state.dropped({P1}, owned={P0, P1})
-    assert state.retry_ended(frozenset({P0}), paused={P0, P1}) == {P0}
+    state.retry_ended(frozenset({P0}))
+    assert state.waiting({P0, P1}) == {P1}
 
 
 def test_committed_moves_the_stored_offset_of_owned_partitions_only() -> None:
@@ -285,7 +296,7 @@ def test_every_batch_written_starts_where_the_stored_offsets_stand(
                 waiting.append((taken, {tp: taken.messages[-1].offset + 1}))
         elif action == "start" and waiting and writing is None:
             batch, ends = waiting.pop(0)
-            if state.is_current(batch.generation, batch.epochs):
+            if state.is_current(batch.generation, batch.states):
                 writing = (batch, ends)
             else:
                 state.dropped(batch.starts, owned)
@@ -324,11 +335,12 @@ def test_a_held_partition_is_neither_taken_positioned_nor_resumed() -> None:
     assert state.fence(P0) is None
     assert state.take({P0: at(1, 2)}, state.generation).messages == []
     # A batch of it taken before is dropped, without queueing it for positioning.
-    assert not state.is_current(waiting.generation, waiting.epochs)
+    assert not state.is_current(waiting.generation, waiting.states)
     assert state.dropped(waiting.starts, owned={P0, P1}) == set()
     assert state.unpositioned == frozenset()
     state.retrying(frozenset({P1}))
-    assert state.retry_ended(frozenset({P1}), paused={P0, P1}) == {P1}
+    state.retry_ended(frozenset({P1}))
+    assert state.waiting({P0, P1}) == {P0}
     # Its lag in seconds counts from the record it is held at.
     assert state.oldest_unapplied(P0) == 1_700_000_000.0
     # A revocation ends the hold: whoever owns it next counts afresh.
@@ -368,9 +380,62 @@ def test_a_partition_held_past_the_end_is_neither_taken_nor_resumed_nor_position
     assert state.past_end == {P0: (50, 3)}
     assert state.fence(P0) is None
     assert state.take({P0: at(50, 51)}, generation).messages == []
-    assert state.retry_ended(frozenset({P1}), paused={P0, P1}) == {P1}
+    state.retry_ended(frozenset({P1}))
+    assert state.waiting({P0, P1}) == {P0}
     assert state.dropped({P0}, owned={P0, P1}) == set()  # stays held, not positioned again
     assert state.beyond_the_end({P0: 3}) == {}  # found once
     state.revoking()
     state.revoked({P0})
     assert state.past_end == {}
+
+
+def test_a_drop_a_hold_or_an_assignment_swaps_in_a_new_state_that_keeps_the_lag() -> None:
+    state = positioned({P0: 4, P1: 9, P2: 0})
+    before = {tp: state.state(tp) for tp in (P0, P1, P2)}
+    state.dropped({P0}, owned={P0, P1, P2})
+    state.hold(P1, 9, timestamp_ms=0)
+    state.hold_past_end(P2, 0, 0)
+    for tp in (P0, P1, P2):
+        now = state.state(tp)
+        assert now is not None and now is not before[tp]
+        assert now.lag is before[tp].lag
+    assert state.stored(P0) == 4 and state.stored(P1) == 9
+    state.revoking()
+    state.revoked({P0, P1, P2})
+    state.assigned({P0})
+    assert state.stored(P0) is None  # gone with the revocation
+
+
+def test_each_state_says_why_its_partition_is_or_is_not_consumed() -> None:
+    state = positioned({P0: 0, P1: 0, P2: 0})
+    state.assigned({P2})
+    state.retrying({P1})
+    state.hold(P0, 0, timestamp_ms=0)
+    reasons = {tp: s.reason for tp in (P0, P1, P2) if (s := state.state(tp))}
+    assert reasons == {
+        P0: "held by the dead-letter guard",
+        P1: "paused while a batch is retried",
+        P2: "positioning",
+    }
+    state.retry_ended({P1})
+    assert state.state(P1).reason == "consuming"
+    state.hold_past_end(P1, 0, 0)
+    assert state.state(P1).reason == "held: its stored offset is past the end of the log"
+
+
+def test_the_consumer_pauses_exactly_the_owned_partitions_whose_state_waits() -> None:
+    consumer = FakeConsumer({P0, P1, P2})
+    state = Partitions()
+    state.assigned({P0, P1, P2})
+    apply_pauses(consumer, state)
+    assert consumer.paused() == {P0, P1, P2}
+    assert REGISTRY.get_sample_value("user_events_partitions_paused") == 3
+    state.positioned({P0: 0, P1: 0, P2: 0}, owned={P0, P1, P2}, generation=state.generation)
+    state.retrying({P1})
+    apply_pauses(consumer, state)
+    assert consumer.paused() == {P1}
+    assert REGISTRY.get_sample_value("user_events_partitions_paused") == 1
+    state.retry_ended({P1})
+    state.dropped({P2, TopicPartition("t", 9)}, owned={P0, P1, P2})
+    apply_pauses(consumer, state)
+    assert consumer.paused() == {P2}

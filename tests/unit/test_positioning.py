@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import asyncpg
 from aiokafka import TopicPartition
 
-from consumer.pipeline.partitions import Partitions
+from consumer.pipeline.partitions import Partitions, apply_pauses
 from consumer.pipeline.positioning import Positioner
 from consumer.settings import Settings
 from tests.unit.fakeconsumer import FakeConsumer, until
@@ -68,7 +68,8 @@ class Setup:
         self.store = store
         self.consumer = FakeConsumer(assigned)
         self.partitions = Partitions()
-        self.consumer.pause(*self.partitions.assigned(self.consumer.assignment()))
+        self.partitions.assigned(self.consumer.assignment())
+        apply_pauses(self.consumer, self.partitions)
         self.stopping = asyncio.Event()
         self.retries: list[tuple[str, str]] = []
         self.positioned: list[dict[TopicPartition, int]] = []
@@ -137,7 +138,8 @@ async def test_one_positioning_runs_at_a_time() -> None:
     await until(lambda: store.loading)
     # A second assignment's partitions while the first read is under way.
     member.consumer.assign({P0, P1})
-    member.consumer.pause(*member.partitions.assigned({P0, P1}))
+    member.partitions.assigned({P0, P1})
+    apply_pauses(member.consumer, member.partitions)
     member.positioner.soon()
     await asyncio.sleep(0.01)
     assert store.most_loading == 1

@@ -139,7 +139,7 @@ async def test_a_partition_kept_across_a_rebalance_starts_again_from_what_is_sto
     member.consumer.assign({P0})
     await member.listener.on_partitions_assigned({P0})
     await until(lambda: ended(member.positioner))
-    assert not member.partitions.is_current(taken.generation, taken.epochs)
+    assert not member.partitions.is_current(taken.generation, taken.states)
     assert member.consumer.positions == {P0: 3}
     assert member.partitions.fence(P0) == 3
     assert member.consumer.paused() == set()

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
+from consumer.core.lag import records_behind, seconds_behind
 from consumer.core.parking import PARKED_REASONS
 from consumer.edges.store_lookup import ParkedSummary
 from consumer.tools.display import render_table, utc_text
@@ -34,7 +35,7 @@ def lag_seconds(now: datetime, oldest_timestamp_ms: int | None) -> float | None:
         return 0.0
     if oldest_timestamp_ms < 0:
         return None
-    return max(0.0, round(now.timestamp() - oldest_timestamp_ms / 1000, 3))
+    return seconds_behind(now.timestamp(), oldest_timestamp_ms / 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class PartitionStatus:
 
     @property
     def lag_records(self) -> int:
-        return max(0, self.high_watermark - self.position)
+        return records_behind(self.high_watermark, self.position)
 
     @property
     def past_end(self) -> bool:
