@@ -18,7 +18,7 @@ from consumer.pipeline.stormguard import BatchGuard
 log = logging.getLogger(__name__)
 
 
-class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Talks to the partition state through its transitions only."""
 
     def __init__(

@@ -56,11 +56,11 @@ from consumer.pipeline.batchspans import (
 )
 from consumer.pipeline.fetch import Fetched, Fetcher
 from consumer.pipeline.lanes import WriteLanes
+from consumer.pipeline.memberstatus import member_status
 from consumer.pipeline.partitions import Partitions, apply_pauses
 from consumer.pipeline.pastend import PastEndWatch
 from consumer.pipeline.positioning import Positioner
-from consumer.pipeline.rebalance import Rebalance
-from consumer.pipeline.status import member_status
+from consumer.pipeline.rebalance import RebalanceListener
 from consumer.pipeline.stormguard import BatchGuard
 from consumer.settings import Settings
 
@@ -112,7 +112,7 @@ class ConsumerService:
         """Connect to Kafka (retrying while it is unreachable) and subscribe."""
         consumer, dead_letters = await connect_to_kafka(settings, health)
         service = cls(settings, store, consumer, dead_letters, health, spans)
-        listener = Rebalance(
+        listener = RebalanceListener(
             consumer,
             service.partitions,
             service._lanes,

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from consumer.edges import metrics
 from consumer.edges.health import Health
 from consumer.pipeline.lanes import WriteLanes
-from consumer.pipeline.rebalance import Rebalance
+from consumer.pipeline.rebalance import RebalanceListener
 from tests.unit.fakeconsumer import settle, until
 from tests.unit.test_positioning import FakeOffsets, Setup, ended
 
@@ -47,7 +47,7 @@ class Member(Setup):
         self.health = Health()
         self.health.db_up(True)
         self.health.kafka_up(True)
-        self.listener = Rebalance(
+        self.listener = RebalanceListener(
             self.consumer,
             self.partitions,
             self.lanes,
