@@ -5,7 +5,8 @@ be named before the states are known."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
+from typing import NamedTuple
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -60,6 +61,36 @@ SELECT {_select(what="'logged'", source="e.source", event_id="e.event_id")}
 # alone (measured: a LEFT JOIN of the users' scan cost it 10%).
 READ = f"{_USERS}\nUNION ALL{_HOLDERS}\nUNION ALL{_ANY_PARKED}"
 READ_WITH_KEYS = f"{READ}\nUNION ALL{_LOGGED}"
+# Healing's read in each round, once the users it reaches are locked: theirs, who holds
+# the emails the parked events claim, and which of their keys the log holds.
+HEAL_READ = f"{_USERS}\nUNION ALL{_HOLDERS}\nUNION ALL{_LOGGED}"
+
+
+class Read(NamedTuple):
+    """The rows of a read, sorted out."""
+
+    states: dict[str, UserState]
+    data_keys: dict[str, bytes | None]
+    email_owners: dict[str, str]
+    logged: list[EventKey]
+    any_parked: bool
+
+
+def _sorted_out(rows: Iterable[asyncpg.Record]) -> Read:
+    read = Read({}, {}, {}, [], any_parked=False)
+    any_parked = False
+    for row in rows:
+        what = row["what"]
+        if what == "user":
+            read.states[row["user_id"]] = state_from_row(row)
+            read.data_keys[row["user_id"]] = row["data_key"]
+        elif what == "holder":
+            read.email_owners[row["email"]] = row["user_id"]
+        elif what == "logged":
+            read.logged.append((row["source"], row["event_id"]))
+        else:
+            any_parked = row["any_parked"]
+    return read._replace(any_parked=any_parked)
 
 
 async def read_snapshot(
@@ -83,28 +114,35 @@ async def read_snapshot(
         rows = await conn.fetch(READ_WITH_KEYS, list(subjects), emails, sources, ids)
     else:
         rows = await conn.fetch(READ, list(subjects), emails)
-    states: dict[str, UserState] = {}
-    data_keys: dict[str, bytes | None] = {}
-    owners: dict[str, str] = {}
-    logged: list[EventKey] = []
-    any_parked = False
-    for row in rows:
-        what = row["what"]
-        if what == "user":
-            states[row["user_id"]] = state_from_row(row)
-            data_keys[row["user_id"]] = row["data_key"]
-        elif what == "holder":
-            owners[row["email"]] = row["user_id"]
-        elif what == "logged":
-            logged.append((row["source"], row["event_id"]))
-        else:
-            any_parked = row["any_parked"]
+    read = _sorted_out(rows)
+    logged = read.logged
     if not every_key:
         # Which keys may be logged follows from the states just read: a second statement,
         # for a batch with an event not newer than its user's latest version (a
         # redelivery, a replay, a stale event); a live batch seldom has one. Looking up
         # every key in the first statement instead would probe each day of the log for
         # every event of every batch.
-        keys = [(e.source, e.id) for _, e in possibly_logged(accepted, states)]
+        keys = [(e.source, e.id) for _, e in possibly_logged(accepted, read.states)]
         logged = await logged_keys(conn, keys)
-    return Snapshot(states, data_keys, emails, owners, frozenset(keys), logged, any_parked)
+    return Snapshot(
+        read.states,
+        read.data_keys,
+        emails,
+        read.email_owners,
+        frozenset(keys),
+        logged,
+        read.any_parked,
+    )
+
+
+async def read_for_healing(
+    conn: Connection, user_ids: Collection[str], emails: Sequence[str], keys: Sequence[EventKey]
+) -> Read:
+    """For a round of healing: the states of ``user_ids`` (locked by then), the holders of
+    ``emails``, and which of ``keys`` are logged, in one statement."""
+    if not user_ids and not emails and not keys:
+        return Read({}, {}, {}, [], any_parked=False)
+    rows = await conn.fetch(
+        HEAL_READ, list(user_ids), emails, [s for s, _ in keys], [i for _, i in keys]
+    )
+    return _sorted_out(rows)
