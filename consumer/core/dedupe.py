@@ -7,7 +7,7 @@ few that can be logged, and the store looks up only those.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.ordering import BatchPlan, EventKey, UserState, Version
@@ -54,19 +54,18 @@ def possibly_logged(
     return maybe
 
 
-def rejected_unchecked(
-    plan: BatchPlan, looked_up: Iterable[tuple[KafkaRecord, AnyUserEvent]]
-) -> list[EventKey]:
-    """Keys of the events ``plan`` rejects that were not looked up in the event log.
+def rejected_unchecked(plan: BatchPlan, looked_up: Collection[EventKey]) -> list[EventKey]:
+    """Keys of the events ``plan`` rejects that are not among the keys ``looked_up`` in
+    the event log.
 
     A duplicate ``possibly_logged`` did not name is caught by the log's primary key when
     it plans as applied or stale; one that plans as a rejection is not, so these keys
-    are looked up too (few) and the batch planned again if any is logged.
+    are looked up too (few) and the batch planned again if any is logged. This is the
+    one read that must follow a plan: which events are rejected is the plan's answer.
     """
-    checked = {(event.source, event.id) for _, event in looked_up}
     return [
         key
         for verdict in plan.verdicts
         if isinstance(verdict.result, Rejection)
-        and (key := (verdict.event.source, verdict.event.id)) not in checked
+        and (key := (verdict.event.source, verdict.event.id)) not in looked_up
     ]

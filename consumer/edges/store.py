@@ -4,9 +4,10 @@ The operator tools' statements are in ``store_redrive``, ``store_rebuild`` and
 ``store_lookup``, reached through ``Store.redrive_log``, ``Store.rewriting_users`` and
 ``Store.lookups``.
 
-A batch is written with set-based statements (``unnest`` arrays): lock its users, read
-their state, decide in Python (``plan_batch``), then insert the event-log rows, upsert
-the user rows and store the next offsets, all in one transaction. What waits for
+A batch is written in one transaction, in three phases: read (``store_read``: lock its
+users, then one statement for what the plan needs), plan in Python
+(``consumer.core.planning``), write with set-based statements (insert the event-log rows,
+upsert the user rows); then the next offsets are stored. What waits for
 something another partition brings is parked, and what it heals is applied, in the same
 transaction (``store_healing``). A database-level
 error caused by one record (an email taken by a concurrent writer, a value PostgreSQL
@@ -28,7 +29,6 @@ from aiokafka import TopicPartition
 from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
-from consumer.core.dedupe import possibly_logged, rejected_unchecked
 from consumer.core.erasure import erasing_deletes, sealing_keys
 from consumer.core.ordering import (
     BatchPlan,
@@ -41,11 +41,11 @@ from consumer.core.ordering import (
 from consumer.core.parking import (
     ParkingLimits,
 )
+from consumer.core.planning import plan_read, unchecked_keys
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
     EVENT_COLUMNS,
     event_rows,
-    state_from_row,
     user_rows,
 )
 from consumer.core.sealing import Sealer, new_key
@@ -57,12 +57,11 @@ from consumer.edges.store_lookup import Lookups
 from consumer.edges.store_parking import (
     try_lock_users,
 )
+from consumer.edges.store_read import read_snapshot
 from consumer.edges.store_rebuild import UsersRewrite, rewriting_users
 from consumer.edges.store_redrive import RedriveLog
 from consumer.edges.store_users import (
     EMAIL_OWNERS,
-    LOCK_USERS,
-    USERS_AND_ANY_PARKED,
     logged_keys,
     read_users,
     upsert_users,
@@ -271,29 +270,16 @@ class BatchWriter:
     async def _apply(
         self, accepted: Sequence[tuple[KafkaRecord, AnyUserEvent]], every_key: bool = False
     ) -> BatchPlan:
+        """Read (``read_snapshot``), plan (``plan_read``), write (``_write``)."""
         conn = self.conn
-        subjects = {event.subject for _, event in accepted}
-        await conn.execute(LOCK_USERS, sorted(subjects))
-        users = []
-        any_parked = False
-        for row in await conn.fetch(USERS_AND_ANY_PARKED, list(subjects)):
-            if row["user_id"] is None:
-                any_parked = row["any_parked"]
-            else:
-                users.append(row)
-        states = {row["user_id"]: state_from_row(row) for row in users}
-        keys = {row["user_id"]: row["data_key"] for row in users}
-        maybe_logged = accepted if every_key else possibly_logged(accepted, states)
-        logged = await logged_keys(conn, [(e.source, e.id) for _, e in maybe_logged])
-        emails = claimed_emails(accepted)
-        owners = await conn.fetch(EMAIL_OWNERS, emails)
-        email_owners = {row["email"]: row["user_id"] for row in owners}
-        planner = Planner(states, logged, email_owners, emails)
-        plan = BatchPlan(planner.decide(accepted), planner.users)
-        unchecked = [] if every_key else rejected_unchecked(plan, maybe_logged)
-        if more := await logged_keys(conn, unchecked):
-            planner = Planner(states, logged + more, email_owners, emails)
-            plan = BatchPlan(planner.decide(accepted), planner.users)
+        snapshot = await read_snapshot(conn, accepted, every_key)
+        plan, planner = plan_read(accepted, snapshot)
+        # The one read a plan can ask for: a rejected event's key that was not looked up
+        # may be logged (``rejected_unchecked``). Rare: then once more, knowing it.
+        if unchecked := unchecked_keys(plan, snapshot):
+            snapshot = snapshot.knowing_logged(unchecked, await logged_keys(conn, unchecked))
+            plan, planner = plan_read(accepted, snapshot)
+        keys = dict(snapshot.data_keys)  # healing adds the keys of the users it reaches
         if self._parking is not None:
             await park_parkable(conn, plan, self._parking)
             # What waits for the users this batch changed or parked events of (a user's
@@ -301,10 +287,12 @@ class BatchWriter:
             # nothing parked when the batch read its users (under their locks), nothing
             # waits for them; a claim on an email the batch frees, parked meanwhile by a
             # writer of another user, is the sweep's either way (docs/parking.md).
+            # Healing reads as it goes: what one round heals decides what the next reads.
             parked_for = {v.event.subject for v in plan.verdicts if v.result is Outcome.PARKED}
-            if any_parked or parked_for:
+            if snapshot.any_parked or parked_for:
                 touched = parked_for.union(planner.users)
-                await heal(conn, planner, plan, keys, subjects, touched, set(planner.freed))
+                locked = {event.subject for _, event in accepted}
+                await heal(conn, planner, plan, keys, locked, touched, set(planner.freed))
         await self._write(plan, keys)
         return plan
 

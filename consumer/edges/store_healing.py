@@ -14,6 +14,7 @@ from asyncpg.pool import PoolConnectionProxy
 from consumer.core.ordering import BatchPlan, EventKey, Planner, Verdict, claimed_emails
 from consumer.core.parking import (
     Parked,
+    Parking,
     ParkingLimits,
     choose_parked,
     healing_order,
@@ -30,7 +31,7 @@ from consumer.edges.store_parking import (
     try_lock_users,
     waiting_for,
 )
-from consumer.edges.store_users import EMAIL_OWNERS, logged_keys, read_users
+from consumer.edges.store_read import read_for_healing
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,11 @@ async def heal(
     locked = set(locked)
     for _ in range(_MOST_HEALING_ROUNDS):
         rows = await waiting_for(conn, touched, freed)
+        got: set[str] = set()
         if others := {row["user_id"] for row in rows} - locked:
             got = await try_lock_users(conn, others)
             locked |= got
             rows = [row for row in rows if row["user_id"] in locked]
-            states, more_keys = await read_users(conn, got)
-            for user_id, key in more_keys.items():
-                keys.setdefault(user_id, key)
-            planner.learn(states, [], {}, ())
         if not rows:
             return
         groups: dict[str, list[Parked]] = {}
@@ -92,26 +90,29 @@ async def heal(
                 gone.append((row["source"], row["event_id"]))
         entries = [(p.record, p.event) for group in groups.values() for p in group]
         emails = [e for e in claimed_emails(entries) if not planner.knows_email(e)]
-        owners = await conn.fetch(EMAIL_OWNERS, emails) if emails else []
-        planner.learn(
-            {},
-            await logged_keys(conn, [(event.source, event.id) for _, event in entries]),
-            {row["email"]: row["user_id"] for row in owners},
-            emails,
-        )
+        event_keys = [(event.source, event.id) for _, event in entries]
+        # After the try-locks, in a statement of its own: it sees what a writer that
+        # held one of them committed.
+        more = await read_for_healing(conn, got, emails, event_keys)
+        for user_id, key in more.data_keys.items():
+            keys.setdefault(user_id, key)
+        planner.learn(more.states, more.logged, more.email_owners, emails)
         freed_before = set(planner.freed)
         touched = set()
         done: list[EventKey] = list(gone)
+        waiting: list[Parking] = []
         for user_id in sorted(groups):
             order = healing_order(groups[user_id])
             verdicts = planner.decide_group([(p.record, p.event) for p in order])
             decided = sort_decided(order, verdicts)
             plan.healed.extend((v, p.parked_at, p.rejection) for v, p in decided.healed)
             plan.released.extend((p.record, r) for p, r in decided.released)
-            await still_waiting(conn, decided.waiting)
+            waiting.extend(decided.waiting)
             done.extend((p.event.source, p.event.id) for p in decided.done)
             if any(v.result is Outcome.APPLIED for v, _ in decided.healed):
                 touched.add(user_id)
+        # Written before the next round reads what waits: it reads these rows again.
+        await still_waiting(conn, waiting)
         await forget(conn, done)
         freed = planner.freed - freed_before
         if not touched and not freed:

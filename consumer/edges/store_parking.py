@@ -37,11 +37,14 @@ _STILL_WAITING = """
 UPDATE parked_events SET reason = $3, waits_for_email = $4, error = $5, errors = $6
 WHERE source = $1 AND event_id = $2
 """
-_PARKED_KEYS_OF_USERS = """
-SELECT source, event_id, user_id FROM parked_events WHERE user_id = ANY($1::text[])
+# The parked rows of some users, and one more row with all of them counted (a null
+# user): counting stops at the limit, past which the answer is the same.
+_PARKED_OF_USERS_AND_ROWS_UP_TO = """
+SELECT source, event_id, user_id, NULL::bigint AS rows
+FROM parked_events WHERE user_id = ANY($1::text[])
+UNION ALL
+SELECT NULL, NULL, NULL, count(*) FROM (SELECT 1 FROM parked_events LIMIT $2) AS s
 """
-# Counting stops at the limit: past it, the answer is the same.
-_PARKED_ROWS_UP_TO = "SELECT count(*) FROM (SELECT 1 FROM parked_events LIMIT $1) AS s"
 # Every parked event of the users given, and of the users waiting for one of the emails
 # given: a user's waiting events are decided together (``Planner.decide_group``).
 _WAITING_FOR = """
@@ -115,12 +118,15 @@ async def still_waiting(conn: Connection, parkings: Sequence[Parking]) -> None:
 
 
 async def parked_counts(conn: Connection, user_ids: Collection[str], limit: int) -> ParkedCounts:
-    rows = await conn.fetch(_PARKED_KEYS_OF_USERS, list(user_ids))
-    per_user: dict[str, int] = {}
-    for row in rows:
-        per_user[row["user_id"]] = per_user.get(row["user_id"], 0) + 1
-    total = await conn.fetchval(_PARKED_ROWS_UP_TO, limit)
-    return ParkedCounts({(r["source"], r["event_id"]) for r in rows}, per_user, total)
+    """What is parked for ``user_ids``, and how many rows are parked (up to ``limit``)."""
+    counts = ParkedCounts(set(), {}, 0)
+    for row in await conn.fetch(_PARKED_OF_USERS_AND_ROWS_UP_TO, list(user_ids), limit):
+        if (user_id := row["user_id"]) is None:
+            counts = counts._replace(rows=row["rows"])
+        else:
+            counts.keys.add((row["source"], row["event_id"]))
+            counts.per_user[user_id] = counts.per_user.get(user_id, 0) + 1
+    return counts
 
 
 async def waiting_for(

@@ -26,19 +26,15 @@ FROM (SELECT DISTINCT hashtextextended(u, 0) AS k FROM unnest($1::text[]) AS u O
 _COLUMN_LIST = ", ".join(USER_COLUMNS)
 _UPDATE_ALL = ", ".join(f"{c} = EXCLUDED.{c}" for c in USER_COLUMNS if c != "user_id")
 USERS = f"SELECT {_COLUMN_LIST} FROM users WHERE user_id = ANY($1::text[])"
-# The batch's read: its users' rows, and one more row, all null but ``any_parked``:
-# whether anything is parked at all. A batch heals only when something is parked (or it
-# parks): with nothing parked, parking costs the usual path no round trip. (A UNION, not
-# a join: the users' scan keeps USERS' plan; measured, a LEFT JOIN cost it 10%.)
-USERS_AND_ANY_PARKED = f"""
-SELECT {_COLUMN_LIST}, NULL::boolean AS any_parked FROM users WHERE user_id = ANY($1::text[])
-UNION ALL
-SELECT {", ".join("NULL" for _ in USER_COLUMNS)}, EXISTS (SELECT 1 FROM parked_events)
-"""
-EMAIL_OWNERS = """
-SELECT lower(email) AS email, user_id FROM users
-WHERE status = 'active' AND lower(email) = ANY($1::text[])
-"""
+
+
+def from_holders(emails: str) -> str:
+    """A FROM clause: the active users holding one of the lower-cased emails in the text
+    array of the parameter ``emails`` (``$1``...)."""
+    return f"FROM users WHERE status = 'active' AND lower(email) = ANY({emails}::text[])"
+
+
+EMAIL_OWNERS = f"SELECT lower(email) AS email, user_id {from_holders('$1')}"
 # Rows reach users through a per-connection staging table filled by COPY (the fast path
 # into PostgreSQL), then one set-based upsert that empties it as it goes.
 CREATE_STAGING = """
@@ -57,11 +53,18 @@ INSERT INTO users ({_COLUMN_LIST})
 VALUES ({", ".join(f"${i}" for i in range(1, len(USER_COLUMNS) + 1))})
 ON CONFLICT (user_id) DO UPDATE SET {_UPDATE_ALL}
 """
-_LOGGED_KEYS = """
-SELECT e.source, e.event_id
+
+
+def from_logged(sources: str, event_ids: str) -> str:
+    """A FROM clause: the event-log rows (``e``) whose keys are in the text arrays of
+    the parameters ``sources`` and ``event_ids`` (``$1``...)."""
+    return f"""
 FROM user_events AS e
-JOIN unnest($1::text[], $2::text[]) AS k(source, event_id) USING (source, event_id)
+JOIN unnest({sources}::text[], {event_ids}::text[]) AS k(source, event_id) USING (source, event_id)
 """
+
+
+_LOGGED_KEYS = f"SELECT e.source, e.event_id {from_logged('$1', '$2')}"
 
 
 async def read_users(

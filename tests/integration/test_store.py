@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from asyncpg.connection import LoggedQuery
 from user_events_schemas import build_event, structured_record
 from user_events_schemas.verdicts import is_storable, validate_python
 
@@ -15,7 +16,13 @@ from consumer.core.records import KafkaRecord
 from consumer.edges.errors import OffsetsMoved, is_transient
 from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import Store
-from consumer.edges.store_users import _LOGGED_KEYS
+from consumer.edges.store_read import READ
+from consumer.edges.store_users import (
+    _LOGGED_KEYS,
+    CREATE_STAGING,
+    LOCK_USERS,
+    UPSERT_STAGED_USERS,
+)
 from consumer.pipeline.batches import split_batch
 from consumer.settings import Settings
 from tests.factories import created, record_of
@@ -270,5 +277,35 @@ async def test_a_logged_event_the_versions_miss_is_a_duplicate_not_a_rejection(
             plan = await writer.apply(accepted[1:])  # the update, delivered again
         assert [str(v.result) for v in plan.verdicts] == ["duplicate"]
         assert await logged_offsets(database) == {0: [0, 1]}
+    finally:
+        await store.close()
+
+
+async def test_a_batch_reads_once_after_its_locks_then_writes(database: str) -> None:
+    """What a batch sends, statement by statement (the COPYs aside, which asyncpg does
+    not log): the users' locks, one read, then the writes. A redelivery (events not
+    newer than their users) adds one look-up of the keys the log may hold, before the
+    plan."""
+    store = await Store.open(Settings(database_url=database))
+    try:
+        async with store.pool.acquire() as conn:
+            await apply_migrations(conn)
+        accepted, _, _ = split_batch(records(3), 10**6)
+        sent: list[str] = []
+
+        def log(query: LoggedQuery) -> None:
+            if not query.query.startswith(("SAVEPOINT", "RELEASE")):
+                sent.append(query.query)
+
+        for expected in (
+            [LOCK_USERS, READ, CREATE_STAGING, UPSERT_STAGED_USERS],
+            [LOCK_USERS, READ, _LOGGED_KEYS],  # all three are duplicates: nothing to write
+        ):
+            sent.clear()
+            async with store.batch() as writer:
+                writer.conn.add_query_logger(log)
+                await writer.apply(accepted)
+                writer.conn.remove_query_logger(log)
+            assert sent == expected
     finally:
         await store.close()
