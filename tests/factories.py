@@ -15,7 +15,7 @@ import orjson
 from user_events_schemas import build_event
 
 from consumer.core.decode import AnyUserEvent, decode
-from consumer.core.ordering import Status, UserState, Version
+from consumer.core.projection import Status, UserState, Version
 from consumer.core.records import KafkaRecord, Rejection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

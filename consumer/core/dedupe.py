@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from consumer.core.decode import AnyUserEvent
-from consumer.core.ordering import BatchPlan, EventKey, UserState, Version
+from consumer.core.projection import BatchPlan, EventKey, UserState, Version
 from consumer.core.records import KafkaRecord, Rejection
 
 

@@ -21,7 +21,7 @@ import orjson
 from user_events_schemas import PERSONAL_FIELDS, UserDeleted
 
 from consumer.core.decode import AnyUserEvent, decode
-from consumer.core.ordering import UserState, Verdict
+from consumer.core.projection import UserState, Verdict
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.sealing import unseal
 

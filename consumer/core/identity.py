@@ -14,7 +14,7 @@ from typing import NamedTuple
 from user_events_schemas import BINARY_PREFIX, SPECVERSION_HEADER
 
 from consumer.core.decode import is_binary_mode
-from consumer.core.ordering import EventKey
+from consumer.core.projection import EventKey
 from consumer.core.records import KafkaRecord
 
 _SOURCE_HEADER = BINARY_PREFIX + "source"

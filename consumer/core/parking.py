@@ -19,7 +19,7 @@ import orjson
 from user_events_schemas import is_storable
 
 from consumer.core.decode import AnyUserEvent
-from consumer.core.ordering import Verdict, Version
+from consumer.core.projection import Verdict, Version
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import Row
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import rejected_unchecked
-from consumer.core.ordering import BatchPlan, EventKey, Planner, UserState
+from consumer.core.projection import BatchPlan, EventKey, Planner, UserState
 from consumer.core.records import KafkaRecord
 
 

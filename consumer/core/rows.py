@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from consumer.core.decode import stored_parts
-from consumer.core.ordering import UserState, Verdict, Version
+from consumer.core.projection import UserState, Verdict, Version
 from consumer.core.records import KafkaRecord
 from consumer.core.sealing import Sealer
 

@@ -30,7 +30,11 @@ from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.erasure import erasing_deletes, sealing_keys
-from consumer.core.ordering import (
+from consumer.core.parking import (
+    ParkingLimits,
+)
+from consumer.core.planning import plan_read, unchecked_keys
+from consumer.core.projection import (
     BatchPlan,
     EventKey,
     Planner,
@@ -38,10 +42,6 @@ from consumer.core.ordering import (
     claimed_emails,
     email_conflict,
 )
-from consumer.core.parking import (
-    ParkingLimits,
-)
-from consumer.core.planning import plan_read, unchecked_keys
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
     EVENT_COLUMNS,

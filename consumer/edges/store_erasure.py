@@ -23,7 +23,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.erasure import personal_of, request_tombstone
-from consumer.core.ordering import Version, apply_event
+from consumer.core.projection import Version, apply_event
 from consumer.core.rows import state_from_row, user_rows, version_json
 from consumer.edges.store_parking import drop_users, parked_of_user
 from consumer.edges.store_users import LOCK_USERS, UPSERT_USER, USERS

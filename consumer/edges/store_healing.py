@@ -11,7 +11,6 @@ from collections.abc import Collection
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from consumer.core.ordering import BatchPlan, EventKey, Planner, Verdict, claimed_emails
 from consumer.core.parking import (
     Parked,
     Parking,
@@ -21,6 +20,7 @@ from consumer.core.parking import (
     parkable,
     sort_decided,
 )
+from consumer.core.projection import BatchPlan, EventKey, Planner, Verdict, claimed_emails
 from consumer.core.records import Outcome
 from consumer.edges.store_parking import (
     forget,

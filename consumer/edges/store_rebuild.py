@@ -11,7 +11,7 @@ from typing import NamedTuple
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from consumer.core.ordering import UserState
+from consumer.core.projection import UserState
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import USER_COLUMNS, log_record, state_from_row, user_rows
 from consumer.edges.store_log import pruned_through

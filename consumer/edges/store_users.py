@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from consumer.core.ordering import EventKey, UserState
+from consumer.core.projection import EventKey, UserState
 from consumer.core.rows import USER_COLUMNS, state_from_row
 
 Connection = asyncpg.Connection | PoolConnectionProxy

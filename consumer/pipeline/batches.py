@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from opentelemetry.trace import Span
 
 from consumer.core.decode import AnyUserEvent, decode_all
-from consumer.core.ordering import BatchPlan
+from consumer.core.projection import BatchPlan
 from consumer.core.records import FetchedRecord, KafkaRecord, Rejection
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.store import Store

@@ -20,7 +20,7 @@ from typing import Any
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.erasure import decode_logged
-from consumer.core.ordering import (
+from consumer.core.projection import (
     BatchPlan,
     EventKey,
     Planner,

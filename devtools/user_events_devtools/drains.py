@@ -13,7 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.core.decode import decode
-from consumer.core.ordering import (
+from consumer.core.projection import (
     Verdict,
     anothers_email_holder,
     apply_event,

@@ -13,7 +13,7 @@ from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged
-from consumer.core.ordering import UserState, Version, apply_event, plan_batch
+from consumer.core.projection import UserState, Version, apply_event, plan_batch
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -147,7 +147,7 @@ def test_any_replays_in_any_order_converge_to_the_reference(data: st.DataObject)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_appliers_keep_the_invariants_dedupe_relies_on(data: st.DataObject) -> None:
-    """core/ordering.py's invariants, event by event in any arrival order: no register's
+    """core/projection.py's invariants, event by event in any arrival order: no register's
     version goes back, a stale event is never newer than the user's latest version, and
     ``latest_version`` is the newest of every declared register."""
     events = data.draw(st.permutations(data.draw(user_history("u"))))

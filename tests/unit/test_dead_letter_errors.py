@@ -13,13 +13,13 @@ from user_events_schemas.rejections import field_errors
 from user_events_schemas.wire import DLQ_ERRORS, DLQ_MOST_ERRORS
 
 from consumer.core.decode import decode
-from consumer.core.ordering import email_conflict, plan_batch
+from consumer.core.projection import email_conflict, plan_batch
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import DROP_ORDER, dead_letter_message, errors_json
 from consumer.pipeline.unreadable import UNREADABLE
 from tests import factories
 from tests.factories import record
-from tests.unit.test_ordering import ev
+from tests.unit.test_projection import ev
 
 SECRET_EMAIL = "ada.secret@example.com"
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from user_events_schemas.models import UserUpdated
 
 from consumer.core.dedupe import possibly_logged
-from consumer.core.ordering import UserState, Version
+from consumer.core.projection import UserState, Version
 from consumer.core.records import KafkaRecord
 from tests.factories import user_state
 

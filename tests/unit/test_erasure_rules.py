@@ -21,7 +21,7 @@ from consumer.core.erasure import (
     sealing_keys,
     was_erased,
 )
-from consumer.core.ordering import BatchPlan, UserState, Version, apply_event, plan_batch
+from consumer.core.projection import BatchPlan, UserState, Version, apply_event, plan_batch
 from consumer.core.records import Outcome, Rejection
 from consumer.core.rows import EVENT_COLUMNS, event_rows, log_record
 from consumer.core.sealing import Sealer, new_key, unseal

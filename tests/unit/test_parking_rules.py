@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from consumer.core.ordering import Planner, Verdict, email_conflict, move_email
 from consumer.core.parking import (
     PARKED_COLUMNS,
     Parked,
@@ -18,8 +17,9 @@ from consumer.core.parking import (
     parking_row,
     sort_decided,
 )
+from consumer.core.projection import Planner, Verdict, email_conflict, move_email
 from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
-from tests.unit.test_ordering import ev, fold, rec
+from tests.unit.test_projection import ev, fold, rec
 
 NEVER_CREATED = Rejection(Reason.UNKNOWN_USER, "never created")
 SINCE = datetime(2026, 1, 2, tzinfo=UTC)

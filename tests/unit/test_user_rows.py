@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import AwareDatetime, TypeAdapter
 
-from consumer.core.ordering import UserState, Version
+from consumer.core.projection import UserState, Version
 from consumer.core.rows import USER_COLUMNS, state_from_row, user_rows, versions_json
 from tests.factories import user_state
 

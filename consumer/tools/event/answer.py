@@ -17,7 +17,7 @@ from user_events_schemas import (
 
 from consumer.core.decode import AnyUserEvent
 from consumer.core.identity import event_key
-from consumer.core.ordering import EventKey
+from consumer.core.projection import EventKey
 from consumer.core.records import KafkaRecord, Rejection
 from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
 from consumer.tools.arguments import parse_position

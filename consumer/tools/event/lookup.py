@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.core.decode import decode
-from consumer.core.ordering import EventKey
+from consumer.core.projection import EventKey
 from consumer.core.records import KafkaRecord
 from consumer.edges.store import Store
 from consumer.settings import Settings

@@ -1,4 +1,4 @@
-"""What an event does to a user: dedupe, last-writer-wins per field, tombstones. Pure.
+"""The projection: what an event does to a user (last writer wins per field, tombstones). Pure.
 
 A user is three last-writer-wins registers: ``status``, ``email`` and ``name``. Each
 remembers the version of the event that last wrote it, and an event writes a register
@@ -217,7 +217,7 @@ def _apply_deleted(
     ), Outcome.APPLIED
 
 
-# One applier per event type of the contract; tests/unit/test_ordering.py checks that none
+# One applier per event type of the contract; tests/unit/test_projection.py checks that none
 # is missing, so a new type fails there rather than falling into another type's rule.
 _APPLIERS = {
     "user.created": _apply_created,

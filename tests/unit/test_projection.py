@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from user_events_schemas import UserCreated, UserDeleted, UserUpdated
 
 from consumer.core.decode import AnyUserEvent
-from consumer.core.ordering import UserState, Version, apply_event, plan_batch
+from consumer.core.projection import UserState, Version, apply_event, plan_batch
 from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -177,6 +177,6 @@ def test_every_event_type_of_the_contract_has_its_own_applier() -> None:
     """A new type in the contract fails here until the projection says what it does."""
     from user_events_schemas.models import EVENT_TYPES
 
-    from consumer.core.ordering import _APPLIERS
+    from consumer.core.projection import _APPLIERS
 
     assert set(_APPLIERS) == set(EVENT_TYPES)
