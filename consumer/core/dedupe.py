@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
+from consumer.core.batchplan import BatchPlan
 from consumer.core.decode import AnyUserEvent
-from consumer.core.projection import BatchPlan, EventKey, UserState, Version
+from consumer.core.projection import EventKey, UserState, Version
 from consumer.core.records import KafkaRecord, Rejection
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 from user_events_schemas import PERSONAL_FIELDS, UserDeleted
 
+from consumer.core.batchplan import Verdict
 from consumer.core.decode import AnyUserEvent, decode
-from consumer.core.projection import UserState, Verdict
+from consumer.core.projection import UserState
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.sealing import unseal
 

@@ -18,8 +18,9 @@ from typing import NamedTuple
 import orjson
 from user_events_schemas import is_storable
 
+from consumer.core.batchplan import Verdict
 from consumer.core.decode import AnyUserEvent
-from consumer.core.projection import Verdict, Version
+from consumer.core.projection import Version
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import Row
 

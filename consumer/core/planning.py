@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from consumer.core.batchplan import BatchPlan, Planner
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import rejected_unchecked
-from consumer.core.projection import BatchPlan, EventKey, Planner, UserState
+from consumer.core.projection import EventKey, UserState
 from consumer.core.records import KafkaRecord
 
 

@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from consumer.core.batchplan import Verdict
 from consumer.core.decode import stored_parts
-from consumer.core.projection import UserState, Verdict, Version
+from consumer.core.projection import UserState, Version
 from consumer.core.records import KafkaRecord
 from consumer.core.sealing import Sealer
 

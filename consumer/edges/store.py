@@ -28,20 +28,14 @@ import asyncpg
 from aiokafka import TopicPartition
 from asyncpg.pool import PoolConnectionProxy
 
+from consumer.core.batchplan import BatchPlan, Planner, Verdict, claimed_emails, email_conflict
 from consumer.core.decode import AnyUserEvent
 from consumer.core.erasure import erasing_deletes, sealing_keys
 from consumer.core.parking import (
     ParkingLimits,
 )
 from consumer.core.planning import plan_read, unchecked_keys
-from consumer.core.projection import (
-    BatchPlan,
-    EventKey,
-    Planner,
-    Verdict,
-    claimed_emails,
-    email_conflict,
-)
+from consumer.core.projection import EventKey
 from consumer.core.records import FieldError, KafkaRecord, Outcome, Reason, Rejection
 from consumer.core.rows import (
     EVENT_COLUMNS,

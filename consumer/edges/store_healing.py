@@ -11,6 +11,7 @@ from collections.abc import Collection
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from consumer.core.batchplan import BatchPlan, Planner, Verdict, claimed_emails
 from consumer.core.parking import (
     Parked,
     Parking,
@@ -20,7 +21,7 @@ from consumer.core.parking import (
     parkable,
     sort_decided,
 )
-from consumer.core.projection import BatchPlan, EventKey, Planner, Verdict, claimed_emails
+from consumer.core.projection import EventKey
 from consumer.core.records import Outcome
 from consumer.edges.store_parking import (
     forget,

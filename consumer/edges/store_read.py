@@ -11,10 +11,11 @@ from typing import NamedTuple
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from consumer.core.batchplan import claimed_emails
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged
 from consumer.core.planning import Snapshot
-from consumer.core.projection import EventKey, UserState, claimed_emails
+from consumer.core.projection import EventKey, UserState
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import USER_COLUMNS, state_from_row
 from consumer.edges.store_users import LOCK_USERS, from_holders, from_logged, logged_keys

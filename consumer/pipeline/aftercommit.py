@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.core.projection import BatchPlan
+from consumer.core.batchplan import BatchPlan
 from consumer.core.records import Outcome, Rejection
 from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetter

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 from opentelemetry.trace import Span
 
+from consumer.core.batchplan import BatchPlan
 from consumer.core.decode import AnyUserEvent, decode_all
-from consumer.core.projection import BatchPlan
 from consumer.core.records import FetchedRecord, KafkaRecord, Rejection
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.store import Store

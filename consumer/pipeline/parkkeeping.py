@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from consumer.core.batchplan import BatchPlan
 from consumer.core.parking import parked_record, parked_rejection
-from consumer.core.projection import BatchPlan
 from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetterQueue
 from consumer.edges.store import Store

@@ -30,7 +30,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.core.projection import BatchPlan
+from consumer.core.batchplan import BatchPlan
 from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.errors import OffsetsMoved, is_transient, retrying

@@ -18,19 +18,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.core.decode import AnyUserEvent
-from consumer.core.erasure import decode_logged
-from consumer.core.projection import (
+from consumer.core.batchplan import (
     BatchPlan,
-    EventKey,
     Planner,
-    UserState,
     Verdict,
-    Version,
     claimed_emails,
     move_email,
     plan_batch,
 )
+from consumer.core.decode import AnyUserEvent
+from consumer.core.erasure import decode_logged
+from consumer.core.projection import EventKey, UserState, Version
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.sealing import new_key
 from consumer.edges.store import Store

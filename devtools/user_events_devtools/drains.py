@@ -12,13 +12,9 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consumer.core.batchplan import Verdict, anothers_email_holder, email_conflict
 from consumer.core.decode import decode
-from consumer.core.projection import (
-    Verdict,
-    anothers_email_holder,
-    apply_event,
-    email_conflict,
-)
+from consumer.core.projection import apply_event
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import event_rows, state_from_row, user_rows
 from consumer.core.sealing import Sealer

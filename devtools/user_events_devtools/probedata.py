@@ -19,9 +19,9 @@ from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from consumer.core.batchplan import BatchPlan, Planner
 from consumer.core.decode import decode_all
 from consumer.core.erasure import sealing_keys
-from consumer.core.projection import BatchPlan, Planner
 from consumer.core.records import KafkaRecord, Rejection
 from consumer.core.rows import event_rows, user_rows
 from consumer.core.sealing import Sealer, new_key

@@ -20,8 +20,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from user_events_schemas import build_event
 
+from consumer.core.batchplan import plan_batch
 from consumer.core.parking import ParkingLimits
-from consumer.core.projection import plan_batch
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import log_record
 from consumer.edges.migrate import apply_migrations

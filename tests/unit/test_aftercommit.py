@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 
-from consumer.core.projection import plan_batch
+from consumer.core.batchplan import plan_batch
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.pipeline import aftercommit
 from consumer.pipeline.aftercommit import AfterCommit

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from user_events_schemas.models import UserCreated, UserDeleted, UserUpdated
 
+from consumer.core.batchplan import plan_batch
 from consumer.core.decode import AnyUserEvent
 from consumer.core.dedupe import possibly_logged
-from consumer.core.projection import UserState, Version, apply_event, plan_batch
+from consumer.core.projection import UserState, Version, apply_event
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

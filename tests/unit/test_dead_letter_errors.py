@@ -12,8 +12,8 @@ from user_events_schemas import binary_record
 from user_events_schemas.rejections import field_errors
 from user_events_schemas.wire import DLQ_ERRORS, DLQ_MOST_ERRORS
 
+from consumer.core.batchplan import email_conflict, plan_batch
 from consumer.core.decode import decode
-from consumer.core.projection import email_conflict, plan_batch
 from consumer.core.records import FieldError, KafkaRecord, Reason, Rejection
 from consumer.edges.deadletter import DROP_ORDER, dead_letter_message, errors_json
 from consumer.pipeline.unreadable import UNREADABLE

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from user_events_schemas.builder import build_event
 
+from consumer.core.batchplan import BatchPlan, plan_batch
 from consumer.core.decode import stored_payload
 from consumer.core.durations import format_duration, parse_duration
 from consumer.core.erasure import (
@@ -21,7 +22,7 @@ from consumer.core.erasure import (
     sealing_keys,
     was_erased,
 )
-from consumer.core.projection import BatchPlan, UserState, Version, apply_event, plan_batch
+from consumer.core.projection import UserState, Version, apply_event
 from consumer.core.records import Outcome, Rejection
 from consumer.core.rows import EVENT_COLUMNS, event_rows, log_record
 from consumer.core.sealing import Sealer, new_key, unseal

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from consumer.core.batchplan import Planner, Verdict, email_conflict, move_email
 from consumer.core.parking import (
     PARKED_COLUMNS,
     Parked,
@@ -17,7 +18,6 @@ from consumer.core.parking import (
     parking_row,
     sort_decided,
 )
-from consumer.core.projection import Planner, Verdict, email_conflict, move_email
 from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
 from tests.unit.test_projection import ev, fold, rec
 

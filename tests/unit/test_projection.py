@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from user_events_schemas import UserCreated, UserDeleted, UserUpdated
 
+from consumer.core.batchplan import plan_batch
 from consumer.core.decode import AnyUserEvent
-from consumer.core.projection import UserState, Version, apply_event, plan_batch
+from consumer.core.projection import UserState, Version, apply_event
 from consumer.core.records import KafkaRecord, Outcome, Reason, Rejection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

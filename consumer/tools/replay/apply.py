@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consumer.core.projection import BatchPlan
+from consumer.core.batchplan import BatchPlan
 from consumer.core.records import KafkaRecord
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
 from consumer.edges.kafka import max_request_bytes

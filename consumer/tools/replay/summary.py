@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from consumer.core.projection import BatchPlan
+from consumer.core.batchplan import BatchPlan
 from consumer.core.records import KafkaRecord, Outcome
 from consumer.edges.deadletter import DeadLetter
 
