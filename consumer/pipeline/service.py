@@ -97,7 +97,7 @@ class ConsumerService:
             consumer,
             self.partitions,
             self._stopping,
-            self._on_retry,
+            functools.partial(_loop_retried, self.health),
             self._after_commit.follow,
         )
         self._past_end = PastEndWatch(settings, store, consumer, self.partitions)
@@ -306,20 +306,22 @@ class ConsumerService:
         self.partitions.retry_ended(batch.partitions)
         apply_pauses(self.consumer, self.partitions)
 
-    def _on_retry(self, operation: str, exc: BaseException) -> None:
-        metrics.count_retry(operation, exc)
-        self.health.beat()  # retrying through an outage is not being wedged
-        if not isinstance(exc, KafkaError):
-            self.health.db_up(False)
-
     def _on_write_retry(
         self, partitions: frozenset[TopicPartition], operation: str, exc: BaseException
     ) -> None:
         """A batch's write failed and will be tried again: nothing more of its partitions
         is fetched meanwhile. The other partitions go on, in writes of their own."""
-        self._on_retry(operation, exc)
+        _loop_retried(self.health, operation, exc)
         self.partitions.retrying(partitions)
         apply_pauses(self.consumer, self.partitions)
+
+
+def _loop_retried(health: Health, operation: str, exc: BaseException) -> None:
+    """A retry in the loop: counted; retrying through an outage is not being wedged; and a
+    failure that is not Kafka's says PostgreSQL is down."""
+    _retried(health, operation, exc)
+    if not isinstance(exc, KafkaError):
+        health.db_up(False)
 
 
 def _retried(health: Health, operation: str, exc: BaseException) -> None:

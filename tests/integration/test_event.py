@@ -13,8 +13,9 @@ from user_events_schemas import binary_record, build_event, structured_record
 
 from consumer.settings import Settings
 from consumer.tools.clients import open_tool_store
-from consumer.tools.event.answer import ByKey, ByPosition, EventAnswer
+from consumer.tools.event.answer import EventAnswer
 from consumer.tools.event.lookup import find_event
+from consumer.tools.event.query import ByKey, ByPosition
 from tests.integration.support import (
     eventually,
     logged_is,

@@ -14,7 +14,7 @@ from user_events_schemas import structured_record
 
 from consumer.settings import Settings
 from consumer.tools.clients import open_tool_store
-from consumer.tools.event.answer import ByKey, ByPosition
+from consumer.tools.event.query import ByKey, ByPosition
 from consumer.tools.status.gather import gather_status
 from consumer.tools.status.report import StatusReport
 from tests.integration.support import (

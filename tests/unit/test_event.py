@@ -15,15 +15,8 @@ from consumer.core.identity import event_key, event_source, named
 from consumer.core.records import KafkaRecord, Reason, Rejection
 from consumer.edges.store_lookup import LoggedEvent, ParkedEvent
 from consumer.tools.errors import BadArgument
-from consumer.tools.event.answer import (
-    ByKey,
-    ByPosition,
-    DeadLetterSeen,
-    EventAnswer,
-    RecordSeen,
-    is_letter_of,
-    parse_query,
-)
+from consumer.tools.event.answer import DeadLetterSeen, EventAnswer, RecordSeen
+from consumer.tools.event.query import ByKey, ByPosition, is_letter_of, parse_query
 from tests import factories
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

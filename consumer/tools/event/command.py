@@ -7,8 +7,9 @@ import argparse
 from consumer.settings import Settings
 from consumer.tools.arguments import accept_negative_values
 from consumer.tools.clients import tool_store
-from consumer.tools.event.answer import ByKey, ByPosition, EventAnswer, parse_query
+from consumer.tools.event.answer import EventAnswer
 from consumer.tools.event.lookup import find_event
+from consumer.tools.event.query import ByKey, ByPosition, parse_query
 from consumer.tools.runner import add_tool
 
 

@@ -13,16 +13,8 @@ from consumer.core.records import KafkaRecord
 from consumer.edges.store import Store
 from consumer.settings import Settings
 from consumer.tools.errors import ToolError
-from consumer.tools.event.answer import (
-    ByKey,
-    ByPosition,
-    DeadLetterSeen,
-    EventAnswer,
-    Position,
-    RecordSeen,
-    is_letter_of,
-    record_key,
-)
+from consumer.tools.event.answer import DeadLetterSeen, EventAnswer, RecordSeen, record_key
+from consumer.tools.event.query import ByKey, ByPosition, Position, is_letter_of
 from consumer.tools.kafkareader import (
     OffsetRange,
     assigned_consumer,
