@@ -72,7 +72,8 @@ async def keep_checking(
     was_up = True
     while True:
         try:
-            await asyncio.wait_for(probe(), every_seconds)
+            async with asyncio.timeout(every_seconds):  # no task of its own to orphan
+                await probe()
             is_up = True
         except Exception as exc:  # any failure to answer is down, whatever it is
             is_up = False

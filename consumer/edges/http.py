@@ -89,7 +89,10 @@ class HttpServer:
         if self.store is None:
             return
         try:
-            await asyncio.wait_for(self.store.ping(), 2)
+            # A timeout in this task, not wait_for's task around the ping: a shutdown that
+            # cancels this handler as that task fails left its error never retrieved.
+            async with asyncio.timeout(2):
+                await self.store.ping()
             self.health.db_up(True)
         except Exception as exc:  # any failure to answer means not ready, whatever it is
             log.debug("readiness ping failed", extra={"error": type(exc).__name__})
