@@ -18,7 +18,7 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check consumer schemas devtools tests
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n 2 --dist worksteal --ignore=tests/chaos
+	$(BIN)/pytest -q -n 4 --dist worksteal --ignore=tests/chaos
 
 # The end-to-end fuzz test with many more generated batches than `make test` sends
 # (FUZZ_EXAMPLES=N to choose; 500 take about 8 minutes).

@@ -12,13 +12,15 @@ import asyncpg
 import pytest
 from user_events_devtools.devenv import EmbeddedBroker, EmbeddedPostgres
 
-# Started first, so that with two workers (make test) neither is left running one of these
-# alone at the end: they wait out outages, rebalances and crashes for 10 to 70 s each.
+# Started first, so that no worker of make test is left running one of these alone at the
+# end: they wait out outages, rebalances and crashes for 10 to 40 s each.
 _LONGEST_FIRST = {
     "test_outages.py",
     "test_shutdown_rebalance.py",
     "test_crashes.py",
     "test_hostile_records.py",
+    "test_parking_tools.py",
+    "test_runtime_install.py",
 }
 
 
