@@ -71,6 +71,9 @@ async def heal(
     until nothing more heals. Users outside the lock set are locked without waiting;
     a busy one keeps its events for the sweep."""
     locked = set(locked)
+    # A read per round rather than one before the batch's plan: the first round must see
+    # what this batch just parked, and what a round heals (a user created, an email
+    # freed) decides which parked events the next round reaches.
     for _ in range(_MOST_HEALING_ROUNDS):
         rows = await waiting_for(conn, touched, freed)
         got: set[str] = set()
