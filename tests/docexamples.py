@@ -72,7 +72,12 @@ def examples_in(path: Path) -> list[Example]:
         end = index + 1
         while end < len(lines) and not FENCE.match(lines[end]):
             end += 1
-        commands = _commands(lines[index + 1 : end], first_line=index + 2)
+        # A fence indented in a list item indents its lines as much: read them without.
+        indent = len(lines[index]) - len(lines[index].lstrip())
+        block = [
+            line[indent:] if not line[:indent].strip() else line for line in lines[index + 1 : end]
+        ]
+        commands = _commands(block, first_line=index + 2)
         if commands:
             mark = WORLD_MARK.search(lines[index - 1]) if index else None
             world = mark.group(1) if mark else None

@@ -107,6 +107,8 @@ def in_a_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int,
         if process.poll() is None and time.monotonic() >= deadline:
             process.kill()
     code = process.wait(10)
+    if time.monotonic() >= deadline:  # a hang fails, whatever it printed before
+        return code, output.decode() + "\n<timed out after 60 s>\n"
     return code, output.decode().replace("\r\n", "\n")
 
 
@@ -138,14 +140,19 @@ def run_examples(world: World, name: str) -> None:
     failures: list[str] = []
     for example in mine:
         code = 0
-        for command in example.commands:
+        commands = example.commands
+        for command, following in zip(commands, [*commands[1:], None], strict=True):
             code, printed = world.run(command.text, code)
+            where = f"{example.path.name}:{command.line}: $ {command.text}"
             if not prints_what_is_shown(printed, command.shows):
                 failures.append(
-                    f"{example.path.name}:{command.line}: $ {command.text}\n"
+                    f"{where}\n"
                     f"--- the docs show (masked)\n{masked(chr(10).join(command.shows))}\n"
                     f"--- the run printed (masked)\n{masked(printed)}\n"
                 )
+            # An exit code other than 0 is shown by the `echo $?` that follows, or fails.
+            if code != 0 and (following is None or following.text != "echo $?"):
+                failures.append(f"{where}\nexited {code}, and the docs show no `echo $?`\n")
     assert not failures, "\n".join(failures)
 
 

@@ -69,3 +69,16 @@ def test_a_command_that_prints_nothing_matches_only_an_empty_showing() -> None:
     assert prints_what_is_shown("", ())
     assert not prints_what_is_shown("something\n", ())
     assert not prints_what_is_shown("", ("something",))
+
+
+def test_an_example_indented_in_a_list_item_is_read_without_its_indent(tmp_path: Path) -> None:
+    path = tmp_path / "doc.md"
+    path.write_text(
+        "1. A step:\n\n   <!-- example: lag -->\n   ```\n   $ user-events-consumer status\n"
+        "   topic user-events\n   ```\n"
+    )
+    [example] = examples_in(path)
+    assert example.world == "lag"
+    assert [(c.text, c.shows) for c in example.commands] == [
+        ("user-events-consumer status", ("topic user-events",))
+    ]
