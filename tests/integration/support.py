@@ -44,13 +44,25 @@ async def new_settings(
 
 
 async def publish(
-    bootstrap: str, topic: str, messages: Iterable[Message], partition: int | None = None
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[Message],
+    partition: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> None:
+    """``messages`` on ``topic`` (on ``partition``, at ``timestamp_ms`` when given)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         for key, value, headers in messages:
-            await producer.send(topic, value=value, key=key, headers=headers, partition=partition)
+            await producer.send(
+                topic,
+                value=value,
+                key=key,
+                headers=headers,
+                partition=partition,
+                timestamp_ms=timestamp_ms,
+            )
         await producer.flush()
     finally:
         await producer.stop()

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
 from user_events_devtools.devenv import free_port
 from user_events_schemas import binary_record, build_event, structured_record
 
@@ -322,32 +321,16 @@ async def lag_world(bootstrap: str, database: str, tmp: Path) -> World:
     )
     await drained(settings, database, {0: 2, 1: 3, 2: 9})
     fifteen_seconds_ago = int((time.time() - 15) * 1000)
-    await publish_at(
-        bootstrap,
-        topic,
-        fifteen_seconds_ago,
-        {
-            1: [
-                updated("user-4", 2, "profile-4", name="Fore"),
-                updated("user-5", 3, "profile-9", name="Fin"),
-            ],
-            2: [updated("user-8", n, f"profile-8{n}", name=f"E{n}") for n in range(2, 6)],
-        },
-    )
+    late = {
+        1: [
+            updated("user-4", 2, "profile-4", name="Fore"),
+            updated("user-5", 3, "profile-9", name="Fin"),
+        ],
+        2: [updated("user-8", n, f"profile-8{n}", name=f"E{n}") for n in range(2, 6)],
+    }
+    for partition, messages in late.items():
+        await publish(bootstrap, topic, messages, partition, timestamp_ms=fifteen_seconds_ago)
     return World(tool_env(settings), tmp, documented_names(settings))
-
-
-async def publish_at(
-    bootstrap: str, topic: str, timestamp_ms: int, by_partition: dict[int, list[Message]]
-) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for partition, messages in by_partition.items():
-            for key, value, headers in messages:
-                await producer.send_and_wait(topic, value, key, partition, timestamp_ms, headers)
-    finally:
-        await producer.stop()
 
 
 @asynccontextmanager
