@@ -119,13 +119,18 @@ class AfterCommit:
         """Commit what is queued, until nothing is: a failed commit is tried again every
         ``KAFKA_COMMIT_RETRY_SECONDS``, and once more when the service stops."""
         while self._pending:
+            # Whether this attempt is the one made once stopping: if stopping comes while
+            # an attempt fails, one more follows at once, as ``finish`` counts on.
+            last = self._stopping.is_set()
             offsets, self._pending = self._pending, {}
             if await self._commit(offsets):
                 continue
             for tp, offset in offsets.items():
                 self._pending.setdefault(tp, offset)  # unless a newer one came
-            if self._stopping.is_set():
+            if last:
                 return
+            if self._stopping.is_set():
+                continue
             metrics.count_retry("kafka_commit")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), KAFKA_COMMIT_RETRY_SECONDS)

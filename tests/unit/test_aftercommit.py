@@ -204,3 +204,19 @@ async def test_the_lag_is_the_high_watermark_less_what_is_stored_and_the_oldest_
     assert member.after.lag_of(p0, now) == (0, 0.0)
     AfterCommit.forget_series({p0})
     assert REGISTRY.get_sample_value("user_events_consumer_lag", labels) is None
+
+
+async def test_a_commit_failing_as_the_service_stops_is_still_tried_once_more(
+    member: Member,
+) -> None:
+    """Stopping comes while the commit is in flight, and then it fails: the attempt made
+    once stopping is still owed (a shutdown under load once left it out)."""
+    p0, consumer = member.p0, member.consumer
+    consumer.commit_gate, consumer.commit_failures = asyncio.Event(), [KafkaConnectionError()]
+    member.after.follow({p0: 5})
+    await until(lambda: consumer.commits)
+    member.stopping.set()
+    consumer.commit_gate.set()
+    await asyncio.wait_for(member.after.finish(), aftercommit.KAFKA_COMMIT_RETRY_SECONDS / 2)
+    assert consumer.commits == [{p0: 5}, {p0: 5}]
+    assert consumer.kafka_committed == {p0: 5}
