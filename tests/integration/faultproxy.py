@@ -24,6 +24,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self.accepted = 0  # connections accepted so far: a client has got this far
 
     async def start(self) -> FaultProxy:
         await self._listen()
@@ -60,6 +61,7 @@ class FaultProxy:
             self._server = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         self._writers.add(writer)
         try:
             if self.mode == "blackhole":

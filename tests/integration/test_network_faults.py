@@ -305,6 +305,7 @@ async def test_a_tool_stopped_by_ctrl_c_while_kafka_is_black_holed_exits_130_at_
         settings = await new_settings(bootstrap, database, partitions=1)
         await publish(bootstrap, settings.kafka_topic, messages(user_history(5, 1)))
         await proxy.set("blackhole")
+        connections = proxy.accepted
         tool = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -316,7 +317,14 @@ async def test_a_tool_stopped_by_ctrl_c_while_kafka_is_black_holed_exits_130_at_
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        await asyncio.sleep(2)  # it waits on the broker
+
+        async def waits_on_the_broker() -> bool:
+            # Connected: started, past its imports (a Ctrl-C during Python's own start is
+            # the interpreter's, not the tool's), and now held by the black hole.
+            return proxy.accepted > connections
+
+        await eventually(waits_on_the_broker, timeout=30)
+        await asyncio.sleep(0.5)
         tool.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(tool.communicate(), 10)
         assert tool.returncode == 130, err
