@@ -138,6 +138,9 @@ class Member:
             if name == "user_events_consumer_lag"
         }
 
+    async def listening(self) -> bool:
+        return (await get(self.port, "/metrics"))[0] == 200
+
     async def duplicates(self) -> float:
         return sample_sum(
             await scrape(self.port), "user_events_messages_total", outcome="duplicate"
@@ -176,6 +179,9 @@ async def test_members_joining_and_dying_under_load_leave_the_exact_final_state(
         # One member dies without a word: its partitions wait out its session, then move.
         assert await members[1].stop(signal.SIGKILL) == -signal.SIGKILL
         members.append(Member(settings, tmp_path / "member-3.log"))  # and a new one joins meanwhile
+        # A process started on a loaded machine (four test workers on two cores, four
+        # members here) may take a while to import and listen: that is not what is tested.
+        await eventually(members[3].listening, timeout=90)
         progress = await count_logged(database)
         await eventually(lambda: logged_at_least(database, progress + 300), timeout=40)
         # The live members hold every partition between them: the dead one's session
