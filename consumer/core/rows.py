@@ -1,6 +1,7 @@
 """Rows of the two tables and the states and records they hold, both ways. Pure.
 
-``users`` keeps each register's version in one JSON column (``versions``); the event log
+``users`` keeps each register's version in one JSON document (``versions``, a text column:
+PostgreSQL need not parse what only this module reads); the event log
 keeps the structured event as its payload, which is a record again for ``rebuild``.
 """
 

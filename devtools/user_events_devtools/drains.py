@@ -190,7 +190,7 @@ async def drain_with_baseline(
 
 _BASELINE_UPSERT_USER = """
 INSERT INTO users (user_id, email, name, status, created_at, updated_at, versions, data_key)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (user_id) DO UPDATE SET
     email = EXCLUDED.email, name = EXCLUDED.name, status = EXCLUDED.status,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
@@ -268,7 +268,7 @@ async def parking_outcome(database: str) -> dict[str, Any]:
 async def states_agree(a: str, b: str) -> bool:
     """Both databases hold the same users and the same event log."""
     queries = (
-        "SELECT user_id, email, name, status, versions::text FROM users ORDER BY user_id",
+        "SELECT user_id, email, name, status, versions FROM users ORDER BY user_id",
         "SELECT source, event_id, outcome FROM user_events ORDER BY source, event_id",
     )
     for query in queries:

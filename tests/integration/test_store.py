@@ -270,8 +270,8 @@ async def test_a_logged_event_the_versions_miss_is_a_duplicate_not_a_rejection(
         async with store.pool.acquire() as conn:  # deleted, at a version before the update
             await conn.execute(
                 "UPDATE users SET status = 'deleted', email = NULL, name = NULL,"
-                " versions = jsonb_build_object('status', versions->'status',"
-                " 'email', versions->'status', 'name', versions->'status')"
+                " versions = jsonb_build_object('status', versions::jsonb->'status',"
+                " 'email', versions::jsonb->'status', 'name', versions::jsonb->'status')"
             )
         async with store.batch() as writer:
             plan = await writer.apply(accepted[1:])  # the update, delivered again
