@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from consumer import __version__
 from consumer.app import run_service
@@ -37,7 +38,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     tune_garbage_collector()
-    return asyncio.run(run_service(settings, migrate=not args.no_migrate))
+    return run_loop(run_service(settings, migrate=not args.no_migrate))
+
+
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run the service's ``main`` on uvloop where it is installed (a dependency on every
+    platform but Windows), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def tune_garbage_collector() -> None:
