@@ -69,16 +69,17 @@ def state_from_row(row: Row) -> UserState:
         if name == email
         else Version.from_json(name)
     )
+    # Positionally, in the field order, as the appliers build it (once per row read).
     return UserState(
-        user_id=row["user_id"],
-        status=row["status"],
-        email=row["email"],
-        name=row["name"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        status_version=status_version,
-        email_version=email_version,
-        name_version=name_version,
+        row["user_id"],
+        row["status"],
+        row["email"],
+        row["name"],
+        row["created_at"],
+        row["updated_at"],
+        status_version,
+        email_version,
+        name_version,
     )
 
 
