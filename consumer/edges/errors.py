@@ -47,6 +47,11 @@ _TRANSIENT_DB = (
     # A pooled connection whose backend was terminated mid-protocol, handed out before
     # asyncpg noticed it was lost; the pool drops it on release.
     asyncpg.InternalClientError,
+    # A statement asyncpg prepared before a migration changed the types it returns (a
+    # replica still running while a newer release migrates): asyncpg drops it from its
+    # cache as it raises, and retries it itself only outside a transaction. The batch's
+    # retry prepares it again.
+    asyncpg.exceptions.InvalidCachedStatementError,
 )
 
 

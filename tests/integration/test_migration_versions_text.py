@@ -8,16 +8,19 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import orjson
+import pytest
 from user_events_schemas import build_event
 
 from consumer.core.decode import decode
 from consumer.core.projection import Version
 from consumer.core.records import KafkaRecord, Outcome, Rejection
 from consumer.core.rows import state_from_row
+from consumer.edges.errors import is_transient
 from consumer.edges.migrate import apply_migrations
 from consumer.edges.store import Store
 from consumer.edges.store_users import USERS
 from consumer.settings import Settings
+from tests.factories import accepted
 
 PLUS_TWO = timezone(timedelta(hours=2))
 CREATED = Version(1, datetime(2026, 1, 1, 9, 0, 0, 500, tzinfo=PLUS_TWO), "/signup", "e1")
@@ -94,3 +97,42 @@ async def test_every_version_survives_the_migration_and_still_decides(database: 
         assert after.name_version == Version.of(decoded)
     finally:
         await store.close()
+
+
+async def test_a_replica_running_across_the_migration_retries_its_batch(database: str) -> None:
+    """A replica still running while another migrates has its users read prepared for a
+    jsonb ``versions``: its next batch fails once, as a transient error, and its retry
+    goes through."""
+    conn = await asyncpg.connect(database)
+    try:
+        await apply_migrations(conn, through=6)
+        store = await Store.open(
+            Settings(database_url=database, db_pool_min_size=1, db_pool_max_size=1)
+        )
+        try:
+            create, rename = (
+                accepted(
+                    build_event(kind, "u1", data, source="/s", sequence=seq, time=CREATED.time),
+                    offset=seq,
+                )
+                for kind, data, seq in (
+                    ("user.created", {"email": "u1@example.com", "name": "A"}, 1),
+                    ("user.updated", {"name": "B"}, 2),
+                )
+            )
+            async with store.batch() as writer:
+                await writer.apply([create])
+            await apply_migrations(conn)  # by another replica, of this release
+
+            with pytest.raises(asyncpg.exceptions.InvalidCachedStatementError) as failed:
+                async with store.batch() as writer:
+                    await writer.apply([rename])
+            assert is_transient(failed.value)
+            async with store.batch() as writer:  # the retry
+                plan = await writer.apply([rename])
+            assert [v.result for v in plan.verdicts] == [Outcome.APPLIED]
+        finally:
+            await store.close()
+        assert await conn.fetchval("SELECT name FROM users WHERE user_id = 'u1'") == "B"
+    finally:
+        await conn.close()

@@ -11,6 +11,7 @@ from consumer.edges.deadletter import REFUSALS, DeadLetterRefused
 from consumer.edges.errors import DatabaseUnreachable, OffsetsMoved, is_transient
 
 TRANSIENT = [
+    asyncpg.exceptions.InvalidCachedStatementError(),
     # the broker out of reach, a leader or coordinator moving, timeouts
     kafka.KafkaConnectionError(),
     kafka.NodeNotReadyError(),
