@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from importlib.metadata import entry_points
@@ -48,7 +49,14 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
         import uvloop
     except ImportError:
         return asyncio.run(main)
-    return uvloop.run(main)
+    try:
+        return uvloop.run(main)
+    finally:
+        # asyncio's loop gives the signals their default handlers back when it closes;
+        # uvloop leaves its own, on a closed loop, so that a SIGTERM or a Ctrl-C during
+        # the interpreter's exit would do nothing.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def tune_garbage_collector() -> None:
