@@ -107,8 +107,10 @@ def apply_event(
 # The three appliers build the next state in one constructor call, positionally, in
 # ``UserState``'s field order (the comments name the fields that do not name themselves):
 # they run once per event, and a call by name cost 0.3 us more (measured), as
-# ``_replace(**changes)`` costs more still. A field added to ``UserState`` makes every
-# call here fail, loudly, until it is given.
+# ``_replace(**changes)`` costs more still. A field added to ``UserState`` without a
+# default makes every call here fail until it is given; fields reordered would pass
+# values to the wrong ones, which tests/unit/test_projection.py's field-by-field
+# assertions and the users row round trip (test_user_rows.py) catch.
 
 
 def _apply_created(

@@ -268,7 +268,7 @@ async def parking_outcome(database: str) -> dict[str, Any]:
 async def states_agree(a: str, b: str) -> bool:
     """Both databases hold the same users and the same event log."""
     queries = (
-        "SELECT user_id, email, name, status, versions FROM users ORDER BY user_id",
+        "SELECT user_id, email, name, status, versions::jsonb FROM users ORDER BY user_id",
         "SELECT source, event_id, outcome FROM user_events ORDER BY source, event_id",
     )
     for query in queries:
