@@ -6,6 +6,8 @@
 -- as much but cost the consumer more in encoding than they saved (README, "Measured").
 -- To query a register by hand: versions::jsonb -> 'email'.
 --
--- Releases before this one keep working against it: they write the document as a
--- string, which a text column takes as it is.
+-- Releases before this one work against it once restarted (they write the document as
+-- a string, which a text column takes as it is); one running while this is applied
+-- fails a batch on its statements prepared for jsonb, and exits (README, "What the
+-- database holds").
 ALTER TABLE users ALTER COLUMN versions TYPE text USING versions::text;
