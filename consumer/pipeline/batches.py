@@ -38,14 +38,15 @@ def split_batch(
     """Decode a fetched batch: valid events, poison records, and the next offset per partition."""
     accepted: Accepted = []
     poison: list[DeadLetter] = []
-    next_offsets: dict[TopicPartition, int] = {}
+    # Keyed by a plain tuple in the loop: a TopicPartition per record cost 0.3 us.
+    last: dict[tuple[str, int], int] = {}
     for record, verdict in decode_all(records, max_bytes):
         if isinstance(verdict, Rejection):
             poison.append((record, verdict))
         else:
             accepted.append((record, verdict))
-        next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-    return accepted, poison, next_offsets
+        last[record.topic, record.partition] = record.offset
+    return accepted, poison, {TopicPartition(*key): at + 1 for key, at in last.items()}
 
 
 @dataclass
