@@ -7,9 +7,10 @@ import math
 from collections import Counter
 
 import pytest
-from user_events_devtools.bench import decode_cost
 from user_events_devtools.benchdata import bench_messages
 from user_events_devtools.histograms import histogram_quantile
+from user_events_devtools.probedata import in_batches, topic_records
+from user_events_devtools.stages import STAGES, prepared_batches, stage_costs
 
 from consumer.core.records import KafkaRecord
 from consumer.core.tracecontext import creation_context
@@ -74,6 +75,20 @@ def test_histogram_quantile_interpolates_within_a_bucket_like_promql() -> None:
     assert histogram_quantile("", "h", 0.5) is None
 
 
-def test_the_bench_measures_decoding_alone_in_microseconds_per_record() -> None:
-    cost = decode_cost(300, 50, repeats=1)
-    assert cost > 0 and math.isfinite(cost)  # a measurement, not a speed target
+def test_the_bench_measures_each_pure_stage_in_microseconds_per_record() -> None:
+    costs = stage_costs(600, 50, batch_size=100, max_bytes=1024 * 1024, repeats=1)
+    assert list(costs) == list(STAGES)
+    # Measurements, not speed targets.
+    assert all(cost > 0 and math.isfinite(cost) for cost in costs.values()), costs
+
+
+def test_the_stages_see_batches_as_the_service_does() -> None:
+    """Later batches find their users' states, and logged keys among their events (the
+    mix's duplicates), so that planning and the look-up rules do the service's work."""
+    placed = topic_records("bench", 6, 2_000, 100)
+    batches = prepared_batches(list(in_batches(placed, 100)), 1024 * 1024)
+    assert len(batches) > 6
+    assert sum(len(b.states_before) for b in batches) > 100
+    assert sum(len(b.logged_keys) for b in batches) > 10
+    assert all(len(b.user_rows) == len(b.states_before) for b in batches)
+    assert all(b.plan.verdicts for b in batches)
