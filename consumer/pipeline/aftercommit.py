@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.core.batchplan import BatchPlan
+from consumer.core.batchplan import BatchPlan, Verdict
 from consumer.core.records import Outcome, Rejection
 from consumer.edges import metrics
 from consumer.edges.deadletter import DeadLetter
@@ -170,10 +170,7 @@ def record_metrics(committed: CommittedBatch) -> Counter[Outcome]:
     if plan.parked or plan.healed or plan.released:
         count_parking(plan)
         log_parking(plan)
-    now = committed.committed_at_wall
-    metrics.EVENT_AGE.observe_many(
-        [max(0.0, now - verdict.event.time.timestamp()) for verdict in plan.logged]
-    )
+    metrics.EVENT_AGE.observe_many(event_ages(plan.logged, committed.committed_at_wall))
     metrics.BATCH_DURATION.observe(committed.committed_at - committed.batch.started)
     metrics.LAST_COMMIT.set(committed.committed_at_wall)
     log.debug(
@@ -185,6 +182,12 @@ def record_metrics(committed: CommittedBatch) -> Counter[Outcome]:
         },
     )
     return outcomes
+
+
+def event_ages(logged: Sequence[Verdict], now: float) -> list[float]:
+    """Seconds from each logged event's ``time`` to ``now`` (never below zero: a
+    publisher's clock may run ahead)."""
+    return [max(0.0, now - verdict.event.time.timestamp()) for verdict in logged]
 
 
 def log_dead_letters(dead: Sequence[DeadLetter], plan: BatchPlan) -> None:

@@ -28,6 +28,7 @@ from consumer.core.erasure import sealing_keys
 from consumer.core.records import KafkaRecord
 from consumer.core.rows import USER_COLUMNS, event_rows, state_from_row, user_rows
 from consumer.core.sealing import Sealer, new_key
+from consumer.pipeline.aftercommit import event_ages
 from consumer.pipeline.batches import DECODE_CHUNK, Accepted, split_batch
 from user_events_devtools.probedata import in_batches, topic_records
 
@@ -54,7 +55,8 @@ class StageBatch:
     owners: dict[str, str]  # who holds the emails it claims
     user_rows: list[dict[str, Any]]
     plan: BatchPlan
-    keys: dict[str, bytes | None]
+    keys: dict[str, bytes | None]  # its users' keys before it
+    keys_after: dict[str, bytes | None]  # and after it (new users', deleted ones' gone)
 
 
 def stage_costs(
@@ -75,8 +77,8 @@ def stage_costs(
         ),
         "plan": lambda b: Planner(b.states_before, b.logged_keys, b.owners).decide(b.accepted),
         "log rows": _log_rows,
-        "users rows": lambda b: user_rows(b.plan.users.values(), b.keys),
-        "event age": lambda b: [max(0.0, now - v.event.time.timestamp()) for v in b.plan.logged],
+        "users rows": lambda b: user_rows(b.plan.users.values(), b.keys_after),
+        "event age": lambda b: event_ages(b.plan.logged, now),
     }
     return {name: _best(work[name], batches, repeats) / records * 1e6 for name in STAGES}
 
@@ -116,10 +118,11 @@ def prepared_batches(batches: list[Sequence[KafkaRecord]], max_bytes: int) -> li
                 owners,
                 [dict(zip(USER_COLUMNS, row, strict=True)) for row in rows],
                 plan,
-                dict(keys),
+                keys,
+                keys_after := sealing_keys(plan.logged, keys, new_key)[1],
             )
         )
-        _, keys = sealing_keys(plan.logged, keys, new_key)
+        keys = keys_after
     return prepared
 
 
