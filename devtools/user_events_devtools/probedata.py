@@ -12,19 +12,20 @@ heals are rejected here, and left out of the rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from consumer.core.batchplan import BatchPlan, Planner
-from consumer.core.decode import decode_all
+from consumer.core.batchplan import BatchPlan, Planner, claimed_emails
 from consumer.core.erasure import sealing_keys
-from consumer.core.records import KafkaRecord, Rejection
-from consumer.core.rows import event_rows, user_rows
+from consumer.core.projection import EventKey, UserState
+from consumer.core.records import KafkaRecord
+from consumer.core.rows import USER_COLUMNS, event_rows, user_rows
 from consumer.core.sealing import Sealer, new_key
+from consumer.pipeline.batches import Accepted, split_batch
 from user_events_devtools.benchdata import bench_messages
 
 
@@ -70,28 +71,68 @@ def in_batches(
         yield from (batch for batch in turn if batch is not None)
 
 
-def service_rows(
-    batches: Iterator[Sequence[KafkaRecord]], max_message_bytes: int
-) -> list[BatchRows]:
-    """The rows the service writes for each batch, deciding each against the state the
-    batches before it left (what the service reads back from the database)."""
+@dataclass(frozen=True, slots=True)
+class DecidedBatch:
+    """One batch decided as the service decides it, with what each step took and gave."""
+
+    records: Sequence[KafkaRecord]
+    accepted: Accepted
+    states_before: dict[str, UserState]  # its users' states as the batch found them
+    read_rows: list[dict[str, Any]]  # the same, as the users rows the read returns
+    logged_keys: list[EventKey]  # of its events, those logged before it
+    owners: dict[str, str]  # who holds the emails it claims
+    plan: BatchPlan
+    keys: dict[str, bytes | None]  # its users' keys before it
+    sealed_with: list[bytes | None]  # per logged event, the key that seals it
+    keys_after: dict[str, bytes | None]  # and the keys after it
+
+
+def decided_batches(
+    batches: Iterable[Sequence[KafkaRecord]], max_message_bytes: int
+) -> list[DecidedBatch]:
+    """Each batch decided against the state the batches before it left (what the service
+    reads back from the database)."""
     planner = Planner({}, [], {})
     keys: dict[str, bytes | None] = {}
-    written = []
-    for batch in batches:
-        accepted = [
-            (record, verdict)
-            for record, verdict in decode_all(batch, max_message_bytes)
-            if not isinstance(verdict, Rejection)
+    decided = []
+    for records in batches:
+        accepted, _, _ = split_batch(records, max_message_bytes)
+        subjects = {event.subject for _, event in accepted}
+        before = {u: s for u, s in planner.current.items() if u in subjects}
+        logged = [k for _, e in accepted if (k := (e.source, e.id)) in planner.seen]
+        owners = {e: planner.owners[e] for e in claimed_emails(accepted) if e in planner.owners}
+        read_rows = [
+            dict(zip(USER_COLUMNS, r, strict=True)) for r in user_rows(before.values(), keys)
         ]
         planner = Planner(planner.current, planner.seen, planner.owners)
         plan = BatchPlan(planner.decide(accepted), planner.users)
-        logged = plan.logged
-        sealed_with, keys = sealing_keys(logged, keys, new_key)
-        written.append(
-            BatchRows(
-                event_rows(logged, sealed_with, Sealer(len(logged))),
-                user_rows(plan.users.values(), keys),
+        sealed_with, keys_after = sealing_keys(plan.logged, keys, new_key)
+        decided.append(
+            DecidedBatch(
+                records,
+                accepted,
+                before,
+                read_rows,
+                logged,
+                owners,
+                plan,
+                keys,
+                sealed_with,
+                keys_after,
             )
         )
-    return written
+        keys = keys_after
+    return decided
+
+
+def service_rows(
+    batches: Iterable[Sequence[KafkaRecord]], max_message_bytes: int
+) -> list[BatchRows]:
+    """The rows the service writes for each batch (``decided_batches``)."""
+    return [
+        BatchRows(
+            event_rows(b.plan.logged, b.sealed_with, Sealer(len(b.plan.logged))),
+            user_rows(b.plan.users.values(), b.keys_after),
+        )
+        for b in decided_batches(batches, max_message_bytes)
+    ]

@@ -19,18 +19,16 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from consumer.core.batchplan import BatchPlan, Planner, claimed_emails
+from consumer.core.batchplan import Planner, claimed_emails
 from consumer.core.dedupe import possibly_logged
 from consumer.core.erasure import sealing_keys
 from consumer.core.records import KafkaRecord
-from consumer.core.rows import USER_COLUMNS, event_rows, state_from_row, user_rows
+from consumer.core.rows import event_rows, state_from_row, user_rows
 from consumer.core.sealing import Sealer, new_key
 from consumer.pipeline.aftercommit import event_ages
-from consumer.pipeline.batches import DECODE_CHUNK, Accepted, split_batch
-from user_events_devtools.probedata import in_batches, topic_records
+from consumer.pipeline.batches import DECODE_CHUNK, split_batch
+from user_events_devtools.probedata import DecidedBatch, decided_batches, in_batches, topic_records
 
 # The stages, in the order a batch meets them.
 STAGES = (
@@ -44,21 +42,6 @@ STAGES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StageBatch:
-    """One batch, carried through the stages: what each stage needs from the last."""
-
-    records: Sequence[KafkaRecord]
-    accepted: Accepted
-    states_before: dict[str, Any]
-    logged_keys: list[tuple[str, str]]  # of its events, those logged before it
-    owners: dict[str, str]  # who holds the emails it claims
-    user_rows: list[dict[str, Any]]
-    plan: BatchPlan
-    keys: dict[str, bytes | None]  # its users' keys before it
-    keys_after: dict[str, bytes | None]  # and after it (new users', deleted ones' gone)
-
-
 def stage_costs(
     total: int, users: int, batch_size: int, max_bytes: int, repeats: int = 3
 ) -> dict[str, float]:
@@ -66,11 +49,11 @@ def stage_costs(
     first records (at most 50,000) in batches of ``batch_size``."""
     placed = topic_records("bench", 6, min(total, 50_000), users)
     records = sum(len(r) for r in placed.values())
-    batches = prepared_batches(list(in_batches(placed, batch_size)), max_bytes)
+    batches = decided_batches(list(in_batches(placed, batch_size)), max_bytes)
     now = time.time()
-    work: dict[str, Callable[[StageBatch], object]] = {
+    work: dict[str, Callable[[DecidedBatch], object]] = {
         "decode": lambda b: _decode(b.records, max_bytes),
-        "read rows": lambda b: [state_from_row(row) for row in b.user_rows],
+        "read rows": lambda b: [state_from_row(row) for row in b.read_rows],
         "look-up rules": lambda b: (
             claimed_emails(b.accepted),
             possibly_logged(b.accepted, b.states_before),
@@ -88,45 +71,15 @@ def _decode(records: Sequence[KafkaRecord], max_bytes: int) -> None:
         split_batch(records[start : start + DECODE_CHUNK], max_bytes)
 
 
-def _log_rows(batch: StageBatch) -> object:
+def _log_rows(batch: DecidedBatch) -> object:
     logged = batch.plan.logged
     sealed_with, _ = sealing_keys(logged, batch.keys, new_key)
     return event_rows(logged, sealed_with, Sealer(len(logged)))
 
 
-def prepared_batches(batches: list[Sequence[KafkaRecord]], max_bytes: int) -> list[StageBatch]:
-    """Each batch with what its stages take: its events, its users' states before it
-    (and their rows, as the read returns them), its plan and its users' keys."""
-    planner = Planner({}, [], {})
-    keys: dict[str, bytes | None] = {}
-    prepared = []
-    for records in batches:
-        accepted, _, _ = split_batch(records, max_bytes)
-        subjects = {event.subject for _, event in accepted}
-        before = {u: s for u, s in planner.current.items() if u in subjects}
-        logged = [k for _, e in accepted if (k := (e.source, e.id)) in planner.seen]
-        owners = {e: planner.owners[e] for e in claimed_emails(accepted) if e in planner.owners}
-        rows = user_rows(before.values(), keys)
-        planner = Planner(planner.current, planner.seen, planner.owners)
-        plan = BatchPlan(planner.decide(accepted), planner.users)
-        prepared.append(
-            StageBatch(
-                records,
-                accepted,
-                before,
-                logged,
-                owners,
-                [dict(zip(USER_COLUMNS, row, strict=True)) for row in rows],
-                plan,
-                keys,
-                keys_after := sealing_keys(plan.logged, keys, new_key)[1],
-            )
-        )
-        keys = keys_after
-    return prepared
-
-
-def _best(stage: Callable[[StageBatch], object], batches: list[StageBatch], repeats: int) -> float:
+def _best(
+    stage: Callable[[DecidedBatch], object], batches: list[DecidedBatch], repeats: int
+) -> float:
     """The least CPU time of ``repeats`` passes of ``stage`` over every batch."""
     best = float("inf")
     collecting = gc.isenabled()

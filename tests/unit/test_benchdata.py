@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 from user_events_devtools.benchdata import bench_messages
 from user_events_devtools.histograms import histogram_quantile
-from user_events_devtools.probedata import in_batches, topic_records
-from user_events_devtools.stages import STAGES, prepared_batches, stage_costs
+from user_events_devtools.probedata import decided_batches, in_batches, topic_records
+from user_events_devtools.stages import STAGES, stage_costs
 
 from consumer.core.records import KafkaRecord
 from consumer.core.tracecontext import creation_context
@@ -86,9 +86,9 @@ def test_the_stages_see_batches_as_the_service_does() -> None:
     """Later batches find their users' states, and logged keys among their events (the
     mix's duplicates), so that planning and the look-up rules do the service's work."""
     placed = topic_records("bench", 6, 2_000, 100)
-    batches = prepared_batches(list(in_batches(placed, 100)), 1024 * 1024)
+    batches = decided_batches(list(in_batches(placed, 100)), 1024 * 1024)
     assert len(batches) > 6
     assert sum(len(b.states_before) for b in batches) > 100
     assert sum(len(b.logged_keys) for b in batches) > 10
-    assert all(len(b.user_rows) == len(b.states_before) for b in batches)
+    assert all(len(b.read_rows) == len(b.states_before) for b in batches)
     assert all(b.plan.verdicts for b in batches)
