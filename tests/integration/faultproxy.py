@@ -37,17 +37,13 @@ class FaultProxy:
         self.mode = mode
         if mode == "refuse":
             await self._unlisten()
-            for writer in list(self._writers):
-                _reset(writer)
         elif self._server is None:
             await self._listen()
 
     async def stop(self) -> None:
-        await self._unlisten()
         for task in list(self._links):
             task.cancel()
-        for writer in list(self._writers):
-            _reset(writer)
+        await self._unlisten()
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
@@ -55,10 +51,15 @@ class FaultProxy:
         )
 
     async def _unlisten(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening and reset the open connections. The resets come before
+        ``wait_closed``: since Python 3.12.1 it waits for the server's connections."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            _reset(writer)
+        if server is not None:
+            await server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
