@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import pytest
@@ -220,3 +221,23 @@ async def test_a_commit_failing_as_the_service_stops_is_still_tried_once_more(
     await asyncio.wait_for(member.after.finish(), aftercommit.KAFKA_COMMIT_RETRY_SECONDS / 2)
     assert consumer.commits == [{p0: 5}, {p0: 5}]
     assert consumer.kafka_committed == {p0: 5}
+
+
+def test_an_event_s_age_is_seconds_from_its_time_to_the_commit_and_never_below_zero() -> None:
+    at = datetime(2026, 12, 6, 10, 0, 0, tzinfo=UTC)
+    plan = plan_batch(
+        [
+            accepted(created("u1", at=at - timedelta(seconds=90, microseconds=500_000))),
+            # The same instant two hours east: its offset counts.
+            accepted(created("u2", time="2026-12-06T11:59:00+02:00")),
+            # A publisher's clock ahead of ours.
+            accepted(created("u3", at=at + timedelta(seconds=5))),
+        ],
+        {},
+        [],
+        {},
+    )
+
+    ages = aftercommit.event_ages(plan.logged, at.timestamp())
+
+    assert ages == pytest.approx([90.5, 60.0, 0.0])
