@@ -151,7 +151,7 @@ def event_rows(
                 record.partition,
                 record.offset,
                 payload,
-                str(v.result),
+                v.result,  # an Outcome, a str: asyncpg writes it as its text, without a call
                 None if key is None or personal is None else seal(key, event.subject, personal),
                 since,
             )
