@@ -3,7 +3,9 @@
 # virtual environment, then copy that environment into a clean slim image that runs as a
 # non-root user. Build: docker build -t user-events-consumer .
 
-FROM python:3.11-slim AS builder
+# Python 3.13: the same code costs about 7% less CPU per event in `run` than on 3.11
+# (README, Throughput). Both stages on one image: the venv is copied between them.
+FROM python:3.13-slim AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -24,7 +26,7 @@ RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels ./schemas . \
     && /opt/venv/bin/pip install /wheels/*.whl
 
 
-FROM python:3.11-slim AS runtime
+FROM python:3.13-slim AS runtime
 
 LABEL org.opencontainers.image.title="user-events-consumer" \
       org.opencontainers.image.description="Consumes CloudEvents user events from Kafka into PostgreSQL"

@@ -54,7 +54,9 @@ def test_multi_stage_slim_runtime_with_runtime_dependencies_only() -> None:
     builder_name = all_stages[0][0][1].split()[-1]
     assert " AS " in all_stages[0][0][1].upper()
     final = all_stages[-1]
-    assert final[0][1].split()[0] == "python:3.11-slim"
+    assert final[0][1].split()[0] == "python:3.13-slim"
+    # The environment is copied between the stages: one Python builds and runs it.
+    assert all_stages[0][0][1].split()[0] == final[0][1].split()[0]
     # The final stage takes the built environment from the builder, not the sources.
     copies = [args for keyword, args in final if keyword == "COPY"]
     assert copies and all(f"--from={builder_name}" in args for args in copies), copies
