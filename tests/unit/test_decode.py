@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timezone
 from functools import partial
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator, core_schema
 from user_events_schemas import binary_record, build_event, structured_record
+from user_events_schemas.models import RFC3339_PATTERN, EventTime
 
 from consumer.core import decode as decode_module
 from consumer.core.decode import decode, decode_all, stored_parts, stored_payload
@@ -315,3 +322,58 @@ def test_header_names_count_in_bytes_not_characters() -> None:
     verdict = decode(record, limit)
     assert isinstance(verdict, Rejection) and verdict.reason is Reason.TOO_LARGE
     assert not isinstance(decode(record, limit + 1), Rejection)
+
+
+# The contract's time as pydantic's own datetime parser reads it, with the range the log
+# can store: what the contract parsed with until its times took the standard library's
+# zones (``models._instant``).
+_PYDANTIC_TIME = SchemaValidator(
+    core_schema.datetime_schema(
+        tz_constraint="aware",
+        ge=datetime(1, 1, 1, tzinfo=UTC),
+        le=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    )
+)
+_OFFSETS = st.sampled_from(["Z", "z", "+00:00", "-00:00"]) | st.builds(
+    "{}{:02d}:{:02d}".format, st.sampled_from("+-"), st.integers(0, 29), st.integers(0, 69)
+)
+
+
+@st.composite
+def rfc3339_texts(draw: st.DrawFn) -> str:
+    """Texts the contract's pattern passes: real dates and times near and far from the
+    ends of the range, and impossible ones (a 30 February, an hour 24, a second 60)."""
+    year = draw(st.sampled_from([1, 2, 1970, 2026, 9998, 9999]) | st.integers(0, 9999))
+    month, day = draw(st.integers(0, 13)), draw(st.integers(0, 32))
+    hour, minute, second = (
+        draw(st.integers(0, 25)),
+        draw(st.integers(0, 60)),
+        draw(st.integers(0, 61)),
+    )
+    fraction = draw(st.sampled_from(["", ".0", ".5", ".999999", ".123456789"]))
+    when = f"{year:04d}-{month:02d}-{day:02d}{draw(st.sampled_from('Tt'))}"
+    return f"{when}{hour:02d}:{minute:02d}:{second:02d}{fraction}{draw(_OFFSETS)}"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(rfc3339_texts())
+def test_the_contract_reads_a_time_as_pydantic_s_parser_does_with_the_standard_zones(
+    text: str,
+) -> None:
+    assert re.fullmatch(RFC3339_PATTERN, text)
+    encoded = json.dumps(text).encode()
+    try:
+        expected = _PYDANTIC_TIME.validate_json(encoded)
+    except ValidationError:
+        expected = None
+    try:
+        parsed = TypeAdapter(EventTime).validate_json(encoded)
+    except ValidationError as exc:
+        assert expected is None, text
+        assert [e["type"] for e in exc.errors()] == ["time_out_of_range"], text
+        return
+    assert expected is not None, text
+    # The same instant and the same offset, in a zone of the standard library's.
+    assert parsed == expected and parsed.utcoffset() == expected.utcoffset(), text
+    assert parsed.replace(tzinfo=None) == expected.replace(tzinfo=None), text
+    assert type(parsed.tzinfo) is timezone, text
