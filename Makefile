@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test fuzz chaos lint typecheck bench schemas clean
+.PHONY: dev test fuzz chaos lint typecheck bench compare schemas clean
 
 $(STAMP): pyproject.toml schemas/pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/user-events-consumer bench
+
+# This checkout's drains against another version's, alternating: make compare BASE=main
+BASE ?= main
+ROUNDS ?= 5
+compare: $(STAMP)
+	$(BIN)/user-events-consumer compare $(BASE) . --rounds $(ROUNDS)
 
 # The contract's build steps (schemas/schemagen/, not in its wheel): the JSON Schema files
 # of the package and schemas/asyncapi.yaml, from the models.

@@ -30,6 +30,7 @@ names a function that adds its subparser, ``add_parser(commands)``, as the tools
 DEVTOOLS_COMMANDS = {
     "dev": "run everything locally on embedded servers with demo events",
     "bench": "measure throughput, latency and memory on real servers",
+    "compare": "drain with two versions of the code, alternating, and compare",
 }
 DEVTOOLS_INSTALL = "pip install ./devtools (from a checkout of the repository)"
 EXIT_NOT_INSTALLED = 2
