@@ -45,7 +45,7 @@ bench: $(STAMP)
 BASE ?= main
 ROUNDS ?= 5
 compare: $(STAMP)
-	$(BIN)/user-events-consumer compare $(BASE) . --rounds $(ROUNDS)
+	$(BIN)/user-events-consumer compare $(BASE) . --rounds $(ROUNDS) --python $(PYTHON)
 
 # The contract's build steps (schemas/schemagen/, not in its wheel): the JSON Schema files
 # of the package and schemas/asyncapi.yaml, from the models.

@@ -1,16 +1,17 @@
 """`user-events-consumer compare`: the bench's drain, for two versions of the code side by
 side, in alternating runs on one machine: what the README's lever tables rest on.
 
-One drain moves by 10 to 20% from the next on a shared machine, more than most levers
+One drain moves by 10 to 25% from the next on a shared machine, more than most levers
 are worth; so each side is drained several times, in the order A B, B A, A B, ... (a drift
 of the machine over the hour falls on both sides alike), each with its own copy of the
 code and of the bench, and the report gives each side's medians and, round by round, the
 differences between the two sides' drains of one round. A lever shows when the second
-side is lower in most rounds, not when one median is.
+side does better in most rounds, not when one median does.
 
 A side is a git ref, checked out in a worktree of its own under ``--work`` with its own
 virtual environment (the ref's own ``make .venv/.installed``), or ``.``: the checkout the
-command runs in, as it is. Planning and arithmetic first, pure; the runs last.
+command runs in, as it is. Both must run on one Python, or the comparison would measure
+the interpreter. Planning and arithmetic first, pure; the runs last.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,23 +32,48 @@ WORKING_TREE = "."
 FIGURES = ("events_per_second", "us_per_event", "postgres_us_per_event")
 _LOWER_IS_BETTER = {"events_per_second": False, "us_per_event": True, "postgres_us_per_event": True}
 
+Result = Mapping[str, Any]
+Results = list[Result | None]  # a side's drains by round; None where one failed
 
-def run_order(sides: Sequence[str], rounds: int) -> list[tuple[int, str]]:
-    """(round, side) in the order to drain: the sides as given in even rounds, reversed in
-    odd ones, so that neither side always runs first."""
-    order: list[tuple[int, str]] = []
+
+def run_order(rounds: int) -> list[tuple[int, int]]:
+    """(round, side: 0 or 1) in the order to drain: the first side first in even rounds,
+    the second in odd ones, so that neither always runs first."""
+    order: list[tuple[int, int]] = []
     for i in range(rounds):
-        names = sides if i % 2 == 0 else list(reversed(sides))
-        order += [(i, name) for name in names]
+        order += [(i, side) for side in ((0, 1) if i % 2 == 0 else (1, 0))]
     return order
+
+
+def run_rounds(rounds: int, drain: Callable[[int, int], Result | None]) -> tuple[Results, Results]:
+    """Each side's results by round, drained in ``run_order``; ``drain(round, side)``
+    gives None when a drain failed, which keeps its round's place."""
+    results: tuple[Results, Results] = ([None] * rounds, [None] * rounds)
+    for round_, side in run_order(rounds):
+        results[side][round_] = drain(round_, side)
+    return results
+
+
+def in_both(first: Results, second: Results) -> tuple[Results, Results]:
+    """The rounds both sides drained, the others None on both sides: the medians and the
+    differences then cover the same rounds, and a failed drain does not leave the other
+    side's drain of that round to tilt a median."""
+    both = [a is not None and b is not None for a, b in zip(first, second, strict=True)]
+    return (
+        [r if ok else None for r, ok in zip(first, both, strict=True)],
+        [r if ok else None for r, ok in zip(second, both, strict=True)],
+    )
 
 
 @dataclass(frozen=True)
 class SideFigures:
-    """One side's drains: each figure's median and its runs, in round order."""
+    """One side's drains over the rounds compared: each figure's median and its values in
+    round order. ``side`` is as given; ``commit`` what it ran (``+dirty``: with changes
+    not committed)."""
 
     side: str
-    runs: int
+    commit: str
+    rounds: int
     medians: dict[str, float | None]
     each: dict[str, list[float | None]]
 
@@ -62,11 +88,11 @@ class Paired:
     better_in: int  # rounds where the second side did better (lower CPU, higher rate)
 
 
-def side_figures(side: str, results: Sequence[Mapping[str, Any] | None]) -> SideFigures:
-    """``results``: the side's drain results by round (None: that drain failed)."""
+def side_figures(side: str, commit: str, results: Results) -> SideFigures:
     each = {f: [None if r is None else r.get(f) for r in results] for f in FIGURES}
     return SideFigures(
         side,
+        commit,
         sum(r is not None for r in results),
         {f: _median(values) for f, values in each.items()},
         each,
@@ -79,7 +105,7 @@ def paired(first: SideFigures, second: SideFigures) -> list[Paired]:
     for figure in FIGURES:
         differences = [
             b - a
-            for a, b in zip(first.each[figure], second.each[figure], strict=False)
+            for a, b in zip(first.each[figure], second.each[figure], strict=True)
             if a is not None and b is not None
         ]
         lower = _LOWER_IS_BETTER[figure]
@@ -93,24 +119,33 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def venv_python(pyvenv_cfg: str) -> str | None:
+    """The Python version a virtual environment's ``pyvenv.cfg`` names."""
+    for line in pyvenv_cfg.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("version", "version_info"):
+            return value.strip()
+    return None
+
+
 def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
     """The printed comparison: each side's medians, then the paired differences."""
 
     def fmt(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:,.{digits}f}"
 
-    lines = [
-        f"{'side':<24} {'drains':>6} {'events/s':>10} {'run us/ev':>10} {'PG us/ev':>9}",
-    ]
+    lines = [f"{'side':<30} {'rounds':>6} {'events/s':>10} {'run us/ev':>10} {'PG us/ev':>9}"]
     for s in (first, second):
         m = s.medians
         lines.append(
-            f"{s.side[:24]:<24} {s.runs:>6} {fmt(m['events_per_second'], 0):>10} "
-            f"{fmt(m['us_per_event'], 1):>10} {fmt(m['postgres_us_per_event'], 1):>9}"
+            f"{f'{s.side} @ {s.commit[:12]}'[-30:]:<30} {s.rounds:>6} "
+            f"{fmt(m['events_per_second'], 0):>10} {fmt(m['us_per_event'], 1):>10} "
+            f"{fmt(m['postgres_us_per_event'], 1):>9}"
         )
-    lines.append(
-        f"medians of each side's drains; {second.side} against {first.side}, round by round:"
-    )
+    lines += [
+        "(medians over the rounds both sides drained)",
+        f"second ({second.side}) minus first ({first.side}), round by round:",
+    ]
     for p in paired(first, second):
         digits = 0 if p.figure == "events_per_second" else 1
         signed = "-" if p.median is None else f"{p.median:+,.{digits}f}"
@@ -126,36 +161,59 @@ def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
 # --- the runs ---------------------------------------------------------------------------------
 
 
-def prepare(side: str, work: Path, python: str) -> Path:
-    """The side's checkout, with its virtual environment installed by its own Makefile:
-    the working tree itself, or a worktree of the commit the ref names now (named by the
-    commit, so that a ref that moved is never drained from an older checkout)."""
-    if side == WORKING_TREE:
-        tree = Path.cwd()
-    else:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--verify", f"{side}^{{commit}}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        tree = work / commit[:12]
-        if not tree.exists():
-            work.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], check=True)
-    subprocess.run(["make", "-C", str(tree), ".venv/.installed", f"PYTHON={python}"], check=True)
-    return tree
+class NotPrepared(Exception):
+    """A side could not be checked out or installed."""
 
 
-def drain(tree: Path, out: Path, bench_args: Sequence[str]) -> dict[str, Any] | None:
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def prepare(side: str, root: Path, work: Path, python: str) -> tuple[Path, str]:
+    """The side's checkout, with its virtual environment installed by its own Makefile,
+    and the commit it runs: the checkout at ``root`` itself, or a worktree of the commit
+    the ref names now (named by the commit, so that a ref that moved is never drained from
+    an older checkout). A virtual environment already there is kept: its Python is checked
+    by the caller."""
+    try:
+        if side == WORKING_TREE:
+            tree = root
+            changed = _git("status", "--porcelain", "--untracked-files=no", cwd=root)
+            commit = _git("rev-parse", "HEAD", cwd=root) + ("+dirty" if changed else "")
+        else:
+            try:
+                commit = _git("rev-parse", "--verify", "--quiet", f"{side}^{{commit}}", cwd=root)
+            except subprocess.CalledProcessError:
+                raise NotPrepared(f"side {side!r}: it names no commit") from None
+            tree = work / commit[:12]
+            if not tree.exists():
+                work.mkdir(parents=True, exist_ok=True)
+                _git("worktree", "add", "--detach", str(tree), commit, cwd=root)
+        subprocess.run(
+            ["make", "-C", str(tree), ".venv/.installed", f"PYTHON={python}"], check=True
+        )
+    except subprocess.CalledProcessError as exc:
+        why = (exc.stderr or "").strip() or f"{exc.cmd[0]} exited with {exc.returncode}"
+        raise NotPrepared(f"side {side!r}: {why}") from None
+    except OSError as exc:
+        raise NotPrepared(f"side {side!r}: {exc}") from None
+    return tree, commit
+
+
+def drain(tree: Path, out: Path, bench_args: Sequence[str]) -> Result | None:
     """One drain with the side's own bench; its service result, or None if it failed."""
     command = [str(tree / ".venv/bin/user-events-consumer"), "bench", "--mode", "drain"]
     command += ["--skip-baseline", *bench_args, "--json", str(out)]
     with out.with_suffix(".log").open("w") as log:
         done = subprocess.run(command, cwd=tree, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0 or not out.exists():
+    if done.returncode != 0:
         return None
-    result: dict[str, Any] = json.loads(out.read_text())["results"][0]
+    try:
+        result: Result = json.loads(out.read_text())["results"][0]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
     return result
 
 
@@ -170,9 +228,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else embedded servers.",
     )
     compare.epilog = (
-        "Exit codes: 0 every drain of both sides measured; 1 a drain failed (its log is "
-        "beside its results); 2 a side could not be prepared (an unknown ref, a failed "
-        "install). See the README's Throughput section."
+        "Exit codes: 0 every drain of both sides measured; 1 some drain failed (its log is "
+        "beside its results); 2 nothing was compared: a side could not be prepared (an "
+        "unknown ref, a failed install), the sides' Pythons differ, or no drain measured. "
+        "See the README's Throughput section."
     )
     compare.add_argument("first", help="the side compared against, e.g. main or a commit")
     compare.add_argument("second", nargs="?", default=WORKING_TREE, help="default: '.'")
@@ -182,11 +241,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     compare.add_argument("--members", type=int, default=1, help="`run` processes per drain")
     compare.add_argument(
         "--python",
-        default=Path(sys.base_prefix, "bin", "python3").as_posix(),
-        help="the interpreter of a side's virtual environment (default: this one's)",
+        default=sys.executable,
+        help="the interpreter a new worktree's virtual environment is built with (default: "
+        "this one); both sides must run on one Python version",
     )
     compare.add_argument(
-        "--work", default=".bench-compare", help="where the sides' worktrees and results go"
+        "--work",
+        help="where the worktrees and the results go (default: .bench-compare in the checkout)",
     )
     compare.set_defaults(handler=_cmd_compare)
 
@@ -199,44 +260,64 @@ def _positive(text: str) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    work = Path(args.work).resolve()
-    sides = [args.first, args.second]
     try:
-        trees = {side: prepare(side, work, args.python) for side in dict.fromkeys(sides)}
-    except subprocess.CalledProcessError as exc:
-        why = (exc.stderr or "").strip() or f"exit code {exc.returncode}"
-        print(f"compare: could not prepare {' '.join(exc.cmd)}: {why}", file=sys.stderr)
+        root = Path(_git("rev-parse", "--show-toplevel"))
+    except (subprocess.CalledProcessError, OSError):
+        print("compare: not in a git checkout", file=sys.stderr)
         return 2
+    work = Path(args.work).resolve() if args.work else root / ".bench-compare"
+    sides = (args.first, args.second)
+    prepared: dict[str, tuple[Path, str]] = {}
+    try:  # the checkout first: the quickest to fail
+        for side in sorted(set(sides), key=lambda s: s != WORKING_TREE):
+            prepared[side] = prepare(side, root, work, args.python)
+    except NotPrepared as exc:
+        print(f"compare: could not prepare {exc}", file=sys.stderr)
+        return 2
+    pythons = {side: _python_of(tree) for side, (tree, _) in prepared.items()}
+    if len(set(pythons.values())) > 1:
+        print(f"compare: the sides run on different Pythons: {pythons}", file=sys.stderr)
+        return 2
+    bench_args = ["--events", str(args.events), "--users", str(args.users)]
+    if args.members != 1:  # refs older than --members refuse it
+        bench_args += ["--members", str(args.members)]
     names = [
         f"{which}-{_label(side)}" for which, side in zip(("first", "second"), sides, strict=True)
     ]
-    bench_args = ["--events", str(args.events), "--users", str(args.users)]
-    bench_args += ["--members", str(args.members)]
-    results: dict[str, list[dict[str, Any] | None]] = {name: [] for name in names}
-    out_dir = work / "results"  # the last comparison's
+    out_dir = work / "compare-results"  # the last comparison's
     shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    for round_, name in run_order(names, args.rounds):
-        side = sides[names.index(name)]
-        result = drain(trees[side], out_dir / f"{name}-{round_ + 1}.json", bench_args)
-        results[name].append(result)
-        print(f"round {round_ + 1}: {side}: " + _one_line(result), flush=True)
-    first, second = (side_figures(side, results[n]) for side, n in zip(sides, names, strict=True))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def drain_side(round_: int, side: int) -> Result | None:
+        tree = prepared[sides[side]][0]
+        result = drain(tree, out_dir / f"{names[side]}-{round_ + 1}.json", bench_args)
+        print(f"round {round_ + 1}: {names[side]}: {_one_line(result)}", flush=True)
+        return result
+
+    drained = run_rounds(args.rounds, drain_side)
+    first, second = (
+        side_figures(side, prepared[side][1], results)
+        for side, results in zip(sides, in_both(*drained), strict=True)
+    )
     for line in report_lines(first, second):
         print(line)
     summary = out_dir / "compare-results.json"
-    summary.write_text(
-        json.dumps(
-            {
-                "sides": [asdict(first), asdict(second)],
-                "paired": [asdict(p) for p in paired(first, second)],
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    comparison = {
+        "python": next(iter(pythons.values())),
+        "sides": [asdict(first), asdict(second)],
+        "paired": [asdict(p) for p in paired(first, second)],
+    }
+    summary.write_text(json.dumps(comparison, indent=2) + "\n")
     print(f"results written to {summary}")
-    return 0 if first.runs == second.runs == args.rounds else 1
+    measured = sum(r is not None for results in drained for r in results)
+    return 0 if measured == 2 * args.rounds else 2 if measured == 0 else 1
+
+
+def _python_of(tree: Path) -> str | None:
+    try:
+        return venv_python((tree / ".venv/pyvenv.cfg").read_text())
+    except OSError:
+        return None
 
 
 def _label(side: str) -> str:
@@ -244,7 +325,7 @@ def _label(side: str) -> str:
     return "checkout" if side == WORKING_TREE else side.replace("/", "_")
 
 
-def _one_line(result: Mapping[str, Any] | None) -> str:
+def _one_line(result: Result | None) -> str:
     if result is None:
         return "failed (see its .log)"
 

@@ -1,12 +1,21 @@
-"""`compare`'s plan and arithmetic, without I/O: the alternating order, each side's medians
-with a failed drain among them, and the round-by-round differences."""
+"""`compare`'s plan and arithmetic, without I/O: the alternating order, rounds kept in
+place when a drain fails and compared only where both sides drained, the medians, the
+round-by-round differences and the report."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from user_events_devtools.compare import paired, report_lines, run_order, side_figures
+from user_events_devtools.compare import (
+    in_both,
+    paired,
+    report_lines,
+    run_order,
+    run_rounds,
+    side_figures,
+    venv_python,
+)
 
 
 def _drain(eps: float, run: float, pg: float | None) -> dict[str, Any]:
@@ -14,15 +23,35 @@ def _drain(eps: float, run: float, pg: float | None) -> dict[str, Any]:
 
 
 def test_the_sides_alternate_so_that_neither_always_runs_first() -> None:
-    assert run_order(["a", "b"], 4) == [
-        (0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b"), (3, "b"), (3, "a"),
-    ]  # fmt: skip
+    assert run_order(4) == [(0, 0), (0, 1), (1, 1), (1, 0), (2, 0), (2, 1), (3, 1), (3, 0)]
 
 
-def test_a_sides_medians_leave_out_a_failed_drain_and_a_figure_not_measured() -> None:
-    side = side_figures("main", [_drain(20_000, 40.0, 20.0), None, _drain(24_000, 30.0, None)])
+def test_a_failed_drain_keeps_its_rounds_place_and_the_order_alternates() -> None:
+    calls: list[tuple[int, int]] = []
 
-    assert side.runs == 2
+    def drain(round_: int, side: int) -> dict[str, Any] | None:
+        calls.append((round_, side))
+        return None if (round_, side) == (1, 0) else _drain(1_000 * round_ + side, 1.0, 1.0)
+
+    first, second = run_rounds(3, drain)
+
+    assert calls == run_order(3)
+    assert [r and r["events_per_second"] for r in first] == [0, None, 2_000]
+    assert [r and r["events_per_second"] for r in second] == [1, 1_001, 2_001]
+
+
+def test_a_round_one_side_lacks_is_left_out_of_both() -> None:
+    a, b = _drain(1, 1, 1), _drain(2, 2, 2)
+
+    assert in_both([a, None, a], [b, b, None]) == ([a, None, None], [b, None, None])
+
+
+def test_a_sides_medians_leave_out_a_round_not_compared_and_a_figure_not_measured() -> None:
+    side = side_figures(
+        "main", "abc", [_drain(20_000, 40.0, 20.0), None, _drain(24_000, 30.0, None)]
+    )
+
+    assert side.rounds == 2
     assert side.medians == {
         "events_per_second": 22_000,
         "us_per_event": 35.0,
@@ -31,39 +60,45 @@ def test_a_sides_medians_leave_out_a_failed_drain_and_a_figure_not_measured() ->
     assert side.each["us_per_event"] == [40.0, None, 30.0]
 
 
-def test_differences_are_taken_round_by_round_over_the_rounds_both_sides_drained() -> None:
-    first = side_figures("main", [_drain(20_000, 40.0, 20.0), _drain(25_000, 30.0, 18.0), None])
-    second = side_figures(
-        ".", [_drain(22_000, 37.0, 21.0), _drain(24_000, 31.0, 17.0), _drain(9, 9, 9)]
-    )
+def test_differences_are_second_minus_first_and_better_means_lower_cpu_or_a_higher_rate() -> None:
+    first = side_figures("main", "a", [_drain(20_000, 40.0, 20.0), _drain(25_000, 30.0, 18.0)])
+    second = side_figures(".", "b", [_drain(22_000, 37.0, 19.0), _drain(24_000, 31.0, 16.0)])
 
     by_figure = {p.figure: p for p in paired(first, second)}
 
     rate, run, pg = (
         by_figure[f] for f in ("events_per_second", "us_per_event", "postgres_us_per_event")
     )
-    assert rate.differences == [2_000, -1_000] and rate.better_in == 1  # higher is better
-    assert run.differences == [-3.0, 1.0] and run.better_in == 1  # lower is better
-    assert pg.differences == [1.0, -1.0] and pg.median == 0.0 and pg.better_in == 1
+    assert rate.differences == [2_000, -1_000] and rate.better_in == 1
+    assert run.differences == [-3.0, 1.0] and run.better_in == 1
+    assert pg.differences == [-1.0, -2.0] and pg.median == -1.5 and pg.better_in == 2
 
 
 def test_the_second_side_better_in_every_round_is_said_so() -> None:
-    first = side_figures("main", [_drain(20_000, 40.0, 20.0)] * 3)
-    second = side_figures(".", [_drain(21_000, 38.0, 19.5)] * 3)
+    first = side_figures("main", "87dc2ad15108aa", [_drain(20_000, 40.0, 20.0)] * 3)
+    second = side_figures(".", "cc5c8c7+dirty", [_drain(21_000, 38.0, 19.5)] * 3)
 
     lines = report_lines(first, second)
 
-    assert lines[0].split() == ["side", "drains", "events/s", "run", "us/ev", "PG", "us/ev"]
-    assert lines[1].split() == ["main", "3", "20,000", "40.0", "20.0"]
-    assert lines[2].split() == [".", "3", "21,000", "38.0", "19.5"]
+    assert lines[0].split() == ["side", "rounds", "events/s", "run", "us/ev", "PG", "us/ev"]
+    assert lines[1].split() == ["main", "@", "87dc2ad15108", "3", "20,000", "40.0", "20.0"]
+    assert lines[2].split() == [".", "@", "cc5c8c7+dirt", "3", "21,000", "38.0", "19.5"]
+    assert "second (.) minus first (main), round by round:" in lines
     assert "us_per_event: median difference -2.0, better in 3 of 3 rounds" in lines[-2]
     assert lines[-3].startswith("  events_per_second: median difference +1,000, better in 3 of 3")
 
 
 @pytest.mark.parametrize("rounds", [0, 1])
 def test_with_no_round_in_common_there_is_no_difference_to_report(rounds: int) -> None:
-    first = side_figures("main", [None] * rounds)
-    second = side_figures(".", [_drain(1.0, 1.0, 1.0)] * rounds)
+    first = side_figures("main", "a", [None] * rounds)
+    second = side_figures(".", "b", [_drain(1.0, 1.0, 1.0)] * rounds)
 
     assert all(p.median is None and p.better_in == 0 for p in paired(first, second))
     assert "median difference -, better in 0 of 0 rounds ()" in report_lines(first, second)[-1]
+
+
+def test_a_virtual_environments_python_is_read_off_its_pyvenv_cfg() -> None:
+    cfg = "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.13.0\n"
+
+    assert venv_python(cfg) == "3.13.0"
+    assert venv_python("home = /usr/bin\n") is None
