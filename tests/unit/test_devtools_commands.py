@@ -1,6 +1,6 @@
-"""The development tools are a distribution apart (devtools/): installed, `dev` and `bench`
-are commands of the console script; without them, the console script still loads, `dev` and
-`bench` say in one line how to install them, and the compose publisher's demo data needs
+"""The development tools are a distribution apart (devtools/): installed, `dev`, `bench` and
+`compare` are commands of the console script; without them, the console script still loads,
+and each says in one line how to install them, and the compose publisher's demo data needs
 nothing the runtime image lacks. The real runtime install: tests/contract/test_runtime_install.py."""
 
 from __future__ import annotations
@@ -31,11 +31,18 @@ def test_the_installed_devtools_register_dev_and_bench() -> None:
 
     assert "Exit codes:" in choices["dev"].format_help()
     assert "--profile" in choices["bench"].format_help()
+    assert "Exit codes:" in choices["compare"].format_help()
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["dev", "--data-dir", "DATA"], ["dev", "--help"], ["bench"], ["bench", "--mode", "drain"]],
+    [
+        ["dev", "--data-dir", "DATA"],
+        ["dev", "--help"],
+        ["bench"],
+        ["bench", "--mode", "drain"],
+        ["compare", "main"],
+    ],
 )
 @pytest.mark.usefixtures("without_devtools")
 def test_dev_and_bench_without_the_devtools_say_how_to_install_them_and_exit_2(
@@ -63,6 +70,7 @@ def test_help_lists_dev_and_bench_without_the_devtools(
     listed = capsys.readouterr().out
     assert "dev       run everything locally" in listed
     assert "bench     measure throughput" in listed
+    assert "compare   drain with two versions of the code" in listed
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
