@@ -137,8 +137,11 @@ def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
     lines = [f"{'side':<30} {'rounds':>6} {'events/s':>10} {'run us/ev':>10} {'PG us/ev':>9}"]
     for s in (first, second):
         m = s.medians
+        # The commit shortened, its "+dirty" kept: it says the checkout was not the commit.
+        commit, dirty, _ = s.commit.partition("+")
+        label = f"{s.side} @ {commit[:12]}{dirty}{_}"
         lines.append(
-            f"{f'{s.side} @ {s.commit[:12]}'[-30:]:<30} {s.rounds:>6} "
+            f"{label[-30:]:<30} {s.rounds:>6} "
             f"{fmt(m['events_per_second'], 0):>10} {fmt(m['us_per_event'], 1):>10} "
             f"{fmt(m['postgres_us_per_event'], 1):>9}"
         )

@@ -76,13 +76,15 @@ def test_differences_are_second_minus_first_and_better_means_lower_cpu_or_a_high
 
 def test_the_second_side_better_in_every_round_is_said_so() -> None:
     first = side_figures("main", "87dc2ad15108aa", [_drain(20_000, 40.0, 20.0)] * 3)
-    second = side_figures(".", "cc5c8c7+dirty", [_drain(21_000, 38.0, 19.5)] * 3)
+    dirty = "cc5c8c7d" * 5 + "+dirty"  # a whole commit, as `git rev-parse` gives it
+    second = side_figures(".", dirty, [_drain(21_000, 38.0, 19.5)] * 3)
 
     lines = report_lines(first, second)
 
     assert lines[0].split() == ["side", "rounds", "events/s", "run", "us/ev", "PG", "us/ev"]
     assert lines[1].split() == ["main", "@", "87dc2ad15108", "3", "20,000", "40.0", "20.0"]
-    assert lines[2].split() == [".", "@", "cc5c8c7+dirt", "3", "21,000", "38.0", "19.5"]
+    # Shortened, the commit still says the checkout had changes.
+    assert lines[2].split() == [".", "@", "cc5c8c7dcc5c+dirty", "3", "21,000", "38.0", "19.5"]
     assert "second (.) minus first (main), round by round:" in lines
     assert "us_per_event: median difference -2.0, better in 3 of 3 rounds" in lines[-2]
     assert lines[-3].startswith("  events_per_second: median difference +1,000, better in 3 of 3")
