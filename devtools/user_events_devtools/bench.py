@@ -207,6 +207,13 @@ def report_lines(report: BenchReport) -> list[str]:
             "the baseline), of the PostgreSQL backends serving them, of the broker (steady: "
             "also its producer's)",
         ]
+    for r in rows:
+        if r.gc_collections is not None:
+            young, middle, old = r.gc_collections
+            lines.append(
+                f"{r.name}: cyclic collections in `run` while timed: young {young}, "
+                f"middle {middle}, old {old}"
+            )
     if (stages := report.stages_us_per_record) is not None:
         lines.append(
             "pure stages, us of CPU per record (no I/O): "

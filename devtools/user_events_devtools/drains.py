@@ -27,6 +27,8 @@ from user_events_devtools.devenv import free_port
 from user_events_devtools.histograms import histogram_quantile, merged_histogram
 from user_events_devtools.profiler import ProfileRequest, Profiling
 from user_events_devtools.serviceprocess import (
+    GC_GENERATIONS,
+    gc_collections,
     peak_rss_mb,
     scrape,
     start_service,
@@ -55,6 +57,10 @@ class DrainResult:
     broker_cpu_seconds: float | None = None
     broker_us_per_event: float | None = field(default=None, init=False)
     profiles: list[str] = field(default_factory=list)  # py-spy's, with --profile
+    # The `run` processes' cyclic collections while timed, young to old, summed: each one
+    # rescans what is alive, and a young one should not come from the batches in flight
+    # alone (``consumer.cli.tune_garbage_collector``).
+    gc_collections: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.us_per_event = us_per_event(self.cpu_seconds, self.events)
@@ -93,6 +99,7 @@ async def drain_with_service(
             # PostgreSQL backend exits with its connection.
             for port in ports:
                 await wait_until_ready(port, all_alive)
+            collections_before = [gc_collections(await scrape(port)) for port in ports]
             with Profiling(profile, targets) as profiling:
                 started = time.monotonic()
                 before = await sample_cpu(pids, conn, broker_pid)
@@ -103,6 +110,13 @@ async def drain_with_service(
             await conn.close()
         metrics_text = [await scrape(port) for port in ports]
         rss = max(peak_rss_mb(pid) for pid in pids)
+        collections = [
+            sum(
+                gc_collections(after)[g] - before[g]
+                for after, before in zip(metrics_text, collections_before, strict=True)
+            )
+            for g in range(GC_GENERATIONS)
+        ]
     finally:
         for process in processes:
             process.terminate()
@@ -124,6 +138,7 @@ async def drain_with_service(
         cpu.postgres,
         cpu.broker,
         [str(path) for path in profiling.written],
+        collections,
     )
 
 

@@ -75,6 +75,22 @@ async def scrape(port: int) -> str:
     return (await _http_get(port, "/metrics"))[1]
 
 
+GC_GENERATIONS = 3
+
+
+def gc_collections(text: str) -> list[int]:
+    """The cyclic collections a process has made, young to old, read off its /metrics
+    exposition (prometheus_client's ``python_gc_collections_total``; zeros without it)."""
+    counts = [0] * GC_GENERATIONS
+    for line in text.splitlines():
+        if line.startswith('python_gc_collections_total{generation="'):
+            series, value = line.rsplit(" ", 1)
+            generation = int(series.split('"')[1])
+            if generation < GC_GENERATIONS:
+                counts[generation] = int(float(value))
+    return counts
+
+
 async def _http_get(port: int, path: str) -> tuple[int, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())

@@ -3,9 +3,11 @@ profile's place, without I/O."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 from user_events_devtools import profiler
 from user_events_devtools.bench import BenchReport, report_lines, steady_row
 from user_events_devtools.cputime import (
@@ -20,6 +22,7 @@ from user_events_devtools.cputime import (
 )
 from user_events_devtools.drains import DrainResult
 from user_events_devtools.profiler import ProfileRequest, Profiling, profile_path
+from user_events_devtools.serviceprocess import gc_collections
 
 # /proc/<pid>/stat: utime is field 14 and stime field 15 (counted from 1, the pid).
 STAT = (
@@ -162,3 +165,24 @@ def test_without_py_spy_the_bench_says_so_in_one_line_and_carries_on(
     assert capsys.readouterr().out == (
         "bench: py-spy is not installed (pip install py-spy): no profile\n"
     )
+
+
+def test_cyclic_collections_are_read_off_a_real_exposition_by_generation() -> None:
+    before = gc_collections(generate_latest(REGISTRY).decode())
+    gc.collect(0)
+    gc.collect(2)
+    after = gc_collections(generate_latest(REGISTRY).decode())
+
+    young, middle, old = (a - b for a, b in zip(after, before, strict=True))
+    assert young >= 1 and old >= 1 and middle >= 0
+    assert gc_collections("# no such metric\n") == [0, 0, 0]
+
+
+def test_a_drains_cyclic_collections_are_reported_when_counted() -> None:
+    counted = DrainResult("service", 50_000, 2.0, 25_000.0, gc_collections=[0, 1, 2])
+    baseline = DrainResult("baseline", 50_000, 9.0, 5_555.0)
+
+    lines = report_lines(_report([counted, baseline]))
+
+    assert "service: cyclic collections in `run` while timed: young 0, middle 1, old 2" in lines
+    assert not any(line.startswith("baseline: cyclic") for line in lines)
