@@ -138,8 +138,8 @@ def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
     for s in (first, second):
         m = s.medians
         # The commit shortened, its "+dirty" kept: it says the checkout was not the commit.
-        commit, dirty, _ = s.commit.partition("+")
-        label = f"{s.side} @ {commit[:12]}{dirty}{_}"
+        commit, plus, mark = s.commit.partition("+")
+        label = f"{s.side} @ {commit[:12]}{plus}{mark}"
         lines.append(
             f"{label[-30:]:<30} {s.rounds:>6} "
             f"{fmt(m['events_per_second'], 0):>10} {fmt(m['us_per_event'], 1):>10} "

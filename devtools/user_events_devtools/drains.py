@@ -110,11 +110,9 @@ async def drain_with_service(
             await conn.close()
         metrics_text = [await scrape(port) for port in ports]
         rss = max(peak_rss_mb(pid) for pid in pids)
+        collections_after = [gc_collections(text) for text in metrics_text]
         collections = [
-            sum(
-                gc_collections(after)[g] - before[g]
-                for after, before in zip(metrics_text, collections_before, strict=True)
-            )
+            sum(a[g] - b[g] for a, b in zip(collections_after, collections_before, strict=True))
             for g in range(GC_GENERATIONS)
         ]
     finally:
