@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from consumer import __version__
+from consumer import __version__, collector
 from consumer.app import run_service
 from consumer.edges import metrics
 from consumer.edges.errors import retrying
@@ -39,7 +38,7 @@ EXIT_NOT_INSTALLED = 2
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    tune_garbage_collector(settings)
+    collector.tune_for_batches(settings.kafka_max_poll_records, settings.db_concurrent_batches)
     return run_loop(run_service(settings, migrate=not args.no_migrate))
 
 
@@ -58,42 +57,6 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
         # the interpreter's exit would do nothing.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def tune_garbage_collector(settings: Settings) -> None:
-    """Fewer and cheaper cyclic collections for a process that allocates per record.
-
-    What exists once the modules are imported (the contract's validators, the settings)
-    lives as long as the process: frozen, the collector stops rescanning it. The loop
-    builds hundreds of thousands of short-lived, acyclic objects per batch, freed by
-    reference counting, and several batches are alive at once (being decoded, being
-    written side by side, being counted after their commit): a young collection that
-    the batches in flight can trigger by themselves rescans them all for nothing, at tens
-    of milliseconds each. So the young threshold sits above what they hold
-    (``young_collection_threshold``), and older collections are 50 times rarer each
-    (what it gained: README, "Throughput"). The few cycles made (asyncio futures,
-    exceptions) wait longer, not forever.
-    """
-    gc.freeze()
-    young = young_collection_threshold(
-        settings.kafka_max_poll_records, settings.db_concurrent_batches
-    )
-    gc.set_threshold(young, 50, 50)
-
-
-# Objects the collector tracks per record in flight, with room to spare: measured at 8 to
-# 10 (a record, its headers, its event and data models, its verdict, its rows, its user's
-# state) at the peak of drains with 5,000 and 10,000 records a batch.
-_TRACKED_PER_RECORD = 20
-_LEAST_YOUNG_THRESHOLD = 100_000
-
-
-def young_collection_threshold(max_poll_records: int, concurrent_batches: int) -> int:
-    """Net allocations between young collections: twice what the batches in flight hold,
-    so that they do not trigger one by themselves. In flight: one batch per write lane,
-    one being decoded and one being counted after its commit."""
-    in_flight = max_poll_records * (concurrent_batches + 2)
-    return max(_LEAST_YOUNG_THRESHOLD, _TRACKED_PER_RECORD * in_flight)
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:

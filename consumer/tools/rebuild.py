@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumer import collector
 from consumer.core.batchplan import (
     BatchPlan,
     Planner,
@@ -215,29 +216,33 @@ async def rebuild(
 ) -> RebuildReport:
     """Recompute ``users`` from the log in one transaction (rolled back on a dry run)."""
     projector = Projector(rule)
-    async with store.rewriting_users(commit=not dry_run) as table:
-        if (horizon := await table.pruned_through()) is not None:
-            raise ToolError(
-                f"the event log was pruned (rows recorded before {horizon:%Y-%m-%d} are "
-                "gone): users rebuilt from it would lose every user seen only then, so "
-                "rebuild refuses; the users table is unchanged"
-            )
-        before, keys = await table.users()
-        projector.keys = keys
-        async for chunk in table.logged_events(chunk_size):
-            projector.feed(chunk)
-        if not dry_run:
-            await table.replace_users(projector.users.values(), kept_keys(projector.users, keys))
-        parked = await table.parked()
-    report = RebuildReport(
-        dry_run,
-        projector.read,
-        len(before),
-        len(projector.users),
-        diff_users(before, projector.users),
-        dict(projector.outcomes),
-        parked,
-    )
+    # The fold keeps a state per user, growing with the log, and the report compares them
+    # all with the table's: no collector's rescans of them.
+    with collector.paused():
+        async with store.rewriting_users(commit=not dry_run) as table:
+            if (horizon := await table.pruned_through()) is not None:
+                raise ToolError(
+                    f"the event log was pruned (rows recorded before {horizon:%Y-%m-%d} are "
+                    "gone): users rebuilt from it would lose every user seen only then, so "
+                    "rebuild refuses; the users table is unchanged"
+                )
+            before, keys = await table.users()
+            projector.keys = keys
+            async for chunk in table.logged_events(chunk_size):
+                projector.feed(chunk)
+            if not dry_run:
+                users = projector.users
+                await table.replace_users(users.values(), kept_keys(users, keys))
+            parked = await table.parked()
+        report = RebuildReport(
+            dry_run,
+            projector.read,
+            len(before),
+            len(projector.users),
+            diff_users(before, projector.users),
+            dict(projector.outcomes),
+            parked,
+        )
     log.info("rebuild finished", extra=report.to_json())
     return report
 

@@ -1,5 +1,5 @@
-"""The cyclic collector's tuning for ``run``: young collections are not triggered by the
-batches in flight alone, whatever the batch settings."""
+"""The cyclic collector's tuning: for `run`, young collections are not triggered by the
+batches in flight alone, whatever the batch settings; for `rebuild`, none while it folds."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.cli import tune_garbage_collector, young_collection_threshold
-from consumer.settings import Settings
+from consumer.collector import paused, tune_for_batches, young_collection_threshold
 
 
 def test_the_young_threshold_is_twice_what_the_batches_in_flight_hold_at_most() -> None:
@@ -28,18 +27,40 @@ def test_small_batches_keep_the_floor() -> None:
 
 @pytest.fixture
 def collector_restored() -> Iterator[None]:
-    thresholds = gc.get_threshold()
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
 
 
 @pytest.mark.usefixtures("collector_restored")
-def test_run_tunes_the_collector_from_its_settings() -> None:
-    settings = Settings(
-        database_url="postgresql://x@y/z", kafka_max_poll_records=8000, db_concurrent_batches=3
-    )
-    tune_garbage_collector(settings)
+def test_run_tunes_the_collector_from_its_batch_settings() -> None:
+    tune_for_batches(8000, 3)
+
     assert gc.get_threshold() == (20 * 8000 * 5, 50, 50)
     # What the imports made is out of the collector's scans.
     assert gc.get_freeze_count() > 0
+
+
+@pytest.mark.usefixtures("collector_restored")
+def test_a_pause_stops_collections_and_gives_the_collector_back_even_on_an_error() -> None:
+    gc.enable()
+    with paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+    with pytest.raises(RuntimeError), paused():
+        raise RuntimeError("the fold failed")
+    assert gc.isenabled()
+
+
+@pytest.mark.usefixtures("collector_restored")
+def test_a_pause_does_not_turn_on_a_collector_that_was_off() -> None:
+    gc.disable()
+    with paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
