@@ -59,7 +59,7 @@ class DrainResult:
     profiles: list[str] = field(default_factory=list)  # py-spy's, with --profile
     # The `run` processes' cyclic collections while timed, young to old, summed: each one
     # rescans what is alive, and a young one should not come from the batches in flight
-    # alone (``consumer.cli.tune_garbage_collector``).
+    # alone (``consumer.collector.tune_for_batches``).
     gc_collections: list[int] | None = None
 
     def __post_init__(self) -> None:

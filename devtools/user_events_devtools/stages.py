@@ -11,7 +11,7 @@ The records are placed and batched as the limit probe's (``probedata``): the ben
 producer's partitions, a batch of each partition in turn, each decided against the
 state the batches before it left. Each stage runs over every batch; a stage's figure is
 the best of ``repeats`` passes, with the cyclic collector off, as the service keeps it
-mostly off (``tune_garbage_collector``).
+mostly off (``consumer.collector``).
 """
 
 from __future__ import annotations
