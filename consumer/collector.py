@@ -5,8 +5,8 @@ deallocations by a threshold: 700 for the youngest generation, then older genera
 every tenth collection of the one before. Both long jobs here allocate far more than
 that, of objects reference counting frees on its own (records, events, rows, states:
 none holds a cycle), so the default rescans cost a large share of their CPU for nothing:
-`run` keeps several batches in flight, and `rebuild` a state per user, growing with the
-log. The few cycles they make (asyncio futures, exceptions) wait longer, not forever.
+`run` and `replay` keep batches in flight, and `rebuild` a state per user, growing with
+the log. The few cycles they make (asyncio futures, exceptions) wait longer, not forever.
 """
 
 from __future__ import annotations
@@ -31,6 +31,18 @@ def tune_for_batches(max_poll_records: int, concurrent_batches: int) -> None:
     rarer each (what it gained: README, "Throughput")."""
     gc.freeze()
     gc.set_threshold(young_collection_threshold(max_poll_records, concurrent_batches), 50, 50)
+
+
+@contextmanager
+def batch_thresholds(max_poll_records: int, concurrent_batches: int) -> Iterator[None]:
+    """``tune_for_batches``' thresholds for a block, then the ones before it: for a job
+    that writes batches as `run` does (`replay`), run in a process of its own or not."""
+    before = gc.get_threshold()
+    gc.set_threshold(young_collection_threshold(max_poll_records, concurrent_batches), 50, 50)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def young_collection_threshold(max_poll_records: int, concurrent_batches: int) -> int:

@@ -8,7 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer.collector import paused, tune_for_batches, young_collection_threshold
+from consumer.collector import (
+    batch_thresholds,
+    paused,
+    tune_for_batches,
+    young_collection_threshold,
+)
 
 
 def test_the_young_threshold_is_twice_what_the_batches_in_flight_hold_at_most() -> None:
@@ -64,3 +69,16 @@ def test_a_pause_does_not_turn_on_a_collector_that_was_off() -> None:
     with paused():
         assert not gc.isenabled()
     assert not gc.isenabled()
+
+
+@pytest.mark.usefixtures("collector_restored")
+def test_a_replays_thresholds_hold_for_its_block_and_give_the_previous_ones_back() -> None:
+    gc.set_threshold(700, 10, 10)
+
+    with batch_thresholds(5000, concurrent_batches=1):
+        assert gc.get_threshold() == (20 * 5000 * 3, 50, 50)
+    assert gc.get_threshold() == (700, 10, 10)
+
+    with pytest.raises(RuntimeError), batch_thresholds(5000, concurrent_batches=1):
+        raise RuntimeError("the replay failed")
+    assert gc.get_threshold() == (700, 10, 10)

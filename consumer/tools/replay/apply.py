@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from consumer import collector
 from consumer.core.batchplan import BatchPlan
 from consumer.core.records import KafkaRecord
 from consumer.edges.deadletter import DeadLetter, DeadLetterQueue
@@ -60,13 +61,16 @@ async def replay(
                     producer, settings.kafka_dlq_topic, group, max_request_bytes(settings)
                 )
             progress = make_progress(sum(r.size for r in ranges.values()), interactive)
-            try:
-                async for records in read_ranges(consumer, ranges, settings.kafka_max_poll_records):
-                    plan, dead = await _apply_batch(store, records, settings, dead_letters)
-                    tally(summary, records, plan, dead)
-                    progress.advance(summary)
-            finally:
-                progress.close()
+            batch_size = settings.kafka_max_poll_records
+            # One batch at a time: no write lanes beside it.
+            with collector.batch_thresholds(batch_size, concurrent_batches=1):
+                try:
+                    async for records in read_ranges(consumer, ranges, batch_size):
+                        plan, dead = await _apply_batch(store, records, settings, dead_letters)
+                        tally(summary, records, plan, dead)
+                        progress.advance(summary)
+                finally:
+                    progress.close()
     return summary
 
 
