@@ -38,7 +38,10 @@ EXIT_NOT_INSTALLED = 2
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    collector.tune_for_batches(settings.kafka_max_poll_records, settings.db_concurrent_batches)
+    collector.tune_for_batches(
+        max_poll_records=settings.kafka_max_poll_records,
+        concurrent_batches=settings.db_concurrent_batches,
+    )
     return run_loop(run_service(settings, migrate=not args.no_migrate))
 
 

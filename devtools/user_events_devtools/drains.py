@@ -57,9 +57,9 @@ class DrainResult:
     broker_cpu_seconds: float | None = None
     broker_us_per_event: float | None = field(default=None, init=False)
     profiles: list[str] = field(default_factory=list)  # py-spy's, with --profile
-    # The `run` processes' cyclic collections while timed, young to old, summed: each one
-    # rescans what is alive, and a young one should not come from the batches in flight
-    # alone (``consumer.collector.tune_for_batches``).
+    # The `run` processes' cyclic collections around the timed drain, young to old,
+    # summed: a young one rescans what was allocated since the one before, and should not
+    # come from the batches in flight alone (``consumer.collector.tune_for_batches``).
     gc_collections: list[int] | None = None
 
     def __post_init__(self) -> None:

@@ -16,10 +16,10 @@ mostly off (``consumer.collector``).
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Sequence
 
+from consumer import collector
 from consumer.core.batchplan import Planner, claimed_emails
 from consumer.core.dedupe import possibly_logged
 from consumer.core.erasure import sealing_keys
@@ -82,15 +82,10 @@ def _best(
 ) -> float:
     """The least CPU time of ``repeats`` passes of ``stage`` over every batch."""
     best = float("inf")
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector.paused():
         for _ in range(repeats):
             started = time.process_time()
             for batch in batches:
                 stage(batch)
             best = min(best, time.process_time() - started)
-    finally:
-        if collecting:
-            gc.enable()
     return best

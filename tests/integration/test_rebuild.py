@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from user_events_schemas import build_event, structured_record
 
+from consumer.core.batchplan import BatchPlan, plan_batch
 from consumer.core.decode import decode
 from consumer.core.records import KafkaRecord
 from consumer.pipeline.batches import split_batch
@@ -114,7 +116,16 @@ async def test_rebuild_gives_the_live_state_on_a_shuffled_duplicated_history(
         )
         assert (await _users(database))["r1"]["name"] == "wrong"
 
-        report = await rebuild(store)
+        collecting_while_folding = []
+
+        def watched(*args: Any) -> BatchPlan:
+            collecting_while_folding.append(gc.isenabled())
+            return plan_batch(*args)
+
+        report = await rebuild(store, rule=watched)
+        # The fold ran with the collector paused, and gave it back.
+        assert collecting_while_folding and not any(collecting_while_folding)
+        assert gc.isenabled()
         logged = await fetch(database, "SELECT count(*) AS n FROM user_events")
         assert report.events == logged[0]["n"]
         assert await _users(database) == live

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -162,6 +163,7 @@ async def test_a_replay_beside_the_live_consumer_leaves_the_single_pass_state(
     bootstrap_servers: str, database: str
 ) -> None:
     settings = await new_settings(bootstrap_servers, database, partitions=2)
+    thresholds = gc.get_threshold()
     users = [f"v{i}" for i in range(20)]
     history = []
     for i, user in enumerate(users):
@@ -177,6 +179,8 @@ async def test_a_replay_beside_the_live_consumer_leaves_the_single_pass_state(
                 bootstrap_servers, settings.kafka_topic, history[len(history) // 2 :]
             )
             await asyncio.gather(*replays, publishing)
+            # Two replays overlapped: the collector's thresholds are given back all the same.
+            assert gc.get_threshold() == thresholds
             await replay(settings, store, ReplayRequest("earliest"))
         finally:
             await store.close()
