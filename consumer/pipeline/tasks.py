@@ -14,6 +14,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from aiokafka.errors import KafkaError
+
 from consumer.edges.errors import is_transient
 
 log = logging.getLogger(__name__)
@@ -43,22 +45,34 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 def report_unretrieved(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """The loop's handler of errors nobody retrieved. One of them is no crash: asyncpg
-    releases a pooled connection in a task of its own (shielded from the cancellation of
-    the batch that held it), and when PostgreSQL stopped answering, that task ends in a
-    timeout or a lost connection that nothing awaits. Said at INFO; anything else goes
-    to asyncio's own handler, at ERROR."""
+    """The loop's handler of errors nobody retrieved. Two of them are no crash, each a
+    library's task shielded from the cancellation of what awaited it, that ends in an
+    error nothing awaits any more:
+
+    - asyncpg releases a pooled connection in a task of its own (shielded from the
+      cancellation of the batch that held it): when PostgreSQL stopped answering, it ends
+      in a timeout or a lost connection;
+    - aiokafka sends an offset commit in a task of its own (shielded from the
+      cancellation of ``commit``): when the Kafka commit timed out here (the broker not
+      answering; the offsets in PostgreSQL are what count, and the commit is tried
+      again), it may still end in a Kafka error.
+
+    Said at INFO; anything else goes to asyncio's own handler, at ERROR."""
     future = context.get("future")
     exc = context.get("exception")
     coroutine = future.get_coro() if isinstance(future, asyncio.Task) else None
-    if (
-        exc is not None
-        and getattr(coroutine, "__qualname__", "") == "PoolConnectionHolder.release"
-        and is_transient(exc)
-    ):
-        log.info(
-            "a PostgreSQL connection was dropped as it was released",
-            extra={"error": type(exc).__name__},
-        )
-        return
+    what = getattr(coroutine, "__qualname__", "")
+    if exc is not None:
+        if what == "PoolConnectionHolder.release" and is_transient(exc):
+            log.info(
+                "a PostgreSQL connection was dropped as it was released",
+                extra={"error": type(exc).__name__},
+            )
+            return
+        if what == "GroupCoordinator._do_commit_offsets" and isinstance(exc, KafkaError):
+            log.info(
+                "a Kafka offset commit given up on failed later",
+                extra={"error": type(exc).__name__},
+            )
+            return
     loop.default_exception_handler(context)
