@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from user_events_devtools import profiler
-from user_events_devtools.bench import BenchReport, report_lines, steady_row
+from user_events_devtools.bench import BenchReport, python_build, report_lines, steady_row
 from user_events_devtools.cputime import (
     CpuSample,
     CpuUsage,
@@ -199,3 +199,43 @@ def test_a_drains_cyclic_collections_are_reported_when_counted() -> None:
 
     assert "service: cyclic collections in `run` while timed: young 0, middle 1, old 2" in lines
     assert not any(line.startswith("baseline: cyclic") for line in lines)
+
+
+# CONFIG_ARGS with the configure flags of the image's interpreter (python:3.13-slim's
+# Dockerfile, docker-library/python), and as pyenv's interpreters on these machines say it.
+IMAGE_ARGS = (
+    "'--build=x86_64-linux-gnu' '--enable-loadable-sqlite-extensions' "
+    "'--enable-optimizations' '--enable-option-checking=fatal' '--enable-shared' "
+    "'--with-lto' '--with-ensurepip' '--enable-experimental-jit=yes-off'"
+)
+PYENV_ARGS = (
+    "'--prefix=/root/.pyenv/versions/3.13.0' '--enable-shared' 'LDFLAGS=-L/x -Wl,-rpath,/x'"
+)
+
+
+@pytest.mark.parametrize(
+    ("config_args", "said"),
+    [
+        (IMAGE_ARGS, "built with PGO and LTO"),
+        (PYENV_ARGS, "built without PGO or LTO"),
+        ("'--enable-optimizations'", "built with PGO, without LTO"),
+        ("'--with-lto=full'", "built with LTO, without PGO"),
+        ("'--with-lto=no' '--enable-shared'", "built without PGO or LTO"),
+        ("", "build flags unknown"),
+        (None, "build flags unknown"),
+    ],
+)
+def test_the_interpreters_build_is_read_off_its_configure_flags(
+    config_args: str | None, said: str
+) -> None:
+    assert python_build(config_args) == said
+
+
+def test_the_machine_line_says_how_the_interpreter_was_built() -> None:
+    report = BenchReport(
+        {"cpu": "x", "cores": 2, "python": "3.13.5", "python_build": "built with PGO and LTO"},
+        {},
+        [],
+    )
+
+    assert report_lines(report)[0] == "\nmachine: x, 2 cores, Python 3.13.5, built with PGO and LTO"
