@@ -3,8 +3,10 @@
 # virtual environment, then copy that environment into a clean slim image that runs as a
 # non-root user. Build: docker build -t user-events-consumer .
 
-# Python 3.13: the same code costs 3 to 6% less CPU per event in `run` than 3.11
-# (README, Throughput). Both stages on one image: the venv is copied between them.
+# Python 3.13: the same code costs 3 to 6% less CPU per event in `run` than 3.11, and
+# this image's CPython is built with profile-guided and link-time optimization, a few
+# percent less again than pyenv's builds (README, Throughput). Both stages on one image:
+# the venv is copied between them.
 FROM python:3.13-slim AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
