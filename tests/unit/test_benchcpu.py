@@ -4,12 +4,19 @@ profile's place, without I/O."""
 from __future__ import annotations
 
 import gc
+import sysconfig
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from user_events_devtools import profiler
-from user_events_devtools.bench import BenchReport, python_build, report_lines, steady_row
+from user_events_devtools.bench import (
+    BenchReport,
+    _machine,
+    python_build,
+    report_lines,
+    steady_row,
+)
 from user_events_devtools.cputime import (
     CpuSample,
     CpuUsage,
@@ -216,13 +223,25 @@ PYENV_ARGS = (
 @pytest.mark.parametrize(
     ("config_args", "said"),
     [
-        (IMAGE_ARGS, "built with PGO and LTO"),
-        (PYENV_ARGS, "built without PGO or LTO"),
-        ("'--enable-optimizations'", "built with PGO, without LTO"),
-        ("'--with-lto=full'", "built with LTO, without PGO"),
-        ("'--with-lto=no' '--enable-shared'", "built without PGO or LTO"),
-        ("", "build flags unknown"),
-        (None, "build flags unknown"),
+        (IMAGE_ARGS, "configured with PGO and LTO"),
+        (PYENV_ARGS, "configure flags name neither PGO nor LTO"),
+        ("'--enable-optimizations'", "configured with PGO, without LTO"),
+        ("'--enable-optimizations=yes'", "configured with PGO, without LTO"),
+        ("'--with-lto=full'", "configured with LTO, without PGO"),
+        ("'--with-lto=no' '--enable-shared'", "configure flags name neither PGO nor LTO"),
+        ("'--with-lto' '--without-lto'", "configure flags name neither PGO nor LTO"),
+        ("'--without-lto' '--with-lto=thin'", "configured with LTO, without PGO"),
+        (
+            "'--enable-optimizations' '--disable-optimizations'",
+            "configure flags name neither PGO nor LTO",
+        ),
+        (
+            "'--enable-optimizations' '--with-lto' '--enable-optimizations=no'",
+            "configured with LTO, without PGO",
+        ),
+        ("'--with-lto", "configure flags unknown"),  # unbalanced quoting: not autoconf's
+        ("", "configure flags unknown"),
+        (None, "configure flags unknown"),
     ],
 )
 def test_the_interpreters_build_is_read_off_its_configure_flags(
@@ -231,11 +250,24 @@ def test_the_interpreters_build_is_read_off_its_configure_flags(
     assert python_build(config_args) == said
 
 
-def test_the_machine_line_says_how_the_interpreter_was_built() -> None:
+def test_the_machine_line_says_how_the_interpreter_was_configured() -> None:
     report = BenchReport(
-        {"cpu": "x", "cores": 2, "python": "3.13.5", "python_build": "built with PGO and LTO"},
+        {"cpu": "x", "cores": 2, "python": "3.13.5", "python_build": "configured with PGO and LTO"},
         {},
         [],
     )
 
-    assert report_lines(report)[0] == "\nmachine: x, 2 cores, Python 3.13.5, built with PGO and LTO"
+    assert (
+        report_lines(report)[0]
+        == "\nmachine: x, 2 cores, Python 3.13.5, configured with PGO and LTO"
+    )
+
+
+def test_a_report_from_before_the_build_was_recorded_says_it_is_unknown() -> None:
+    report = BenchReport({"cpu": "x", "cores": 2, "python": "3.11.7"}, {}, [])
+
+    assert report_lines(report)[0].endswith("Python 3.11.7, configure flags unknown")
+
+
+def test_the_bench_reads_its_own_interpreters_flags() -> None:
+    assert _machine()["python_build"] == python_build(sysconfig.get_config_var("CONFIG_ARGS"))
