@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import platform
-import shlex
 import sysconfig
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from user_events_devtools.drains import (
     parking_outcome,
     states_agree,
 )
+from user_events_devtools.interpreter import python_build
 from user_events_devtools.probe import Probe, probe_lines, run_probe
 from user_events_devtools.profiler import SUFFIXES, ProfileRequest
 from user_events_devtools.stages import stage_costs
@@ -76,35 +76,6 @@ def _machine() -> dict[str, Any]:
         "python_build": python_build(sysconfig.get_config_var("CONFIG_ARGS")),
         "platform": platform.platform(),
     }
-
-
-def python_build(config_args: str | None) -> str:
-    """What the configure flags of the interpreter (the bench's, which runs `run`) say of
-    profile-guided and link-time optimization. The same code cost 2 to 10% less CPU in
-    `run` with both (README, Throughput), and the image's Python has both: a figure
-    measured without them overstates the image's. Only the flags are read: a distribution
-    may optimize its build otherwise (Debian's Python does), and then they name neither."""
-    try:
-        flags = shlex.split(config_args or "")
-    except ValueError:  # not autoconf's quoting: nothing to read
-        flags = []
-    if not flags:
-        return "configure flags unknown"
-    pgo = lto = False
-    for flag in flags:  # as configure reads them: the last of each wins
-        if flag in ("--enable-optimizations", "--enable-optimizations=yes"):
-            pgo = True
-        elif flag in ("--disable-optimizations", "--enable-optimizations=no"):
-            pgo = False
-        elif flag == "--with-lto" or flag.startswith("--with-lto="):
-            lto = flag != "--with-lto=no"
-        elif flag == "--without-lto":
-            lto = False
-    if pgo and lto:
-        return "configured with PGO and LTO"
-    if pgo or lto:
-        return "configured with PGO, without LTO" if pgo else "configured with LTO, without PGO"
-    return "configure flags name neither PGO nor LTO"
 
 
 def say(line: str) -> None:

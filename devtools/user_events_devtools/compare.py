@@ -10,8 +10,9 @@ side does better in most rounds, not when one median does.
 
 A side is a git ref, checked out in a worktree of its own under ``--work`` with its own
 virtual environment (the ref's own ``make .venv/.installed``), or ``.``: the checkout the
-command runs in, as it is. Both must run on one Python, or the comparison would measure
-the interpreter. Planning and arithmetic first, pure; the runs last.
+command runs in, as it is. Both must run on one Python, one version configured alike, or
+the comparison would measure the interpreter. Planning and arithmetic first, pure; the
+runs last.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from user_events_devtools.interpreter import python_build_of
 
 WORKING_TREE = "."
 # The figures each drain writes (``results[0]`` of its JSON) that the report compares.
@@ -126,6 +129,19 @@ def venv_python(pyvenv_cfg: str) -> str | None:
         if key.strip() in ("version", "version_info"):
             return value.strip()
     return None
+
+
+def interpreters_differ(pythons: Mapping[str, tuple[str | None, str]]) -> str | None:
+    """Why two sides cannot be compared, given each one's Python (its version and what
+    its configure flags say of PGO and LTO), or None when both run on one alike: a
+    difference in either would be measured as the code's."""
+    if len(set(pythons.values())) < 2:
+        return None
+    sides = ", ".join(
+        f"{side}: Python {version or 'unknown'}, {build}"
+        for side, (version, build) in pythons.items()
+    )
+    return f"the sides run on different Pythons ({sides})"
 
 
 def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
@@ -278,8 +294,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"compare: could not prepare {exc}", file=sys.stderr)
         return 2
     pythons = {side: _python_of(tree) for side, (tree, _) in prepared.items()}
-    if len(set(pythons.values())) > 1:
-        print(f"compare: the sides run on different Pythons: {pythons}", file=sys.stderr)
+    if refused := interpreters_differ(pythons):
+        print(f"compare: {refused}", file=sys.stderr)
         return 2
     bench_args = ["--events", str(args.events), "--users", str(args.users)]
     if args.members != 1:  # refs older than --members refuse it
@@ -306,7 +322,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(line)
     summary = out_dir / "compare-results.json"
     comparison = {
-        "python": next(iter(pythons.values())),
+        "python": next(iter(pythons.values()))[0],
+        "python_build": next(iter(pythons.values()))[1],
         "sides": [asdict(first), asdict(second)],
         "paired": [asdict(p) for p in paired(first, second)],
     }
@@ -316,11 +333,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0 if measured == 2 * args.rounds else 2 if measured == 0 else 1
 
 
-def _python_of(tree: Path) -> str | None:
+def _python_of(tree: Path) -> tuple[str | None, str]:
+    """The side's Python: its version (off its ``pyvenv.cfg``) and what its configure
+    flags say of PGO and LTO."""
     try:
-        return venv_python((tree / ".venv/pyvenv.cfg").read_text())
+        version = venv_python((tree / ".venv/pyvenv.cfg").read_text())
     except OSError:
-        return None
+        version = None
+    return version, python_build_of(tree / ".venv/bin/python")
 
 
 def _label(side: str) -> str:

@@ -9,7 +9,10 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
+
+from user_events_devtools.interpreter import python_build
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +40,7 @@ def test_compare_drains_each_side_in_turn_and_reports_their_figures_side_by_side
         "postgres_us_per_event": 1,
     }
     assert summary["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert summary["python_build"] == python_build(sysconfig.get_config_var("CONFIG_ARGS"))
     assert "round 1: first-checkout:" in done.stdout
     assert "us_per_event: median difference" in done.stdout
     # each drain's own results and log, beside the summary

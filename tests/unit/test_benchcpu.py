@@ -10,13 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from user_events_devtools import profiler
-from user_events_devtools.bench import (
-    BenchReport,
-    _machine,
-    python_build,
-    report_lines,
-    steady_row,
-)
+from user_events_devtools.bench import BenchReport, _machine, report_lines, steady_row
 from user_events_devtools.cputime import (
     CpuSample,
     CpuUsage,
@@ -28,6 +22,7 @@ from user_events_devtools.cputime import (
     usage_between,
 )
 from user_events_devtools.drains import DrainResult
+from user_events_devtools.interpreter import python_build
 from user_events_devtools.profiler import ProfileRequest, Profiling, profile_path
 from user_events_devtools.serviceprocess import gc_collections
 
@@ -206,48 +201,6 @@ def test_a_drains_cyclic_collections_are_reported_when_counted() -> None:
 
     assert "service: cyclic collections in `run` while timed: young 0, middle 1, old 2" in lines
     assert not any(line.startswith("baseline: cyclic") for line in lines)
-
-
-# CONFIG_ARGS with the configure flags of the image's interpreter (python:3.13-slim's
-# Dockerfile, docker-library/python), and as pyenv's interpreters on these machines say it.
-IMAGE_ARGS = (
-    "'--build=x86_64-linux-gnu' '--enable-loadable-sqlite-extensions' "
-    "'--enable-optimizations' '--enable-option-checking=fatal' '--enable-shared' "
-    "'--with-lto' '--with-ensurepip' '--enable-experimental-jit=yes-off'"
-)
-PYENV_ARGS = (
-    "'--prefix=/root/.pyenv/versions/3.13.0' '--enable-shared' 'LDFLAGS=-L/x -Wl,-rpath,/x'"
-)
-
-
-@pytest.mark.parametrize(
-    ("config_args", "said"),
-    [
-        (IMAGE_ARGS, "configured with PGO and LTO"),
-        (PYENV_ARGS, "configure flags name neither PGO nor LTO"),
-        ("'--enable-optimizations'", "configured with PGO, without LTO"),
-        ("'--enable-optimizations=yes'", "configured with PGO, without LTO"),
-        ("'--with-lto=full'", "configured with LTO, without PGO"),
-        ("'--with-lto=no' '--enable-shared'", "configure flags name neither PGO nor LTO"),
-        ("'--with-lto' '--without-lto'", "configure flags name neither PGO nor LTO"),
-        ("'--without-lto' '--with-lto=thin'", "configured with LTO, without PGO"),
-        (
-            "'--enable-optimizations' '--disable-optimizations'",
-            "configure flags name neither PGO nor LTO",
-        ),
-        (
-            "'--enable-optimizations' '--with-lto' '--enable-optimizations=no'",
-            "configured with LTO, without PGO",
-        ),
-        ("'--with-lto", "configure flags unknown"),  # unbalanced quoting: not autoconf's
-        ("", "configure flags unknown"),
-        (None, "configure flags unknown"),
-    ],
-)
-def test_the_interpreters_build_is_read_off_its_configure_flags(
-    config_args: str | None, said: str
-) -> None:
-    assert python_build(config_args) == said
 
 
 def test_the_machine_line_says_how_the_interpreter_was_configured() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from user_events_devtools.compare import (
     in_both,
+    interpreters_differ,
     paired,
     report_lines,
     run_order,
@@ -104,3 +105,27 @@ def test_a_virtual_environments_python_is_read_off_its_pyvenv_cfg() -> None:
 
     assert venv_python(cfg) == "3.13.0"
     assert venv_python("home = /usr/bin\n") is None
+
+
+def test_sides_on_one_python_configured_alike_may_be_compared() -> None:
+    same = ("3.13.5", "configured with PGO and LTO")
+
+    assert interpreters_differ({"main": same, ".": same}) is None
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        ("3.13.0", "configured with PGO and LTO"),  # another version
+        ("3.13.5", "configure flags name neither PGO nor LTO"),  # the same, built otherwise
+        (None, "configured with PGO and LTO"),  # a version not read
+    ],
+)
+def test_sides_on_pythons_that_differ_are_refused_naming_each(
+    second: tuple[str | None, str],
+) -> None:
+    refused = interpreters_differ({"main": ("3.13.5", "configured with PGO and LTO"), ".": second})
+
+    assert refused is not None
+    assert "main: Python 3.13.5, configured with PGO and LTO" in refused
+    assert f".: Python {second[0] or 'unknown'}, {second[1]}" in refused
