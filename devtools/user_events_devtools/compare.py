@@ -321,9 +321,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for line in report_lines(first, second):
         print(line)
     summary = out_dir / "compare-results.json"
+    version, build = next(iter(pythons.values()))  # one for both, checked above
     comparison = {
-        "python": next(iter(pythons.values()))[0],
-        "python_build": next(iter(pythons.values()))[1],
+        "python": version,
+        "python_build": build,
         "sides": [asdict(first), asdict(second)],
         "paired": [asdict(p) for p in paired(first, second)],
     }
