@@ -318,8 +318,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    problem = results_folder_problem(Path(args.json))
+    if problem is not None:
+        print(f"bench: {problem}", flush=True)
+        return 2
     report = asyncio.run(run_bench(args))
     print_report(report)
     Path(args.json).write_text(json.dumps(asdict(report), indent=2) + "\n")
     print(f"results written to {args.json}")
     return 0 if report.states_agree in (None, True) else 1
+
+
+def results_folder_problem(results: Path) -> str | None:
+    """Make the folder the results (and the profiles beside them) go to; None when it is
+    there, else why not. Done before the run: a drain of minutes, or its profiles, must not
+    be lost at the end to a folder that was never there."""
+    try:
+        results.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot write the results to {results}: {exc.strerror or exc}"
+    return None

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from user_events_devtools import profiler
-from user_events_devtools.bench import BenchReport, _machine, report_lines, steady_row
+from user_events_devtools.bench import (
+    BenchReport,
+    _machine,
+    report_lines,
+    results_folder_problem,
+    steady_row,
+)
 from user_events_devtools.cputime import (
     CpuSample,
     CpuUsage,
@@ -25,6 +31,8 @@ from user_events_devtools.drains import DrainResult
 from user_events_devtools.interpreter import python_build
 from user_events_devtools.profiler import ProfileRequest, Profiling, profile_path
 from user_events_devtools.serviceprocess import gc_collections
+
+from consumer import cli
 
 # /proc/<pid>/stat: utime is field 14 and stime field 15 (counted from 1, the pid).
 STAT = (
@@ -224,3 +232,20 @@ def test_a_report_from_before_the_build_was_recorded_says_it_is_unknown() -> Non
 
 def test_the_bench_reads_its_own_interpreters_flags() -> None:
     assert _machine()["python_build"] == python_build(sysconfig.get_config_var("CONFIG_ARGS"))
+
+
+def test_the_results_folder_is_made_before_the_run(tmp_path: Path) -> None:
+    results = tmp_path / "runs" / "today" / "bench.json"
+    assert results_folder_problem(results) is None
+    assert results.parent.is_dir()
+    assert results_folder_problem(results) is None  # already there: fine
+
+
+def test_a_results_folder_that_cannot_be_made_stops_the_bench_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    results = tmp_path / "taken" / "bench.json"
+    # No server is started and nothing is published: the answer comes at once.
+    assert cli.main(["bench", "--json", str(results)]) == 2
+    assert f"cannot write the results to {results}" in capsys.readouterr().out
