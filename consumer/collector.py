@@ -29,7 +29,8 @@ _TRACKED_PER_RECORD = 20
 _LEAST_YOUNG_THRESHOLD = 100_000
 # Cyclic garbage waits for a young collection at most this many net allocations: with
 # the largest settings, 20 a record would be 36,000,000, and a cycle that held a batch
-# (README, "Throughput": a retry state once did) would keep it that long.
+# (docs/performance.md, "Measured (2026-11-26)": a retry state once did) would keep it
+# that long.
 _MOST_YOUNG_THRESHOLD = 2_000_000
 # Older collections, each 50 times rarer than the one younger (Python's: 10).
 _OLDER_THRESHOLDS = (50, 50)
@@ -41,7 +42,7 @@ def tune_for_batches(*, max_poll_records: int, concurrent_batches: int) -> None:
     rescanning it. A young collection that the batches in flight can trigger by
     themselves rescans them all for nothing, at tens of milliseconds each: the young
     threshold sits above what they hold (``young_collection_threshold``), and older
-    collections are rarer (what it gained: README, "Throughput")."""
+    collections are rarer (what it gained: docs/performance.md, "the collector")."""
     gc.freeze()
     gc.set_threshold(
         young_collection_threshold(max_poll_records, concurrent_batches), *_OLDER_THRESHOLDS
