@@ -5,8 +5,9 @@ One drain moves by 10 to 25% from the next on a shared machine, more than most l
 are worth; so each side is drained several times, in the order A B, B A, A B, ... (a drift
 of the machine over the hour falls on both sides alike), each with its own copy of the
 code and of the bench, and the report gives each side's medians and, round by round, the
-differences between the two sides' drains of one round. A lever shows when the second
-side does better in most rounds, not when one median does.
+differences between the two sides' drains of one round, with the sign test's verdict on
+them. A lever shows when the second side does better in most rounds, not when one median
+does.
 
 A side is a git ref, checked out in a worktree of its own under ``--work`` with its own
 virtual environment (the ref's own ``make .venv/.installed``), or ``.``: the checkout the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -89,6 +91,7 @@ class Paired:
     differences: list[float]
     median: float | None
     better_in: int  # rounds where the second side did better (lower CPU, higher rate)
+    sign_test_p: float | None  # ``sign_test`` of those rounds against the worse ones
 
 
 def side_figures(side: str, commit: str, results: Results) -> SideFigures:
@@ -113,8 +116,25 @@ def paired(first: SideFigures, second: SideFigures) -> list[Paired]:
         ]
         lower = _LOWER_IS_BETTER[figure]
         better = sum(1 for d in differences if (d < 0 if lower else d > 0))
-        out.append(Paired(figure, differences, _median(differences), better))
+        worse = sum(1 for d in differences if (d > 0 if lower else d < 0))
+        out.append(
+            Paired(figure, differences, _median(differences), better, sign_test(better, worse))
+        )
     return out
+
+
+def sign_test(better: int, worse: int) -> float | None:
+    """The exact two-sided sign test: the chance that a fair coin, tossed once a round,
+    would split the rounds at least as unevenly as ``better`` against ``worse`` (tied
+    rounds left out). Small: the rounds say which side is cheaper. Large: they do not,
+    whatever the medians say (3 of 3 rounds give 0.25, 6 of 6 give 0.03). None with no
+    untied round."""
+    rounds = better + worse
+    if rounds == 0:
+        return None
+    tail = sum(math.comb(rounds, i) for i in range(min(better, worse) + 1))
+    chance: float = 2 * tail / 2**rounds
+    return min(1.0, chance)
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -173,6 +193,7 @@ def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
             f"{len(p.differences)} rounds ("
             + ", ".join(f"{d:+,.{digits}f}" for d in p.differences)
             + ")"
+            + ("" if p.sign_test_p is None else f"; sign test p = {p.sign_test_p:.2f}")
         )
     return lines
 

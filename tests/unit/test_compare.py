@@ -15,6 +15,7 @@ from user_events_devtools.compare import (
     run_order,
     run_rounds,
     side_figures,
+    sign_test,
     venv_python,
 )
 
@@ -87,7 +88,10 @@ def test_the_second_side_better_in_every_round_is_said_so() -> None:
     # Shortened, the commit still says the checkout had changes.
     assert lines[2].split() == [".", "@", "cc5c8c7dcc5c+dirty", "3", "21,000", "38.0", "19.5"]
     assert "second (.) minus first (main), round by round:" in lines
-    assert "us_per_event: median difference -2.0, better in 3 of 3 rounds" in lines[-2]
+    assert lines[-2].endswith(
+        "us_per_event: median difference -2.0, better in 3 of 3 rounds "
+        "(-2.0, -2.0, -2.0); sign test p = 0.25"
+    )
     assert lines[-3].startswith("  events_per_second: median difference +1,000, better in 3 of 3")
 
 
@@ -129,3 +133,34 @@ def test_sides_on_pythons_that_differ_are_refused_naming_each(
     assert refused is not None
     assert "main: Python 3.13.5, configured with PGO and LTO" in refused
     assert f".: Python {second[0] or 'unknown'}, {second[1]}" in refused
+
+
+@pytest.mark.parametrize(
+    ("better", "worse", "p"),
+    [
+        (3, 0, 0.25),  # three of three: a coin does it a quarter of the time, either way
+        (6, 0, 2 / 64),
+        (0, 6, 2 / 64),  # worse in every round is as clear as better in every round
+        (3, 1, 10 / 16),  # three of four says nothing
+        (10, 6, 2 * 14_893 / 65_536),  # the third AMD EPYC's 16 rounds (docs/performance.md)
+        (8, 8, 1.0),
+        (0, 1, 1.0),
+    ],
+)
+def test_the_sign_test_is_the_chance_a_coin_splits_the_rounds_as_unevenly(
+    better: int, worse: int, p: float
+) -> None:
+    assert sign_test(better, worse) == pytest.approx(p)
+
+
+def test_tied_rounds_are_left_out_of_the_sign_test() -> None:
+    first = side_figures("main", "a", [_drain(20_000, 40.0, 20.0)] * 4)
+    second = side_figures(".", "b", [_drain(20_000, 38.0, 20.0)] * 4)
+
+    by_figure = {p.figure: p for p in paired(first, second)}
+
+    assert by_figure["us_per_event"].sign_test_p == pytest.approx(2 / 16)
+    # Every round tied: nothing to test, and the report says nothing of it.
+    assert by_figure["postgres_us_per_event"].sign_test_p is None
+    assert by_figure["postgres_us_per_event"].better_in == 0
+    assert report_lines(first, second)[-1].endswith("(+0.0, +0.0, +0.0, +0.0)")
