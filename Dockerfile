@@ -5,7 +5,7 @@
 
 # Python 3.13: the same code costs 3 to 6% less CPU per event in `run` than 3.11, and
 # this image's CPython is built with profile-guided and link-time optimization, 2 to 10%
-# less again than pyenv's default builds (README, Throughput). Both stages on one image:
+# less again than pyenv's default builds (docs/performance.md). Both stages on one image:
 # the venv is copied between them.
 FROM python:3.13-slim AS builder
 

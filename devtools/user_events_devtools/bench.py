@@ -337,4 +337,8 @@ def results_folder_problem(results: Path) -> str | None:
         results.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return f"cannot write the results to {results}: {exc.strerror or exc}"
+    if results.is_dir():
+        return f"cannot write the results to {results}: it is a folder; name a file in it"
+    if not os.access(results.parent, os.W_OK | os.X_OK):
+        return f"cannot write the results to {results}: its folder is not writable"
     return None

@@ -1,5 +1,6 @@
 """`user-events-consumer compare`: the bench's drain, for two versions of the code side by
-side, in alternating runs on one machine: what the README's lever tables rest on.
+side, in alternating runs on one machine: what the lever tables rest on (the README's
+Throughput, docs/performance.md).
 
 One drain moves by 10 to 25% from the next on a shared machine, more than most levers
 are worth; so each side is drained several times, in the order A B, B A, A B, ... (a drift
@@ -193,7 +194,7 @@ def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
             f"{len(p.differences)} rounds ("
             + ", ".join(f"{d:+,.{digits}f}" for d in p.differences)
             + ")"
-            + ("" if p.sign_test_p is None else f"; sign test p = {p.sign_test_p:.2f}")
+            + ("" if p.sign_test_p is None else f"; sign test p = {p.sign_test_p:.2g}")
         )
     return lines
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
-from user_events_devtools import profiler
+from user_events_devtools import bench, profiler
 from user_events_devtools.bench import (
     BenchReport,
     _machine,
@@ -239,6 +239,27 @@ def test_the_results_folder_is_made_before_the_run(tmp_path: Path) -> None:
     assert results_folder_problem(results) is None
     assert results.parent.is_dir()
     assert results_folder_problem(results) is None  # already there: fine
+
+
+def test_results_named_without_a_folder_go_to_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert results_folder_problem(Path("out.json")) is None
+
+
+def test_results_named_as_a_folder_are_refused_before_the_run(tmp_path: Path) -> None:
+    problem = results_folder_problem(tmp_path)
+    assert problem is not None and "it is a folder" in problem
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tests may run as root, whom no permission bit stops: ask os.access as a user would.
+    monkeypatch.setattr(bench.os, "access", lambda path, mode: Path(path) != tmp_path)
+    problem = results_folder_problem(tmp_path / "bench.json")
+    assert problem is not None and "not writable" in problem
 
 
 def test_a_results_folder_that_cannot_be_made_stops_the_bench_before_it_runs(
