@@ -43,7 +43,7 @@ bench: $(STAMP)
 
 # This checkout's drains against another version's, alternating: make compare BASE=main
 BASE ?= main
-ROUNDS ?= 5
+ROUNDS ?= 8
 compare: $(STAMP)
 	$(BIN)/user-events-consumer compare $(BASE) . --rounds $(ROUNDS) --python $(PYTHON)
 

@@ -38,6 +38,11 @@ WORKING_TREE = "."
 FIGURES = ("events_per_second", "us_per_event", "postgres_us_per_event")
 _LOWER_IS_BETTER = {"events_per_second": False, "us_per_event": True, "postgres_us_per_event": True}
 
+# The fewest rounds in which a lever better in every round reaches a sign test p below 0.05
+# (6); the default leaves room for a round or two the machine spoils.
+FEWEST_DECISIVE_ROUNDS = 6
+DEFAULT_ROUNDS = 8
+
 Result = Mapping[str, Any]
 Results = list[Result | None]  # a side's drains by round; None where one failed
 
@@ -196,6 +201,13 @@ def report_lines(first: SideFigures, second: SideFigures) -> list[str]:
             + ")"
             + ("" if p.sign_test_p is None else f"; sign test p = {p.sign_test_p:.2g}")
         )
+    common = min(first.rounds, second.rounds)
+    if 0 < common < FEWEST_DECISIVE_ROUNDS:
+        lines.append(
+            f"(only {common} round{'s' if common > 1 else ''} in common: even a side better "
+            f"in every one would leave a sign test p of {sign_test(common, 0):.2g}; take "
+            f"{DEFAULT_ROUNDS} or more to decide)"
+        )
     return lines
 
 
@@ -276,7 +288,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     compare.add_argument("first", help="the side compared against, e.g. main or a commit")
     compare.add_argument("second", nargs="?", default=WORKING_TREE, help="default: '.'")
-    compare.add_argument("--rounds", type=_positive, default=5, help="drains of each side")
+    compare.add_argument(
+        "--rounds",
+        type=_positive,
+        default=DEFAULT_ROUNDS,
+        help=f"drains of each side (default {DEFAULT_ROUNDS}; under "
+        f"{FEWEST_DECISIVE_ROUNDS}, no result can reach a sign test p below 0.05)",
+    )
     compare.add_argument("--events", type=int, default=200_000, help="events each drain")
     compare.add_argument("--users", type=int, default=50_000, help="distinct users")
     compare.add_argument("--members", type=int, default=1, help="`run` processes per drain")

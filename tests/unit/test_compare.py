@@ -88,11 +88,16 @@ def test_the_second_side_better_in_every_round_is_said_so() -> None:
     # Shortened, the commit still says the checkout had changes.
     assert lines[2].split() == [".", "@", "cc5c8c7dcc5c+dirty", "3", "21,000", "38.0", "19.5"]
     assert "second (.) minus first (main), round by round:" in lines
-    assert lines[-2].endswith(
+    assert lines[-3].endswith(
         "us_per_event: median difference -2.0, better in 3 of 3 rounds "
         "(-2.0, -2.0, -2.0); sign test p = 0.25"
     )
-    assert lines[-3].startswith("  events_per_second: median difference +1,000, better in 3 of 3")
+    assert lines[-4].startswith("  events_per_second: median difference +1,000, better in 3 of 3")
+    # Three rounds can never decide, and the report says so.
+    assert lines[-1] == (
+        "(only 3 rounds in common: even a side better in every one would leave a sign test "
+        "p of 0.25; take 8 or more to decide)"
+    )
 
 
 @pytest.mark.parametrize("rounds", [0, 1])
@@ -163,4 +168,14 @@ def test_tied_rounds_are_left_out_of_the_sign_test() -> None:
     # Every round tied: nothing to test, and the report says nothing of it.
     assert by_figure["postgres_us_per_event"].sign_test_p is None
     assert by_figure["postgres_us_per_event"].better_in == 0
-    assert report_lines(first, second)[-1].endswith("(+0.0, +0.0, +0.0, +0.0)")
+    assert report_lines(first, second)[-2].endswith("(+0.0, +0.0, +0.0, +0.0)")
+
+
+def test_enough_rounds_to_decide_need_no_warning() -> None:
+    first = side_figures("main", "a", [_drain(20_000, 40.0, 20.0)] * 6)
+    second = side_figures(".", "b", [_drain(21_000, 38.0, 19.0)] * 6)
+
+    lines = report_lines(first, second)
+
+    assert lines[-1].endswith("; sign test p = 0.031")
+    assert not any(line.startswith("(only") for line in lines)
