@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.settings import Settings
 
@@ -82,12 +83,12 @@ def gc_collections(text: str) -> list[int]:
     """The cyclic collections a process has made, young to old, read off its /metrics
     exposition (prometheus_client's ``python_gc_collections_total``; zeros without it)."""
     counts = [0] * GC_GENERATIONS
-    for line in text.splitlines():
-        if line.startswith('python_gc_collections_total{generation="'):
-            series, value = line.rsplit(" ", 1)
-            generation = int(series.split('"')[1])
-            if generation < GC_GENERATIONS:
-                counts[generation] = int(float(value))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "python_gc_collections_total":
+                generation = int(sample.labels["generation"])
+                if generation < GC_GENERATIONS:
+                    counts[generation] = int(sample.value)
     return counts
 
 
